@@ -1,0 +1,276 @@
+//! The web UI, embedded in the binary: content-hashed files served with immutable caching,
+//! `index.html` with `no-cache` + ETag, precompressed brotli/gzip chosen by `Accept-Encoding`,
+//! security headers, and an SPA fallback for app routes (never for `/assets/*` or `/api/*`).
+//! Nothing here passes through a rate limiter.
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    extract::Request,
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+
+use crate::{error::ApiError, settings::Settings, state::AppState};
+
+/// One embedded file.
+pub struct Embedded {
+    pub path: &'static str,
+    pub body: &'static [u8],
+    pub br: Option<&'static [u8]>,
+    pub gz: Option<&'static [u8]>,
+    pub etag: &'static str,
+}
+
+include!(concat!(env!("OUT_DIR"), "/embedded_assets.rs"));
+
+/// `index.html`, possibly rewritten to point at a CDN.
+struct Index {
+    body: Vec<u8>,
+    br: Option<Vec<u8>>,
+    gz: Option<Vec<u8>>,
+    etag: String,
+    csp: String,
+}
+
+/// The UI shell, prepared once at start-up.
+pub struct WebUi {
+    index: Option<Arc<Index>>,
+}
+
+impl WebUi {
+    pub fn new(settings: &Settings) -> Self {
+        Self { index: build_index(settings) }
+    }
+}
+
+fn build_index(settings: &Settings) -> Option<Arc<Index>> {
+    (|| {
+            let file = find("/index.html")?;
+            let base = settings.web.asset_base_url.as_deref().map(|b| b.trim_end_matches('/'));
+            let mut csp_sources = String::from("'self'");
+            let index = match base {
+                None => Index {
+                    body: file.body.to_vec(),
+                    br: file.br.map(<[u8]>::to_vec),
+                    gz: file.gz.map(<[u8]>::to_vec),
+                    etag: file.etag.to_string(),
+                    csp: String::new(),
+                },
+                Some(base) => {
+                    let html = String::from_utf8_lossy(file.body)
+                        .replace("\"/assets/", &format!("\"{base}/assets/"));
+                    let origin = base.split('/').take(3).collect::<Vec<_>>().join("/");
+                    csp_sources.push(' ');
+                    csp_sources.push_str(&origin);
+                    Index {
+                        etag: format!("\"{:x}\"", html.len() as u64 ^ 0x9e3779b97f4a7c15),
+                        body: html.into_bytes(),
+                        br: None,
+                        gz: None,
+                        csp: String::new(),
+                    }
+                }
+            };
+            Some(Arc::new(Index {
+                csp: format!(
+                    "default-src 'self'; script-src {csp_sources}; style-src {csp_sources}; img-src 'self' data:; \
+                     connect-src 'self' ws: wss:; font-src 'self'; object-src 'none'; base-uri 'none'; \
+                     form-action 'self'; frame-ancestors 'none'"
+                ),
+                ..index
+            }))
+    })()
+}
+
+fn find(path: &str) -> Option<&'static Embedded> {
+    FILES.iter().find(|f| f.path == path)
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/assets/{*path}", get(asset))
+        .route("/favicon.svg", get(asset))
+        .route("/favicon.ico", get(asset))
+        .route("/", get(serve_index))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Brotli,
+    Gzip,
+    Identity,
+}
+
+/// Pick the best encoding the client accepts (q=0 means refused).
+fn negotiate(headers: &HeaderMap, have_br: bool, have_gz: bool) -> Encoding {
+    let accept = headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accepts = |name: &str| {
+        accept.split(',').any(|part| {
+            let mut it = part.split(';');
+            let coding = it.next().unwrap_or("").trim();
+            let q = it
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .and_then(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            (coding.eq_ignore_ascii_case(name) || coding == "*") && q > 0.0
+        })
+    };
+    if have_br && accepts("br") {
+        Encoding::Brotli
+    } else if have_gz && accepts("gzip") {
+        Encoding::Gzip
+    } else {
+        Encoding::Identity
+    }
+}
+
+fn content_type(path: &str) -> &'static str {
+    match path.rsplit('.').next().unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "svg" => "image/svg+xml",
+        "ico" => "image/x-icon",
+        "png" => "image/png",
+        "json" | "map" => "application/json",
+        "woff2" => "font/woff2",
+        "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+}
+
+struct Body<'a> {
+    path: &'a str,
+    identity: &'a [u8],
+    br: Option<&'a [u8]>,
+    gz: Option<&'a [u8]>,
+    etag: &'a str,
+    cache: &'static str,
+}
+
+fn respond(req_headers: &HeaderMap, method: &Method, b: Body<'_>) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(b.cache));
+    if let Ok(v) = HeaderValue::from_str(b.etag) {
+        headers.insert(header::ETAG, v);
+    }
+    headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    if not_modified(req_headers, b.etag) {
+        return (StatusCode::NOT_MODIFIED, headers).into_response();
+    }
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(b.path)));
+    let (bytes, enc) = match negotiate(req_headers, b.br.is_some(), b.gz.is_some()) {
+        Encoding::Brotli => (b.br.unwrap_or(b.identity), Some("br")),
+        Encoding::Gzip => (b.gz.unwrap_or(b.identity), Some("gzip")),
+        Encoding::Identity => (b.identity, None),
+    };
+    if let Some(enc) = enc {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(enc));
+    }
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    if method == Method::HEAD {
+        return (StatusCode::OK, headers).into_response();
+    }
+    (StatusCode::OK, headers, bytes.to_vec()).into_response()
+}
+
+async fn asset(req: Request) -> Response {
+    let path = req.uri().path();
+    let Some(file) = find(path) else {
+        return ApiError::NotFound.into_response();
+    };
+    let cache = if path.starts_with("/assets/") {
+        "public, max-age=31536000, immutable"
+    } else {
+        "public, max-age=86400"
+    };
+    respond(
+        req.headers(),
+        req.method(),
+        Body { path, identity: file.body, br: file.br, gz: file.gz, etag: file.etag, cache },
+    )
+}
+
+async fn serve_index(axum::extract::State(state): axum::extract::State<AppState>, req: Request) -> Response {
+    index_response(&state, &req)
+}
+
+fn index_response(state: &AppState, req: &Request) -> Response {
+    let Some(index) = state.web.index.clone() else {
+        return ApiError::Unavailable { retry_after_secs: 60 }.into_response();
+    };
+    let mut response = respond(
+        req.headers(),
+        req.method(),
+        Body {
+            path: "/index.html",
+            identity: &index.body,
+            br: index.br.as_deref(),
+            gz: index.gz.as_deref(),
+            etag: &index.etag,
+            cache: "no-cache",
+        },
+    );
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&index.csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("strict-origin-when-cross-origin"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+/// Unknown routes: JSON 404 under `/api/` and `/assets/`, the app shell for UI routes.
+pub async fn fallback(axum::extract::State(state): axum::extract::State<AppState>, req: Request) -> Response {
+    let path = req.uri().path();
+    let ui_route = matches!(*req.method(), Method::GET | Method::HEAD)
+        && !path.starts_with("/api/")
+        && !path.starts_with("/assets/")
+        && path != "/ws"
+        && !path.contains('.');
+    if ui_route {
+        index_response(&state, &req)
+    } else {
+        ApiError::NotFound.into_response()
+    }
+}
+
+/// Write the hashed files to `dir` for a bucket or CDN (`emergence assets export DIR`).
+pub fn export(dir: &std::path::Path) -> anyhow::Result<usize> {
+    let mut n = 0;
+    for f in FILES.iter().filter(|f| f.path.starts_with("/assets/")) {
+        let target = dir.join(f.path.trim_start_matches('/'));
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&target, f.body)?;
+        if let Some(br) = f.br {
+            std::fs::write(target.with_extension(format!("{}.br", ext(&target))), br)?;
+        }
+        if let Some(gz) = f.gz {
+            std::fs::write(target.with_extension(format!("{}.gz", ext(&target))), gz)?;
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn ext(p: &std::path::Path) -> String {
+    p.extension().map(|e| e.to_string_lossy().to_string()).unwrap_or_default()
+}
+
+/// Paths of every embedded file (for `verify` and tests).
+pub fn embedded_paths() -> Vec<&'static str> {
+    FILES.iter().map(|f| f.path).collect()
+}

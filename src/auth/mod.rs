@@ -1,0 +1,162 @@
+//! Authentication: accounts, sessions and the tokens that carry them.
+//!
+//! A token is verified from its signature plus an in-memory revocation set, so checking one never
+//! touches the database; the set is refreshed from the database every couple of seconds (and,
+//! across instances, pushed through the broker), so a logout is honoured everywhere within 5 s.
+
+pub mod password;
+mod revocations;
+mod routes;
+pub mod token;
+
+use std::sync::RwLock;
+
+use axum::{
+    extract::FromRequestParts,
+    http::{HeaderMap, Method, request::Parts},
+};
+
+pub use revocations::Revocations;
+pub use routes::routes;
+pub use token::{Claims, SigningKey, TokenError};
+
+use crate::{db::now_ms, error::ApiError, settings::AuthSettings, state::AppState};
+
+/// Name of the session cookie.
+pub const COOKIE: &str = "emergence_session";
+
+/// Why a request is not authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthError {
+    Missing,
+    Invalid,
+    Expired,
+    Revoked,
+    /// No signing key is known yet (first start with the database down).
+    KeyUnknown,
+}
+
+/// Keys, revocations and cookie policy.
+pub struct Auth {
+    key: RwLock<Option<SigningKey>>,
+    pub revocations: Revocations,
+    pub settings: AuthSettings,
+}
+
+impl Auth {
+    pub fn new(settings: AuthSettings) -> Self {
+        let key = settings.signing_key.as_ref().map(|k| SigningKey::new(k.expose().as_bytes().to_vec()));
+        Self { key: RwLock::new(key), revocations: Revocations::default(), settings }
+    }
+
+    pub fn key(&self) -> Option<SigningKey> {
+        self.key.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn has_key(&self) -> bool {
+        self.key.read().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
+    pub fn set_key(&self, key: SigningKey) {
+        *self.key.write().unwrap_or_else(|e| e.into_inner()) = Some(key);
+    }
+
+    /// Verify a token: signature, expiry, revocation. No database.
+    pub fn authenticate(&self, token: &str) -> Result<Claims, AuthError> {
+        let key = self.key().ok_or(AuthError::KeyUnknown)?;
+        let claims = key.verify(token, now_ms()).map_err(|e| match e {
+            TokenError::Expired => AuthError::Expired,
+            _ => AuthError::Invalid,
+        })?;
+        if self.revocations.is_revoked(&claims.sid) {
+            return Err(AuthError::Revoked);
+        }
+        Ok(claims)
+    }
+}
+
+/// Where a credential came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Bearer,
+    Query,
+    Cookie,
+}
+
+/// The credential that decides, in the contract's order: `Authorization`, then `?token=`
+/// (WebSocket only), then the cookie.
+pub fn credential(headers: &HeaderMap, query_token: Option<&str>) -> Option<(String, Source)> {
+    if let Some(v) = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let token = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or("");
+        return Some((token.trim().to_string(), Source::Bearer));
+    }
+    if let Some(t) = query_token {
+        return Some((t.to_string(), Source::Query));
+    }
+    cookie(headers, COOKIE).map(|t| (t, Source::Cookie))
+}
+
+/// A cookie's value.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// Whether the request's `Origin` (if any) is the server's own or an allowed one.
+pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(axum::http::header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true; // not a browser cross-origin request
+    };
+    if allowed.iter().any(|a| a == origin) {
+        return true;
+    }
+    let host = headers
+        .get("x-forwarded-host")
+        .or_else(|| headers.get(axum::http::header::HOST))
+        .and_then(|v| v.to_str().ok());
+    let origin_host = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+    matches!((host, origin_host), (Some(h), Some(o)) if h.eq_ignore_ascii_case(o))
+}
+
+/// The authenticated caller of an `/api/*` route.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    pub claims: Claims,
+    pub source: Source,
+}
+
+impl CurrentUser {
+    pub fn id(&self) -> &str {
+        &self.claims.uid
+    }
+    pub fn username(&self) -> &str {
+        &self.claims.name
+    }
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Some((token, source)) = credential(&parts.headers, None) else {
+            return Err(ApiError::Unauthorized("authentication required"));
+        };
+        let claims = state.auth.authenticate(&token).map_err(|e| match e {
+            AuthError::KeyUnknown => ApiError::Unavailable { retry_after_secs: 2 },
+            AuthError::Expired => ApiError::Unauthorized("the session has expired"),
+            AuthError::Revoked => ApiError::Unauthorized("the session has ended"),
+            _ => ApiError::Unauthorized("invalid credentials"),
+        })?;
+        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if source == Source::Cookie && !safe && !origin_allowed(&parts.headers, &state.auth.settings.allowed_origins) {
+            return Err(ApiError::Forbidden("cross-origin request refused"));
+        }
+        Ok(CurrentUser { claims, source })
+    }
+}

@@ -1,0 +1,56 @@
+//! The command line: `serve`, `migrate` and the operations tools. Each subcommand is a small module.
+
+mod migrate;
+mod serve;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+use crate::settings::{ProcessEnv, Settings};
+
+/// Emergence: real-time multi-agent AI chat server.
+#[derive(Parser, Debug)]
+#[command(name = "emergence", version, about)]
+pub struct Cli {
+    /// Settings file (TOML); also `EMERGENCE_CONFIG`.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve(serve::ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(migrate::MigrateArgs),
+}
+
+/// Entry point used by `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("emergence: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let settings = Settings::load(cli.config.clone(), &ProcessEnv)?;
+        match cli.command {
+            None => serve::run(settings, serve::ServeArgs::default()).await,
+            Some(Command::Serve(args)) => serve::run(settings, args).await,
+            Some(Command::Migrate(args)) => migrate::run(settings, args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("emergence: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

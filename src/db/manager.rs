@@ -1,0 +1,292 @@
+//! The database manager: owns connection health so that nothing else has to.
+//!
+//! * Every operation goes through [`Database::run`], which fails fast while the circuit is open
+//!   (database down) and bounds each operation with the query timeout, so requests never pile up
+//!   behind a dead database — including a half-open TCP connection that never answers.
+//! * A failure flips the state to down ("database connection lost"), drops the pool and wakes the
+//!   supervisor, which is the single half-open probe: it rebuilds the pool with capped exponential
+//!   backoff and full jitter, runs pending migrations, and flips the state back to up
+//!   ("database reconnected after N attempts in T ms").
+//! * While up, a heartbeat pings every second so an idle instance notices an outage too.
+//! * State changes are broadcast on a `watch` channel (WebSocket `status` frames, `/readyz`).
+
+use std::{
+    future::Future,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::{Store, StoreError};
+use crate::{ops::metrics::Metrics, settings::DatabaseSettings};
+
+/// Whether the database answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbState {
+    Up,
+    Down,
+}
+
+impl DbState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DbState::Up => "up",
+            DbState::Down => "down",
+        }
+    }
+}
+
+/// Cheap to clone handle to the managed database.
+#[derive(Clone)]
+pub struct Database {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: DatabaseSettings,
+    store: RwLock<Option<Store>>,
+    state: watch::Sender<DbState>,
+    wake: Notify,
+    /// Set while writes are queued: the supervisor then probes at least every `URGENT_PROBE`.
+    urgent: AtomicBool,
+    /// The first successful connection may create the SQLite file; reconnections never do, so an
+    /// unavailable file is waited for, never silently replaced by an empty database.
+    connected_once: AtomicBool,
+    metrics: Arc<Metrics>,
+}
+
+/// Probe interval ceiling while user messages wait in the queue.
+const URGENT_PROBE: Duration = Duration::from_millis(500);
+/// Heartbeat interval while up.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+impl Database {
+    /// Start managing the database at the configured URL. Never fails because the database is down:
+    /// the state starts `Down` and the supervisor connects (and migrates) as soon as it can.
+    pub fn start(settings: DatabaseSettings, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Database {
+        let (state, _) = watch::channel(DbState::Down);
+        metrics.db_up.set(0);
+        let db = Database {
+            inner: Arc::new(Inner {
+                settings,
+                store: RwLock::new(None),
+                state,
+                wake: Notify::new(),
+                urgent: AtomicBool::new(false),
+                connected_once: AtomicBool::new(false),
+                metrics,
+            }),
+        };
+        tokio::spawn(db.clone().supervise(shutdown));
+        db
+    }
+
+    pub fn state(&self) -> DbState {
+        *self.inner.state.borrow()
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.state() == DbState::Up
+    }
+
+    /// Follow state changes.
+    pub fn watch(&self) -> watch::Receiver<DbState> {
+        self.inner.state.subscribe()
+    }
+
+    /// Wait until the database is up, at most `timeout`.
+    pub async fn wait_up(&self, timeout: Duration) -> bool {
+        let mut rx = self.watch();
+        tokio::time::timeout(timeout, rx.wait_for(|s| *s == DbState::Up)).await.is_ok()
+    }
+
+    /// Ask the supervisor to probe eagerly (writes are waiting) or relax.
+    pub fn set_urgent(&self, urgent: bool) {
+        self.inner.urgent.store(urgent, Ordering::Relaxed);
+        if urgent {
+            self.inner.wake.notify_one();
+        }
+    }
+
+    /// The backend in use, when connected.
+    pub fn store(&self) -> Option<Store> {
+        self.inner.store.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Close the pool and mark the database down, as if the connection had been lost.
+    /// Used by operators' tooling and tests to make the pool unusable.
+    pub async fn drop_connections(&self, why: &str) {
+        let store = self.store();
+        self.mark_down(why);
+        if let Some(store) = store {
+            store.close().await;
+        }
+    }
+
+    /// Run one operation against the database, failing fast while it is down and bounding the
+    /// operation by the query timeout. An unreachable database turns the state to down.
+    pub async fn run<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Store) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let Some(store) = self.store().filter(|_| self.is_up()) else {
+            return Err(StoreError::Unavailable("database is down".into()));
+        };
+        let started = Instant::now();
+        let result = tokio::time::timeout(self.inner.settings.query_timeout(), op(store)).await;
+        self.inner.metrics.db_query_duration.observe(started.elapsed());
+        match result {
+            Err(_) => {
+                self.inner.metrics.db_connection_failures.inc();
+                self.mark_down("query timed out");
+                Err(StoreError::Unavailable("query timed out".into()))
+            }
+            Ok(Err(e)) if e.is_unavailable() => {
+                self.inner.metrics.db_connection_failures.inc();
+                self.mark_down(&e.to_string());
+                Err(e)
+            }
+            Ok(other) => other,
+        }
+    }
+
+    fn mark_down(&self, cause: &str) {
+        let was_up = self.inner.state.send_if_modified(|s| {
+            let changed = *s == DbState::Up;
+            *s = DbState::Down;
+            changed
+        });
+        if was_up {
+            self.inner.store.write().unwrap_or_else(|e| e.into_inner()).take();
+            self.inner.metrics.db_up.set(0);
+            tracing::warn!(cause, "database connection lost");
+            self.inner.wake.notify_one();
+        }
+    }
+
+    async fn supervise(self, shutdown: CancellationToken) {
+        let mut first = true;
+        loop {
+            let Some(store) = self.reconnect(first, &shutdown).await else { return };
+            first = false;
+            *self.inner.store.write().unwrap_or_else(|e| e.into_inner()) = Some(store.clone());
+            self.inner.connected_once.store(true, Ordering::Relaxed);
+            self.inner.metrics.db_up.set(1);
+            self.inner.state.send_replace(DbState::Up);
+            // Watch for trouble: a failed operation wakes us, the heartbeat catches idle outages.
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = self.inner.wake.notified() => {}
+                    _ = tokio::time::sleep(HEARTBEAT) => {
+                        let _ = self.run(|s| async move { s.ping().await }).await;
+                    }
+                }
+                if !self.is_up() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Connect with capped exponential backoff and full jitter; `None` on shutdown.
+    async fn reconnect(&self, first: bool, shutdown: &CancellationToken) -> Option<Store> {
+        let s = &self.inner.settings;
+        let started = Instant::now();
+        let mut attempt: u32 = 0;
+        // One reconnection per outage: `db_reconnect_success_total / db_reconnect_attempts_total`
+        // is the share of outages that ended in a reconnection (individual failed tries count in
+        // `db_connection_failures_total`).
+        if !first {
+            self.inner.metrics.db_reconnect_attempts.inc();
+        }
+        loop {
+            attempt += 1;
+            match self.connect_once().await {
+                Ok(store) => {
+                    let ms = started.elapsed().as_millis() as u64;
+                    if first {
+                        tracing::info!(backend = store.backend_name(), attempts = attempt, ms, "database connected");
+                    } else {
+                        self.inner.metrics.db_reconnect_success.inc();
+                        tracing::info!(
+                            backend = store.backend_name(),
+                            attempts = attempt,
+                            ms,
+                            "database reconnected after {attempt} attempts in {ms} ms"
+                        );
+                    }
+                    return Some(store);
+                }
+                Err(e) => {
+                    self.inner.metrics.db_connection_failures.inc();
+                    if attempt == 1 || attempt.is_power_of_two() {
+                        tracing::warn!(attempt, cause = %e, "database connection attempt failed");
+                    }
+                }
+            }
+            let mut delay = backoff_delay(attempt, s.backoff_initial_ms, s.backoff_max_ms);
+            if self.inner.urgent.load(Ordering::Relaxed) {
+                delay = delay.min(URGENT_PROBE);
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(delay) => {}
+                // Writes just got queued: re-evaluate the delay.
+                _ = self.inner.wake.notified(), if !self.inner.urgent.load(Ordering::Relaxed) => {}
+            }
+        }
+    }
+
+    async fn connect_once(&self) -> Result<Store, StoreError> {
+        let s = &self.inner.settings;
+        let timeout = Duration::from_millis(s.connect_timeout_ms);
+        let may_create = !self.inner.connected_once.load(Ordering::Relaxed);
+        let attempt = async {
+            let store = Store::connect(s.url.expose(), s.max_connections, timeout, may_create).await?;
+            store.migrate().await?;
+            Ok::<_, StoreError>(store)
+        };
+        match tokio::time::timeout(timeout * 3, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Unavailable("connection attempt timed out".into())),
+        }
+    }
+}
+
+/// Full jitter: a uniformly random delay in `[0, min(cap, initial * 2^(attempt-1))]`.
+pub fn backoff_delay(attempt: u32, initial_ms: u64, cap_ms: u64) -> Duration {
+    let exp = initial_ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(30));
+    let ceiling = exp.min(cap_ms).max(1);
+    Duration::from_millis(random_u64() % (ceiling + 1))
+}
+
+/// A random number from the operating system (no RNG state to carry around).
+pub fn random_u64() -> u64 {
+    let mut buf = [0u8; 8];
+    let _ = getrandom::fill(&mut buf);
+    u64::from_le_bytes(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        for attempt in 1..40 {
+            let d = backoff_delay(attempt, 100, 5_000);
+            assert!(d <= Duration::from_millis(5_000));
+            let ceiling = (100u64 << (attempt - 1).min(30)).min(5_000);
+            assert!(d.as_millis() as u64 <= ceiling);
+        }
+        let samples: std::collections::HashSet<_> = (0..50).map(|_| backoff_delay(10, 100, 5_000)).collect();
+        assert!(samples.len() > 10, "full jitter spreads delays");
+    }
+}

@@ -1,0 +1,182 @@
+//! Storage: the one narrow interface to the database, with a SQLite and a PostgreSQL
+//! implementation (chosen once, from the URL scheme), the health manager that makes outages
+//! survivable, and the group-commit message writer.
+
+mod backend;
+pub mod manager;
+mod migrations;
+pub mod writer;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+pub use backend::Store;
+pub use manager::{Database, DbState};
+
+/// The storage error vocabulary.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database cannot be reached (or timed out); the caller may retry later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Other(anyhow::Error),
+}
+
+impl StoreError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        use sqlx::Error as E;
+        match &e {
+            E::RowNotFound => StoreError::NotFound,
+            E::Io(_)
+            | E::Tls(_)
+            | E::Protocol(_)
+            | E::PoolTimedOut
+            | E::PoolClosed
+            | E::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+            E::Database(db) => {
+                if db.is_unique_violation() {
+                    return StoreError::Conflict(db.message().to_string());
+                }
+                let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+                // PostgreSQL: class 08 connection exceptions, 57P0x shutdown/terminated, 53xxx
+                // insufficient resources. SQLite: BUSY(5), LOCKED(6), IOERR(10), CANTOPEN(14) and
+                // their extended codes.
+                let pg_down = code.starts_with("08") || code.starts_with("57P") || code.starts_with("53");
+                let sqlite_down = code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 14));
+                if pg_down || sqlite_down {
+                    StoreError::Unavailable(format!("{code}: {}", db.message()))
+                } else {
+                    StoreError::Other(anyhow::Error::new(e))
+                }
+            }
+            _ => StoreError::Other(anyhow::Error::new(e)),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch; how every timestamp is stored.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// RFC 3339 UTC with milliseconds, as the contract shows times.
+pub fn rfc3339(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let f = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&f).unwrap_or_default()
+}
+
+/// A registered user.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub password_hash: String,
+}
+
+/// A thread, as stored.
+#[derive(Debug, Clone)]
+pub struct Thread {
+    pub id: String,
+    pub title: String,
+    pub owner_id: String,
+    pub agents: Vec<String>,
+    pub created_at: i64,
+    pub last_seq: i64,
+}
+
+/// Who wrote a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Author {
+    pub kind: AuthorKind,
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthorKind {
+    User,
+    Agent,
+}
+
+impl AuthorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthorKind::User => "user",
+            AuthorKind::Agent => "agent",
+        }
+    }
+    fn parse(s: &str) -> Self {
+        if s == "agent" { AuthorKind::Agent } else { AuthorKind::User }
+    }
+}
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub id: String,
+    pub thread_id: String,
+    pub seq: i64,
+    pub client_id: String,
+    pub author: Author,
+    pub body: String,
+    pub created_at: i64,
+    /// `incomplete` for an agent answer cut short.
+    pub status: Option<String>,
+}
+
+/// A message to store; `seq` is assigned by the database transaction.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: String,
+    pub thread_id: String,
+    pub client_id: String,
+    pub author: Author,
+    pub body: String,
+    pub created_at: i64,
+    pub status: Option<String>,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    /// The agent asked to answer this message (not stored; acted on once, when first stored).
+    pub agent: Option<String>,
+}
+
+/// What happened to one message of a batch.
+#[derive(Debug, Clone)]
+pub enum InsertOutcome {
+    /// Newly stored.
+    Inserted(Message),
+    /// The same author already stored this `client_id` in this thread.
+    Existing(Message),
+    /// Another author owns this `client_id` in this thread.
+    ClientIdTaken,
+    /// The thread does not exist.
+    NoThread,
+}
+
+/// Which page of history to read.
+#[derive(Debug, Clone, Copy)]
+pub enum Page {
+    After(i64),
+    Before(i64),
+    Latest,
+}

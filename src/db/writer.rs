@@ -1,0 +1,263 @@
+//! The message writer: every message goes through one queue and one task, which stores them in
+//! batches (group commit: one transaction for many concurrent senders, each message still getting
+//! its thread's next gapless `seq`) and publishes each stored message, in commit order.
+//!
+//! While the database is down the queue keeps accepting sends up to its bound (acked `queued`),
+//! and flushes them in order when it returns. A repeated `(thread, client_id)` joins the entry
+//! already queued instead of adding a second one, so a message is stored once however often it
+//! is resent.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::{Database, InsertOutcome, Message, NewMessage, StoreError};
+use crate::ops::metrics::Metrics;
+
+/// What the writer tells the sender about one message.
+#[derive(Debug, Clone)]
+pub enum WriteEvent {
+    /// The database is down; the message is held in memory and will be stored when it returns.
+    Queued { thread_id: String, client_id: String },
+    /// Stored (or found already stored by the same author: `existed`).
+    Persisted { message: Message, existed: bool },
+    /// Refused for good.
+    Rejected { thread_id: String, client_id: String, reason: Rejection },
+}
+
+/// Why a message was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Another author already used this `client_id` in this thread.
+    ClientIdTaken,
+    /// The thread does not exist.
+    NoThread,
+    /// An unexpected storage error.
+    Internal,
+}
+
+/// Where events about a message go.
+pub type Reply = mpsc::UnboundedSender<WriteEvent>;
+
+/// Called with each newly stored message, in commit order.
+pub type Publish = Arc<dyn Fn(&Message, &NewMessage) + Send + Sync>;
+
+/// The queue is full: the caller must answer `unavailable`.
+#[derive(Debug)]
+pub struct QueueFull;
+
+type Key = (String, String);
+
+#[derive(Default)]
+struct Pending {
+    items: VecDeque<NewMessage>,
+    waiters: HashMap<Key, Waiter>,
+}
+
+struct Waiter {
+    replies: Vec<Reply>,
+    queued_told: bool,
+}
+
+/// Handle to the writer task.
+#[derive(Clone)]
+pub struct MessageWriter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pending: Mutex<Pending>,
+    notify: Notify,
+    db: Database,
+    capacity: usize,
+    batch: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl MessageWriter {
+    pub fn start(
+        db: Database,
+        capacity: usize,
+        batch: usize,
+        metrics: Arc<Metrics>,
+        publish: Publish,
+        shutdown: CancellationToken,
+    ) -> (MessageWriter, tokio::task::JoinHandle<()>) {
+        let writer = MessageWriter {
+            inner: Arc::new(Inner {
+                pending: Mutex::new(Pending::default()),
+                notify: Notify::new(),
+                db,
+                capacity,
+                batch: batch.max(1),
+                metrics,
+            }),
+        };
+        let task = tokio::spawn(writer.clone().run(publish, shutdown));
+        (writer, task)
+    }
+
+    /// Messages accepted and not yet stored.
+    pub fn pending(&self) -> usize {
+        self.lock().items.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.inner.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queue a message. Events about it arrive on `reply`.
+    pub fn submit(&self, message: NewMessage, reply: Reply) -> Result<(), QueueFull> {
+        let down = !self.inner.db.is_up();
+        let mut p = self.lock();
+        let key = (message.thread_id.clone(), message.client_id.clone());
+        if let Some(w) = p.waiters.get_mut(&key) {
+            if w.queued_told {
+                let _ = reply.send(WriteEvent::Queued { thread_id: key.0.clone(), client_id: key.1.clone() });
+            }
+            w.replies.push(reply);
+            return Ok(());
+        }
+        if p.items.len() >= self.inner.capacity {
+            return Err(QueueFull);
+        }
+        if down {
+            let _ = reply.send(WriteEvent::Queued { thread_id: key.0.clone(), client_id: key.1.clone() });
+        }
+        p.items.push_back(message);
+        p.waiters.insert(key, Waiter { replies: vec![reply], queued_told: down });
+        self.inner.metrics.db_pending_writes.set(p.items.len() as i64);
+        drop(p);
+        if down {
+            self.inner.db.set_urgent(true);
+        }
+        self.inner.notify.notify_one();
+        Ok(())
+    }
+
+    /// Tell every waiter not yet told that its message is queued.
+    fn tell_queued(&self) {
+        let mut p = self.lock();
+        for ((thread_id, client_id), w) in p.waiters.iter_mut() {
+            if !w.queued_told {
+                w.queued_told = true;
+                for r in &w.replies {
+                    let _ = r.send(WriteEvent::Queued { thread_id: thread_id.clone(), client_id: client_id.clone() });
+                }
+            }
+        }
+    }
+
+    fn finish(&self, count: usize, outcomes: Vec<InsertOutcome>, publish: &Publish) {
+        let mut p = self.lock();
+        let done: Vec<NewMessage> = p.items.drain(..count).collect();
+        let mut notes = Vec::with_capacity(done.len());
+        for (m, outcome) in done.into_iter().zip(outcomes) {
+            let key = (m.thread_id.clone(), m.client_id.clone());
+            let replies = p.waiters.remove(&key).map(|w| w.replies).unwrap_or_default();
+            notes.push((key, replies, outcome, m));
+        }
+        self.inner.metrics.db_pending_writes.set(p.items.len() as i64);
+        // Publish while holding the queue lock: commit order is fan-out order.
+        for (_, _, outcome, new) in &notes {
+            if let InsertOutcome::Inserted(message) = outcome {
+                self.inner.metrics.messages_persisted.inc();
+                publish(message, new);
+            }
+        }
+        drop(p);
+        for ((thread_id, client_id), replies, outcome, _) in notes {
+            let event = match outcome {
+                InsertOutcome::Inserted(message) => WriteEvent::Persisted { message, existed: false },
+                InsertOutcome::Existing(message) => WriteEvent::Persisted { message, existed: true },
+                InsertOutcome::ClientIdTaken => {
+                    WriteEvent::Rejected { thread_id, client_id, reason: Rejection::ClientIdTaken }
+                }
+                InsertOutcome::NoThread => WriteEvent::Rejected { thread_id, client_id, reason: Rejection::NoThread },
+            };
+            for r in replies {
+                let _ = r.send(event.clone());
+            }
+        }
+    }
+
+    fn reject_front(&self) {
+        let mut p = self.lock();
+        if let Some(m) = p.items.pop_front() {
+            let key = (m.thread_id, m.client_id);
+            if let Some(w) = p.waiters.remove(&key) {
+                for r in w.replies {
+                    let _ = r.send(WriteEvent::Rejected {
+                        thread_id: key.0.clone(),
+                        client_id: key.1.clone(),
+                        reason: Rejection::Internal,
+                    });
+                }
+            }
+        }
+        self.inner.metrics.db_pending_writes.set(p.items.len() as i64);
+    }
+
+    async fn run(self, publish: Publish, shutdown: CancellationToken) {
+        let mut db_state = self.inner.db.watch();
+        loop {
+            let batch: Vec<NewMessage> = {
+                let p = self.lock();
+                p.items.iter().take(self.inner.batch).cloned().collect()
+            };
+            if batch.is_empty() {
+                self.inner.db.set_urgent(false);
+                tokio::select! {
+                    _ = self.inner.notify.notified() => continue,
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+            if !self.inner.db.is_up() {
+                self.tell_queued();
+                self.inner.db.set_urgent(true);
+                tokio::select! {
+                    _ = db_state.wait_for(|s| *s == super::DbState::Up) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                continue;
+            }
+            let result = self.inner.db.run(|s| async move { s.insert_messages(&batch).await.map(|o| (batch, o)) }).await;
+            match result {
+                Ok((batch, outcomes)) => self.finish(batch.len(), outcomes, &publish),
+                Err(StoreError::Unavailable(_)) => self.tell_queued(),
+                Err(e) => {
+                    // A single bad message must not block the queue: write the batch one by one
+                    // and refuse only the message that fails.
+                    tracing::error!(error = %e, "message batch failed; retrying one by one");
+                    let first = self.lock().items.front().cloned();
+                    if let Some(first) = first {
+                        match self.inner.db.run(|s| async move { s.insert_messages(std::slice::from_ref(&first)).await }).await {
+                            Ok(outcomes) => self.finish(1, outcomes, &publish),
+                            Err(StoreError::Unavailable(_)) => self.tell_queued(),
+                            Err(e) => {
+                                tracing::error!(error = %e, "message refused by the database");
+                                self.reject_front();
+                            }
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+
+    /// Try to store what is queued before the process exits, within `deadline`.
+    pub async fn flush(&self, deadline: Duration) -> usize {
+        let started = tokio::time::Instant::now();
+        while self.pending() > 0 && started.elapsed() < deadline {
+            self.inner.notify.notify_one();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.pending()
+    }
+}

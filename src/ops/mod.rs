@@ -1,0 +1,4 @@
+//! Operations: Prometheus metrics, and (as subcommands) the post-deploy verifier, the log guard
+//! and the load generator.
+
+pub mod metrics;

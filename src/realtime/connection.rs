@@ -1,0 +1,560 @@
+//! The WebSocket endpoint `GET /ws`: admission before the upgrade (rate limit, capacity,
+//! cross-origin cookies), then one session per socket.
+//!
+//! Each socket has two tasks: the session (reads client frames, owns subscriptions, turns writer
+//! events into acks) and the writer (drains a bounded queue into the socket, coalescing whatever
+//! is queued into one flush). A client that cannot keep up fills its queue and is disconnected;
+//! nobody else waits for it. Nothing here needs the database to accept or keep a connection.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Router,
+    extract::{
+        Query, State, WebSocketUpgrade,
+        ws::{CloseFrame, Message as WsMessage, WebSocket, rejection::WebSocketUpgradeRejection},
+    },
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use futures_util::{SinkExt, StreamExt, stream::SplitSink};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    hub::{ConnHandle, Control, Outbound},
+    protocol::{self, ClientFrame, ErrorFrame},
+};
+use crate::{
+    auth::{AuthError, Claims, Source, credential, origin_allowed},
+    db::{DbState, Page, StoreError, writer::{Rejection, WriteEvent}},
+    error::ApiError,
+    http::client_ip::ClientIp,
+    limits::retry_after_secs,
+    messages::{SendError, SendRequest, submit},
+    state::AppState,
+    threads::is_member,
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/ws", get(upgrade))
+}
+
+fn refuse(status: StatusCode, retry_after: Option<u64>, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({"error": {"code": code, "message": message}});
+    let mut r = (status, axum::Json(body)).into_response();
+    if let Some(secs) = retry_after {
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    r
+}
+
+async fn upgrade(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let metrics = &state.metrics;
+    if state.lifecycle.is_draining() {
+        metrics.ws_connections.with(&["rejected"]).inc();
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, Some(1), "unavailable", "the instance is restarting");
+    }
+    if let Err(wait) = state.limits.ws_connect.check(&ip) {
+        metrics.ws_connections.with(&["rejected"]).inc();
+        metrics.rate_limited.with(&["ws_connect"]).inc();
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, Some(retry_after_secs(wait)), "unavailable", "too many connection attempts");
+    }
+    if state.realtime.connection_count() >= state.settings.server.max_websockets {
+        metrics.ws_connections.with(&["rejected"]).inc();
+        metrics.overload_rejections.inc();
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, Some(5), "unavailable", "the instance is at capacity");
+    }
+    let found = credential(&headers, query.get("token").map(String::as_str));
+    if let Some((_, Source::Cookie)) = &found {
+        if !origin_allowed(&headers, &state.auth.settings.allowed_origins) {
+            metrics.ws_connections.with(&["rejected"]).inc();
+            return ApiError::Forbidden("cross-origin WebSocket refused").into_response();
+        }
+    }
+    let auth = match found {
+        Some((token, _)) => state.auth.authenticate(&token),
+        None => Err(AuthError::Missing),
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            metrics.ws_connections.with(&["error"]).inc();
+            return rejection.into_response();
+        }
+    };
+    let max = state.settings.realtime.max_frame_bytes;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| run(state, socket, auth))
+}
+
+async fn run(state: AppState, socket: WebSocket, auth: Result<Claims, AuthError>) {
+    let (sink, stream) = socket.split();
+    let (out_tx, out_rx) = mpsc::channel(state.settings.realtime.socket_queue);
+    let kill = CancellationToken::new();
+    let writer = tokio::spawn(write_loop(sink, out_rx, kill.clone(), state.metrics.clone()));
+    let claims = match auth {
+        Ok(claims) => claims,
+        Err(e) => {
+            let (code, close) = match e {
+                AuthError::KeyUnknown => ("unavailable", 1013),
+                _ => ("unauthorized", 4401),
+            };
+            state.metrics.ws_connections.with(&["rejected"]).inc();
+            let _ = out_tx.try_send(Outbound::Frame(ErrorFrame::new(code, "authentication failed").to_frame()));
+            let _ = out_tx.try_send(Outbound::Close(close, code));
+            drop(out_tx);
+            let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+            return;
+        }
+    };
+    state.metrics.ws_connections.with(&["accepted"]).inc();
+    state.metrics.ws_active.inc();
+    let (control_tx, control_rx) = mpsc::unbounded_channel();
+    let handle = Arc::new(ConnHandle::new(
+        state.realtime.next_conn_id(),
+        claims.uid.clone(),
+        claims.sid.clone(),
+        out_tx,
+        control_tx,
+        kill.clone(),
+        state.metrics.clone(),
+    ));
+    state.realtime.register(handle.clone());
+    let span = tracing::info_span!("ws", connection_id = handle.id, user_id = %claims.uid);
+    let mut session = Session::new(state.clone(), handle.clone(), claims);
+    let outcome = tracing::Instrument::instrument(session.serve(stream, control_rx), span).await;
+    if outcome == End::Error {
+        state.metrics.ws_connections.with(&["error"]).inc();
+    }
+    session.cleanup();
+    state.realtime.unregister(handle.id);
+    state.metrics.ws_active.dec();
+    drop(session);
+    drop(handle);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    kill.cancel();
+}
+
+/// Drain the queue into the socket; everything already queued goes out in one flush.
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, WsMessage>,
+    mut rx: mpsc::Receiver<Outbound>,
+    kill: CancellationToken,
+    metrics: Arc<crate::ops::metrics::Metrics>,
+) {
+    let frames_out = metrics.ws_frames.with(&["out"]);
+    let mut batch = Vec::with_capacity(64);
+    'outer: loop {
+        let first = tokio::select! {
+            _ = kill.cancelled() => break,
+            m = rx.recv() => match m { Some(m) => m, None => break },
+        };
+        batch.push(first);
+        while batch.len() < 256 {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let mut closing = false;
+        let write = async {
+            for m in batch.drain(..) {
+                let msg = match m {
+                    Outbound::Frame(f) => {
+                        frames_out.inc();
+                        WsMessage::Text(f)
+                    }
+                    Outbound::Ping => WsMessage::Ping(Default::default()),
+                    Outbound::Close(code, reason) => {
+                        closing = true;
+                        WsMessage::Close(Some(CloseFrame { code, reason: reason.into() }))
+                    }
+                };
+                sink.feed(msg).await?;
+                if closing {
+                    break;
+                }
+            }
+            sink.flush().await
+        };
+        let result = tokio::select! {
+            r = write => r,
+            _ = kill.cancelled() => break 'outer,
+        };
+        batch.clear();
+        if result.is_err() || closing {
+            break;
+        }
+    }
+    kill.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    Normal,
+    Error,
+}
+
+/// Strikes (rate-limited frames) tolerated per window before closing with 1008.
+const FLOOD_STRIKES: usize = 50;
+const FLOOD_WINDOW: Duration = Duration::from_secs(10);
+
+struct Session {
+    state: AppState,
+    handle: Arc<ConnHandle>,
+    claims: Claims,
+    threads: HashSet<String>,
+    events_tx: mpsc::UnboundedSender<WriteEvent>,
+    events_rx: mpsc::UnboundedReceiver<WriteEvent>,
+    strikes: VecDeque<Instant>,
+    frame_tokens: (f64, Instant),
+}
+
+impl Session {
+    fn new(state: AppState, handle: Arc<ConnHandle>, claims: Claims) -> Self {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        Self {
+            state,
+            handle,
+            claims,
+            threads: HashSet::new(),
+            events_tx,
+            events_rx,
+            strikes: VecDeque::new(),
+            frame_tokens: (FRAME_BURST, Instant::now()),
+        }
+    }
+
+    fn send(&self, frame: protocol::Frame) {
+        self.handle.send(frame);
+    }
+
+    fn error(&self, e: ErrorFrame) {
+        self.send(e.to_frame());
+    }
+
+    async fn serve(
+        &mut self,
+        mut stream: futures_util::stream::SplitStream<WebSocket>,
+        mut control: mpsc::UnboundedReceiver<Control>,
+    ) -> End {
+        let rt = &self.state.settings.realtime;
+        let (ping_every, dead_after, idle_after) = (
+            Duration::from_millis(rt.ping_interval_ms),
+            Duration::from_millis(rt.dead_peer_ms),
+            Duration::from_millis(rt.idle_timeout_ms),
+        );
+        let tick = ping_every.min(dead_after / 4).min(idle_after / 4).max(Duration::from_millis(50));
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (mut last_seen, mut last_frame, mut last_ping) = (Instant::now(), Instant::now(), Instant::now());
+        let db = self.state.db.state().as_str();
+        self.send(protocol::welcome(&self.handle.id.to_string(), &self.claims.uid, &self.claims.name, db));
+        self.warm_membership();
+        let frames_in = self.state.metrics.ws_frames.with(&["in"]);
+        let kill = self.handle_kill();
+        loop {
+            tokio::select! {
+                _ = kill.cancelled() => return End::Normal,
+                frame = stream.next() => {
+                    last_seen = Instant::now();
+                    match frame {
+                        None => return End::Normal,
+                        Some(Err(e)) => return self.read_error(e),
+                        Some(Ok(WsMessage::Text(text))) => {
+                            frames_in.inc();
+                            last_frame = Instant::now();
+                            if !self.on_text(text.as_str()).await {
+                                return End::Normal;
+                            }
+                        }
+                        Some(Ok(WsMessage::Binary(_))) => {
+                            frames_in.inc();
+                            last_frame = Instant::now();
+                            self.error(ErrorFrame::new("invalid_json", "binary frames are not accepted; send JSON text"));
+                        }
+                        Some(Ok(WsMessage::Close(_))) => return End::Normal,
+                        Some(Ok(_)) => {} // ping/pong: liveness only
+                    }
+                }
+                Some(event) = self.events_rx.recv() => self.on_write_event(event),
+                Some(Control::FillGap { thread, from, to }) = control.recv() => self.fill_gap(thread, from, to).await,
+                _ = ticker.tick() => {
+                    let now = Instant::now();
+                    if now.duration_since(last_seen) >= dead_after {
+                        tracing::info!("closing dead peer");
+                        self.handle.close(1001, "no response to pings");
+                        return End::Normal;
+                    }
+                    if now.duration_since(last_frame) >= idle_after {
+                        self.handle.close(4408, "idle timeout");
+                        return End::Normal;
+                    }
+                    if self.claims.exp <= crate::db::now_ms() || self.state.auth.revocations.is_revoked(&self.claims.sid) {
+                        self.error(ErrorFrame::new("unauthorized", "the session has expired"));
+                        self.handle.close(4401, "unauthorized");
+                        return End::Normal;
+                    }
+                    if now.duration_since(last_ping) >= ping_every {
+                        last_ping = now;
+                        let _ = self.handle_ping();
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_kill(&self) -> CancellationToken {
+        self.handle.kill_token()
+    }
+
+    fn handle_ping(&self) -> bool {
+        self.handle.ping()
+    }
+    fn read_error(&self, e: axum::Error) -> End {
+        let inner = e.into_inner();
+        match inner.downcast_ref::<tungstenite::Error>() {
+            Some(tungstenite::Error::Utf8(_)) => {
+                self.handle.close(1007, "invalid UTF-8");
+                End::Normal
+            }
+            Some(tungstenite::Error::Capacity(_)) => {
+                self.handle.close(1009, "frame too large");
+                End::Normal
+            }
+            Some(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => End::Normal,
+            Some(tungstenite::Error::Protocol(p)) => {
+                tracing::debug!(error = %p, "websocket protocol error");
+                self.handle.close(1002, "protocol error");
+                End::Error
+            }
+            _ => End::Error,
+        }
+    }
+
+    /// Generic per-connection frame budget, independent of the per-user send limit.
+    fn take_frame_token(&mut self) -> bool {
+        let now = Instant::now();
+        let (tokens, at) = &mut self.frame_tokens;
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * FRAME_RATE).min(FRAME_BURST);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Count a rate-limited frame; `false` when the client keeps flooding (close 1008).
+    fn strike(&mut self) -> bool {
+        let now = Instant::now();
+        self.strikes.push_back(now);
+        while self.strikes.front().is_some_and(|t| now.duration_since(*t) > FLOOD_WINDOW) {
+            self.strikes.pop_front();
+        }
+        if self.strikes.len() > FLOOD_STRIKES {
+            self.handle.close(1008, "flooding");
+            return false;
+        }
+        true
+    }
+
+    /// Handle one text frame; `false` ends the session.
+    async fn on_text(&mut self, text: &str) -> bool {
+        if !self.take_frame_token() {
+            self.error(ErrorFrame::new("rate_limited", "too many frames").retry_after(100));
+            return self.strike();
+        }
+        let frame = match protocol::parse(text) {
+            Ok(f) => f,
+            Err(e) => {
+                self.error(e);
+                return true;
+            }
+        };
+        match frame {
+            ClientFrame::Ping { nonce } => self.send(protocol::pong(nonce.as_ref())),
+            ClientFrame::Subscribe { thread, after_seq } => self.subscribe(thread, after_seq).await,
+            ClientFrame::Unsubscribe { thread } => {
+                if self.threads.remove(&thread) {
+                    self.state.realtime.hub.unsubscribe(&thread, self.handle.id);
+                }
+                self.send(protocol::unsubscribed(&thread));
+            }
+            ClientFrame::Send { thread, client_id, body, agent } => {
+                let cid = client_id.as_str().to_string();
+                let req = SendRequest { thread, client_id, body, agent };
+                if let Err(e) = submit(&self.state, &self.claims, req, self.events_tx.clone()).await {
+                    return self.send_refused(e, &cid);
+                }
+            }
+            ClientFrame::Debate { thread, client_id, topic, agents, rounds } => {
+                let cid = client_id.as_str().to_string();
+                if let Err(e) = crate::agents::start_debate(&self.state, &self.claims, thread, client_id, topic, agents, rounds, self.events_tx.clone()).await {
+                    return self.send_refused(e, &cid);
+                }
+            }
+            ClientFrame::Cancel { stream_id } => {
+                if let Err(e) = crate::agents::cancel(&self.state, &self.claims, &stream_id).await {
+                    self.error(e);
+                }
+            }
+        }
+        true
+    }
+
+    fn send_refused(&mut self, e: SendError, client_id: &str) -> bool {
+        let frame = match e {
+            SendError::NotFound(what) => ErrorFrame::new("not_found", what),
+            SendError::Unavailable { retry_after_ms } => {
+                ErrorFrame::new("unavailable", "the database is unavailable; retry later").retry_after(retry_after_ms)
+            }
+            SendError::RateLimited { retry_after_ms } => {
+                self.error(ErrorFrame::new("rate_limited", "too many messages").client(Some(client_id)).retry_after(retry_after_ms));
+                return self.strike();
+            }
+            SendError::Validation(why) => ErrorFrame::new("validation", why),
+            SendError::TooMany(why) => ErrorFrame::new("rate_limited", why).retry_after(1000),
+        };
+        self.error(frame.client(Some(client_id)));
+        true
+    }
+
+    fn on_write_event(&self, event: WriteEvent) {
+        let frame = match event {
+            WriteEvent::Queued { thread_id, client_id } => protocol::ack_queued(&client_id, &thread_id),
+            WriteEvent::Persisted { message, .. } => protocol::ack_persisted(&message.client_id, &message),
+            WriteEvent::Rejected { client_id, reason, .. } => {
+                let e = match reason {
+                    Rejection::ClientIdTaken => ErrorFrame::new("conflict", "client_id already used by another author"),
+                    Rejection::NoThread => ErrorFrame::new("not_found", "thread not found"),
+                    Rejection::Internal => ErrorFrame::new("internal", "the message could not be stored"),
+                };
+                e.client(Some(&client_id)).to_frame()
+            }
+        };
+        self.send(frame);
+    }
+
+    /// Learn which threads this user belongs to while the database is up, so subscriptions and
+    /// sends can be authorised during an outage.
+    fn warm_membership(&self) {
+        let state = self.state.clone();
+        let uid = self.claims.uid.clone();
+        tokio::spawn(async move {
+            let user = uid.clone();
+            if let Ok(threads) = state.db.run(|s| async move { s.memberships(&user).await }).await {
+                state.members.note_user_threads(&uid, threads);
+            }
+        });
+    }
+
+    async fn subscribe(&mut self, thread: String, after_seq: Option<i64>) {
+        let unavailable = || ErrorFrame::new("unavailable", "the database is unavailable; retry later").retry_after(2000);
+        match is_member(&self.state, &thread, &self.claims.uid).await {
+            Ok(true) => {}
+            Ok(false) => return self.error(ErrorFrame::new("not_found", "thread not found")),
+            Err(_) => return self.error(unavailable()),
+        }
+        let hub = &self.state.realtime.hub;
+        hub.subscribe(&thread, self.handle.clone());
+        self.threads.insert(thread.clone());
+        match self.replay(&thread, after_seq).await {
+            Ok(last) => hub.activate(&thread, self.handle.id, last),
+            Err(e) => {
+                hub.unsubscribe(&thread, self.handle.id);
+                self.threads.remove(&thread);
+                self.error(e);
+            }
+        }
+    }
+
+    /// Send `subscribed` and the missed messages; returns the last `seq` the client now has.
+    async fn replay(&self, thread: &str, after_seq: Option<i64>) -> Result<i64, ErrorFrame> {
+        let unavailable = || ErrorFrame::new("unavailable", "the database is unavailable; retry later").retry_after(2000);
+        let replay_max = self.state.settings.realtime.replay_max as i64;
+        let hub = &self.state.realtime.hub;
+        if self.state.db.state() == DbState::Up {
+            let (id, after) = (thread.to_string(), after_seq);
+            let read = self
+                .state
+                .db
+                .run(|s| async move {
+                    let head = s.thread(&id).await?.map(|t| t.last_seq).ok_or(StoreError::NotFound)?;
+                    let missed = match after {
+                        Some(a) if head > a && head - a <= replay_max => s.messages(&id, Page::After(a), replay_max).await?,
+                        _ => Vec::new(),
+                    };
+                    Ok((head, missed))
+                })
+                .await;
+            match read {
+                Ok((head, missed)) => {
+                    hub.note_head(thread, head);
+                    self.send(protocol::subscribed(thread, head));
+                    let Some(after) = after_seq else { return Ok(head) };
+                    if head - after > replay_max {
+                        self.send(protocol::resync(thread));
+                        return Ok(head);
+                    }
+                    let mut last = after.min(head);
+                    for m in &missed {
+                        self.send(protocol::message_frame(m));
+                        last = m.seq;
+                    }
+                    return Ok(last.max(after.min(head)));
+                }
+                Err(StoreError::NotFound) => return Err(ErrorFrame::new("not_found", "thread not found")),
+                Err(_) => {} // fall through to the in-memory ring
+            }
+        }
+        let Some(head) = hub.head(thread) else { return Err(unavailable()) };
+        let after = after_seq.unwrap_or(head);
+        if head - after > replay_max {
+            self.send(protocol::subscribed(thread, head));
+            self.send(protocol::resync(thread));
+            return Ok(head);
+        }
+        let (head, frames) = hub.replay_from_ring(thread, after).ok_or_else(unavailable)?;
+        self.send(protocol::subscribed(thread, head));
+        for f in frames {
+            self.send(f);
+        }
+        Ok(head.max(after))
+    }
+
+    async fn fill_gap(&self, thread: String, from: i64, to: i64) {
+        let id = thread.clone();
+        let limit = (to - from + 1).clamp(1, 1000);
+        let read = self.state.db.run(|s| async move { s.messages(&id, Page::After(from - 1), limit).await }).await;
+        match read {
+            Ok(messages) => self.state.realtime.hub.fill(&thread, self.handle.id, &messages),
+            Err(e) => tracing::warn!(error = %e, thread, "could not fill a delivery gap yet"),
+        }
+    }
+
+    fn cleanup(&mut self) {
+        for t in self.threads.drain() {
+            self.state.realtime.hub.unsubscribe(&t, self.handle.id);
+        }
+    }
+}
+
+/// Per-connection budget for all frames (sends also have their per-user limit).
+const FRAME_RATE: f64 = 200.0;
+const FRAME_BURST: f64 = 400.0;

@@ -1,0 +1,289 @@
+//! The in-memory fan-out hub: who is subscribed to which thread, and the ring of recent
+//! messages per active thread.
+//!
+//! Ordering and exactly-once delivery live here. A subscription starts `Pending` (live messages
+//! are buffered while the connection replays what it missed), then turns `Live { last }`: a
+//! message is delivered only when its `seq` is `last + 1`; an older one is a duplicate and
+//! dropped; a newer one is held while the connection fills the gap from the database (messages
+//! from other instances may arrive out of order).
+
+use std::{
+    collections::{BTreeMap, HashMap, VecDeque},
+    sync::{Arc, Mutex, RwLock},
+};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::protocol::{Frame, message_frame};
+use crate::{db::Message, ops::metrics::Metrics};
+
+/// What a connection's writer task sends.
+#[derive(Debug)]
+pub enum Outbound {
+    Frame(Frame),
+    Ping,
+    Close(u16, &'static str),
+}
+
+/// Requests from the hub to a connection's session task.
+#[derive(Debug)]
+pub enum Control {
+    /// Read messages `from..=to` of `thread` from the database and hand them to [`Hub::fill`].
+    FillGap { thread: String, from: i64, to: i64 },
+}
+
+/// The hub's handle on one WebSocket connection.
+pub struct ConnHandle {
+    pub id: u64,
+    pub user_id: String,
+    pub session_id: String,
+    out: mpsc::Sender<Outbound>,
+    control: mpsc::UnboundedSender<Control>,
+    kill: CancellationToken,
+    metrics: Arc<Metrics>,
+}
+
+impl ConnHandle {
+    pub fn new(
+        id: u64,
+        user_id: String,
+        session_id: String,
+        out: mpsc::Sender<Outbound>,
+        control: mpsc::UnboundedSender<Control>,
+        kill: CancellationToken,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self { id, user_id, session_id, out, control, kill, metrics }
+    }
+
+    /// Queue a frame; a full queue means a slow consumer, which is disconnected.
+    pub fn send(&self, frame: Frame) -> bool {
+        match self.out.try_send(Outbound::Frame(frame)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if !self.kill.is_cancelled() {
+                    self.metrics.slow_consumer_disconnects.inc();
+                    tracing::info!(conn = self.id, "slow consumer disconnected");
+                    self.kill.cancel();
+                }
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Close the connection with a WebSocket close code.
+    pub fn close(&self, code: u16, reason: &'static str) {
+        if self.out.try_send(Outbound::Close(code, reason)).is_err() {
+            self.kill.cancel();
+        }
+    }
+
+    /// Queue a WebSocket ping (liveness of the peer).
+    pub fn ping(&self) -> bool {
+        self.out.try_send(Outbound::Ping).is_ok()
+    }
+
+    /// Cancelled when the connection must end (slow consumer, closed).
+    pub fn kill_token(&self) -> CancellationToken {
+        self.kill.clone()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.kill.is_cancelled() || self.out.is_closed()
+    }
+}
+
+enum SubState {
+    Pending(Vec<(i64, Frame)>),
+    Live { last: i64, held: BTreeMap<i64, Frame>, filling: bool },
+}
+
+struct Sub {
+    conn: Arc<ConnHandle>,
+    state: SubState,
+}
+
+#[derive(Default)]
+struct Room {
+    subs: HashMap<u64, Sub>,
+    ring: VecDeque<(i64, Frame)>,
+    head: i64,
+}
+
+impl Room {
+    fn remember(&mut self, seq: i64, frame: &Frame, ring_size: usize) {
+        if seq > self.head {
+            // Keep the ring contiguous: a jump means messages we never saw.
+            if self.ring.back().is_some_and(|(last, _)| *last + 1 != seq) {
+                self.ring.clear();
+            }
+            self.ring.push_back((seq, frame.clone()));
+            while self.ring.len() > ring_size {
+                self.ring.pop_front();
+            }
+            self.head = seq;
+        }
+    }
+}
+
+/// Subscriptions and recent messages, per thread.
+pub struct Hub {
+    rooms: RwLock<HashMap<String, Arc<Mutex<Room>>>>,
+    ring_size: usize,
+}
+
+impl Hub {
+    pub fn new(ring_size: usize) -> Self {
+        Self { rooms: RwLock::new(HashMap::new()), ring_size }
+    }
+
+    fn room(&self, thread: &str) -> Arc<Mutex<Room>> {
+        if let Some(r) = self.rooms.read().unwrap_or_else(|e| e.into_inner()).get(thread) {
+            return r.clone();
+        }
+        self.rooms
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(thread.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn existing(&self, thread: &str) -> Option<Arc<Mutex<Room>>> {
+        self.rooms.read().unwrap_or_else(|e| e.into_inner()).get(thread).cloned()
+    }
+
+    /// Fan out a stored message to the thread's subscribers, in `seq` order, once each.
+    pub fn publish(&self, message: &Message) {
+        let frame = message_frame(message);
+        let room = self.room(&message.thread_id);
+        let mut room = room.lock().unwrap_or_else(|e| e.into_inner());
+        room.remember(message.seq, &frame, self.ring_size);
+        for sub in room.subs.values_mut() {
+            deliver(sub, &message.thread_id, message.seq, &frame);
+        }
+    }
+
+    /// Send a frame that is not a message (agent stream events) to every subscriber.
+    pub fn broadcast(&self, thread: &str, frame: &Frame) -> usize {
+        let Some(room) = self.existing(thread) else { return 0 };
+        let room = room.lock().unwrap_or_else(|e| e.into_inner());
+        room.subs.values().filter(|s| s.conn.send(frame.clone())).count()
+    }
+
+    /// Start (or restart) a subscription; live messages are buffered until [`Hub::activate`].
+    pub fn subscribe(&self, thread: &str, conn: Arc<ConnHandle>) {
+        let room = self.room(thread);
+        let mut room = room.lock().unwrap_or_else(|e| e.into_inner());
+        room.subs.insert(conn.id, Sub { conn, state: SubState::Pending(Vec::new()) });
+    }
+
+    /// The replay is sent up to `last`: deliver what was buffered after it and go live.
+    pub fn activate(&self, thread: &str, conn_id: u64, last: i64) {
+        let Some(room) = self.existing(thread) else { return };
+        let mut room = room.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(sub) = room.subs.get_mut(&conn_id) else { return };
+        let buffered = match std::mem::replace(
+            &mut sub.state,
+            SubState::Live { last, held: BTreeMap::new(), filling: false },
+        ) {
+            SubState::Pending(b) => b,
+            SubState::Live { .. } => Vec::new(),
+        };
+        for (seq, frame) in buffered {
+            deliver(sub, thread, seq, &frame);
+        }
+    }
+
+    /// Messages fetched from the database to fill a gap.
+    pub fn fill(&self, thread: &str, conn_id: u64, messages: &[Message]) {
+        let Some(room) = self.existing(thread) else { return };
+        let mut room = room.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(sub) = room.subs.get_mut(&conn_id) else { return };
+        if let SubState::Live { filling, .. } = &mut sub.state {
+            *filling = false;
+        }
+        for m in messages {
+            deliver(sub, thread, m.seq, &message_frame(m));
+        }
+    }
+
+    pub fn unsubscribe(&self, thread: &str, conn_id: u64) {
+        if let Some(room) = self.existing(thread) {
+            room.lock().unwrap_or_else(|e| e.into_inner()).subs.remove(&conn_id);
+        }
+    }
+
+    /// The newest `seq` this instance knows for the thread.
+    pub fn head(&self, thread: &str) -> Option<i64> {
+        self.existing(thread).map(|r| r.lock().unwrap_or_else(|e| e.into_inner()).head).filter(|h| *h > 0)
+    }
+
+    /// Record a head read from the database (so replay while down knows where it stands).
+    pub fn note_head(&self, thread: &str, head: i64) {
+        let room = self.room(thread);
+        let mut room = room.lock().unwrap_or_else(|e| e.into_inner());
+        if head > room.head {
+            room.head = head;
+            room.ring.clear();
+        }
+    }
+
+    /// Frames of messages with `seq > after`, if the ring holds all of them.
+    pub fn replay_from_ring(&self, thread: &str, after: i64) -> Option<(i64, Vec<Frame>)> {
+        let room = self.existing(thread)?;
+        let room = room.lock().unwrap_or_else(|e| e.into_inner());
+        if after >= room.head {
+            return Some((room.head, Vec::new()));
+        }
+        let first = room.ring.front()?.0;
+        if first > after + 1 {
+            return None;
+        }
+        let frames = room.ring.iter().filter(|(s, _)| *s > after).map(|(_, f)| f.clone()).collect();
+        Some((room.head, frames))
+    }
+
+    /// Subscribers of a thread on this instance.
+    pub fn subscriber_count(&self, thread: &str) -> usize {
+        self.existing(thread).map(|r| r.lock().unwrap_or_else(|e| e.into_inner()).subs.len()).unwrap_or(0)
+    }
+}
+
+fn deliver(sub: &mut Sub, thread: &str, seq: i64, frame: &Frame) {
+    match &mut sub.state {
+        SubState::Pending(buffer) => buffer.push((seq, frame.clone())),
+        SubState::Live { last, held, filling } => {
+            if seq <= *last {
+                return; // already delivered
+            }
+            if seq > *last + 1 {
+                held.insert(seq, frame.clone());
+                if !*filling {
+                    *filling = true;
+                    let _ = sub.conn.control.send(Control::FillGap {
+                        thread: thread.to_string(),
+                        from: *last + 1,
+                        to: seq - 1,
+                    });
+                }
+                return;
+            }
+            sub.conn.send(frame.clone());
+            *last = seq;
+            while let Some(entry) = held.first_entry() {
+                if *entry.key() <= *last {
+                    entry.remove();
+                } else if *entry.key() == *last + 1 {
+                    let f = entry.remove();
+                    sub.conn.send(f);
+                    *last += 1;
+                } else {
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! Real-time delivery: the WebSocket endpoint, the fan-out hub, and the broker that carries
+//! events between instances.
+//!
+//! Every event (a stored message, a revocation, a membership change, an agent stream frame) is
+//! applied to this instance first and then handed to the broker for the others; an instance
+//! ignores its own echoes.
+
+pub mod broker;
+pub mod connection;
+pub mod hub;
+pub mod protocol;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, OnceLock, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use serde::{Deserialize, Serialize};
+
+pub use broker::{Broker, BrokerState};
+pub use connection::routes;
+pub use hub::{ConnHandle, Hub};
+use protocol::Frame;
+
+use crate::{auth::Auth, db::Message, ops::metrics::Metrics, threads::Membership};
+
+/// Something every instance must learn.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    Message { message: WireMessage },
+    Revoked { session_id: String, expires_at: i64 },
+    MemberAdded { thread_id: String, user_id: String },
+    /// A pre-serialised frame for a thread's subscribers (agent stream events).
+    ThreadFrame { thread_id: String, frame: String },
+}
+
+impl Event {
+    pub fn message(m: &Message) -> Event {
+        Event::Message { message: WireMessage::from(m) }
+    }
+}
+
+/// A message as carried between instances.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireMessage {
+    pub id: String,
+    pub thread_id: String,
+    pub seq: i64,
+    pub client_id: String,
+    pub author_kind: String,
+    pub author_id: String,
+    pub author_name: String,
+    pub body: String,
+    pub created_at: i64,
+    pub status: Option<String>,
+}
+
+impl From<&Message> for WireMessage {
+    fn from(m: &Message) -> Self {
+        Self {
+            id: m.id.clone(),
+            thread_id: m.thread_id.clone(),
+            seq: m.seq,
+            client_id: m.client_id.clone(),
+            author_kind: m.author.kind.as_str().to_string(),
+            author_id: m.author.id.clone(),
+            author_name: m.author.name.clone(),
+            body: m.body.clone(),
+            created_at: m.created_at,
+            status: m.status.clone(),
+        }
+    }
+}
+
+impl From<&WireMessage> for Message {
+    fn from(w: &WireMessage) -> Self {
+        use crate::db::{Author, AuthorKind};
+        Message {
+            id: w.id.clone(),
+            thread_id: w.thread_id.clone(),
+            seq: w.seq,
+            client_id: w.client_id.clone(),
+            author: Author {
+                kind: if w.author_kind == "agent" { AuthorKind::Agent } else { AuthorKind::User },
+                id: w.author_id.clone(),
+                name: w.author_name.clone(),
+            },
+            body: w.body.clone(),
+            created_at: w.created_at,
+            status: w.status.clone(),
+        }
+    }
+}
+
+/// The instance's real-time state: hub, open connections, and the broker.
+pub struct Realtime {
+    pub hub: Hub,
+    conns: RwLock<HashMap<u64, Arc<ConnHandle>>>,
+    next_id: AtomicU64,
+    broker: OnceLock<Arc<dyn Broker>>,
+    auth: Arc<Auth>,
+    members: Arc<Membership>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Realtime {
+    pub fn new(ring_size: usize, auth: Arc<Auth>, members: Arc<Membership>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            hub: Hub::new(ring_size),
+            conns: RwLock::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            broker: OnceLock::new(),
+            auth,
+            members,
+            metrics,
+        }
+    }
+
+    pub fn set_broker(&self, broker: Arc<dyn Broker>) {
+        let _ = self.broker.set(broker);
+    }
+
+    pub fn broker_state(&self) -> BrokerState {
+        self.broker.get().map(|b| b.state()).unwrap_or(BrokerState::Local)
+    }
+
+    /// Apply an event here, then share it with the other instances.
+    pub fn publish(&self, event: Event) {
+        self.apply(&event);
+        if let Some(b) = self.broker.get() {
+            b.publish(&event);
+        }
+    }
+
+    /// Apply an event (from this instance or another).
+    pub fn apply(&self, event: &Event) {
+        match event {
+            Event::Message { message } => self.hub.publish(&Message::from(message)),
+            Event::Revoked { session_id, expires_at } => {
+                self.auth.revocations.insert(session_id, *expires_at);
+                self.close_session(session_id);
+            }
+            Event::MemberAdded { thread_id, user_id } => self.members.add(thread_id, user_id),
+            Event::ThreadFrame { thread_id, frame } => {
+                self.hub.broadcast(thread_id, &Frame::from(frame.clone()));
+            }
+        }
+    }
+
+    /// Publish a stored message (fan-out here and on every instance).
+    pub fn publish_message(&self, message: &Message) {
+        self.hub.publish(message);
+        if let Some(b) = self.broker.get() {
+            b.publish(&Event::message(message));
+        }
+    }
+
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn register(&self, conn: Arc<ConnHandle>) {
+        self.conns.write().unwrap_or_else(|e| e.into_inner()).insert(conn.id, conn);
+    }
+
+    pub fn unregister(&self, id: u64) {
+        self.conns.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.conns.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    fn all(&self) -> Vec<Arc<ConnHandle>> {
+        self.conns.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
+    /// Send a frame to every connection (status changes).
+    pub fn broadcast_all(&self, frame: &Frame) {
+        for c in self.all() {
+            c.send(frame.clone());
+        }
+    }
+
+    /// Close every connection with `code` (1012 when draining).
+    pub fn close_all(&self, code: u16, reason: &'static str) {
+        for c in self.all() {
+            c.close(code, reason);
+        }
+    }
+
+    /// Close the connections of a revoked session with 4401.
+    pub fn close_session(&self, session_id: &str) {
+        for c in self.all().into_iter().filter(|c| c.session_id == session_id) {
+            c.send(protocol::ErrorFrame::new("unauthorized", "the session has ended").to_frame());
+            c.close(4401, "unauthorized");
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The WebSocket wire format: parsing client frames and building server frames. Server frames
+//! are serialised once into [`Frame`]s (shared bytes) that every subscriber's writer reuses.
+
+use axum::extract::ws::Utf8Bytes;
+use serde_json::{Map, Value, json};
+
+use crate::{
+    db::{Message, rfc3339},
+    domain::{ClientId, MessageBody},
+    http::json::nesting_depth,
+};
+
+/// A serialised server frame, cheap to clone.
+pub type Frame = Utf8Bytes;
+
+fn frame(v: Value) -> Frame {
+    Utf8Bytes::from(v.to_string())
+}
+
+/// The JSON fields of a message, as in the HTTP API.
+pub fn message_json(m: &Message) -> Value {
+    let mut v = json!({
+        "id": m.id,
+        "thread_id": m.thread_id,
+        "seq": m.seq,
+        "client_id": m.client_id,
+        "author": {"kind": m.author.kind, "id": m.author.id, "name": m.author.name},
+        "body": m.body,
+        "created_at": rfc3339(m.created_at),
+    });
+    if let Some(status) = &m.status {
+        v["status"] = json!(status);
+    }
+    v
+}
+
+/// `{"type":"message", ...message fields..., "thread"}`.
+pub fn message_frame(m: &Message) -> Frame {
+    let mut v = message_json(m);
+    v["type"] = json!("message");
+    v["thread"] = json!(m.thread_id);
+    frame(v)
+}
+
+pub fn welcome(connection_id: &str, user_id: &str, username: &str, db: &str) -> Frame {
+    frame(json!({"type": "welcome", "connection_id": connection_id,
+        "user": {"id": user_id, "username": username}, "db": db}))
+}
+
+pub fn subscribed(thread: &str, head_seq: i64) -> Frame {
+    frame(json!({"type": "subscribed", "thread": thread, "head_seq": head_seq}))
+}
+
+pub fn unsubscribed(thread: &str) -> Frame {
+    frame(json!({"type": "unsubscribed", "thread": thread}))
+}
+
+pub fn resync(thread: &str) -> Frame {
+    frame(json!({"type": "resync", "thread": thread}))
+}
+
+pub fn ack_persisted(client_id: &str, m: &Message) -> Frame {
+    frame(json!({"type": "ack", "client_id": client_id, "status": "persisted", "seq": m.seq,
+        "message_id": m.id, "thread": m.thread_id}))
+}
+
+pub fn ack_queued(client_id: &str, thread: &str) -> Frame {
+    frame(json!({"type": "ack", "client_id": client_id, "status": "queued", "thread": thread}))
+}
+
+pub fn status(db: &str, broker: &str) -> Frame {
+    frame(json!({"type": "status", "db": db, "broker": broker}))
+}
+
+pub fn pong(nonce: Option<&Value>) -> Frame {
+    frame(json!({"type": "pong", "nonce": nonce.cloned().unwrap_or(Value::Null)}))
+}
+
+/// An error frame; the connection stays open.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorFrame {
+    pub code: &'static str,
+    pub message: String,
+    pub client_id: Option<String>,
+    pub retry_after_ms: Option<u64>,
+}
+
+impl ErrorFrame {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), client_id: None, retry_after_ms: None }
+    }
+    pub fn client(mut self, client_id: Option<&str>) -> Self {
+        self.client_id = client_id.map(str::to_string);
+        self
+    }
+    pub fn retry_after(mut self, ms: u64) -> Self {
+        self.retry_after_ms = Some(ms);
+        self
+    }
+    pub fn to_frame(&self) -> Frame {
+        let mut v = json!({"type": "error", "code": self.code, "message": self.message});
+        if let Some(c) = &self.client_id {
+            v["client_id"] = json!(c);
+        }
+        if let Some(ms) = self.retry_after_ms {
+            v["retry_after_ms"] = json!(ms);
+        }
+        frame(v)
+    }
+}
+
+/// A parsed client frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientFrame {
+    Subscribe { thread: String, after_seq: Option<i64> },
+    Unsubscribe { thread: String },
+    Send { thread: String, client_id: ClientId, body: MessageBody, agent: Option<String> },
+    Debate { thread: String, client_id: ClientId, topic: MessageBody, agents: Vec<String>, rounds: u32 },
+    Cancel { stream_id: String },
+    Ping { nonce: Option<Value> },
+}
+
+/// Largest JSON nesting accepted in a frame (as for HTTP bodies).
+const MAX_DEPTH: usize = 64;
+
+/// Parse one text frame. Errors carry the contract's code and, when it could be read, the
+/// frame's `client_id` so the client can match the error to its send.
+pub fn parse(text: &str) -> Result<ClientFrame, ErrorFrame> {
+    if nesting_depth(text.as_bytes()) > MAX_DEPTH {
+        return Err(ErrorFrame::new("invalid_json", "JSON is nested too deeply"));
+    }
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| ErrorFrame::new("invalid_json", format!("invalid JSON: {e}")))?;
+    let Value::Object(obj) = value else {
+        return Err(ErrorFrame::new("invalid_json", "a frame must be a JSON object"));
+    };
+    let client_id_raw = obj.get("client_id").and_then(Value::as_str);
+    let kind = match obj.get("type") {
+        Some(Value::String(t)) => t.as_str(),
+        _ => return Err(ErrorFrame::new("unknown_type", "a frame needs a string \"type\"").client(client_id_raw)),
+    };
+    let f = Fields { obj: &obj, client_id: client_id_raw };
+    match kind {
+        "subscribe" => Ok(ClientFrame::Subscribe { thread: f.string("thread")?, after_seq: f.opt_seq("after_seq")? }),
+        "unsubscribe" => Ok(ClientFrame::Unsubscribe { thread: f.string("thread")? }),
+        "send" => {
+            let thread = f.string("thread")?;
+            let client_id = f.client_id()?;
+            let body = MessageBody::parse(&f.string("body")?).map_err(|why| f.invalid("body", &why))?;
+            let agent = f.opt_string("agent")?;
+            Ok(ClientFrame::Send { thread, client_id, body, agent })
+        }
+        "debate" => {
+            let thread = f.string("thread")?;
+            let client_id = f.client_id()?;
+            let topic = MessageBody::parse(&f.string("topic")?).map_err(|why| f.invalid("topic", &why))?;
+            let agents = match obj.get("agents") {
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| f.invalid("agents", "must be an array of agent ids"))?,
+                _ => return Err(f.invalid("agents", "must be an array of agent ids")),
+            };
+            if !(2..=8).contains(&agents.len()) {
+                return Err(f.invalid("agents", "a debate needs 2 to 8 agents"));
+            }
+            let rounds = match obj.get("rounds").and_then(Value::as_u64) {
+                Some(n @ 1..=10) => n as u32,
+                _ => return Err(f.invalid("rounds", "must be an integer from 1 to 10")),
+            };
+            Ok(ClientFrame::Debate { thread, client_id, topic, agents, rounds })
+        }
+        "cancel" => Ok(ClientFrame::Cancel { stream_id: f.string("stream_id")? }),
+        "ping" => Ok(ClientFrame::Ping { nonce: obj.get("nonce").cloned() }),
+        other => Err(ErrorFrame::new("unknown_type", format!("unknown frame type {:?}", truncate(other, 64)))
+            .client(client_id_raw)),
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+struct Fields<'a> {
+    obj: &'a Map<String, Value>,
+    client_id: Option<&'a str>,
+}
+
+impl Fields<'_> {
+    fn invalid(&self, field: &str, why: &str) -> ErrorFrame {
+        ErrorFrame::new("validation", format!("{field}: {why}")).client(self.client_id)
+    }
+    fn string(&self, name: &str) -> Result<String, ErrorFrame> {
+        match self.obj.get(name) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            None | Some(Value::Null) => Err(self.invalid(name, "is required")),
+            Some(_) => Err(self.invalid(name, "must be a string")),
+        }
+    }
+    fn opt_string(&self, name: &str) -> Result<Option<String>, ErrorFrame> {
+        match self.obj.get(name) {
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            None | Some(Value::Null) => Ok(None),
+            Some(_) => Err(self.invalid(name, "must be a string")),
+        }
+    }
+    fn opt_seq(&self, name: &str) -> Result<Option<i64>, ErrorFrame> {
+        match self.obj.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => match v.as_i64() {
+                Some(n) if n >= 0 => Ok(Some(n)),
+                _ => Err(self.invalid(name, "must be a non-negative integer")),
+            },
+        }
+    }
+    fn client_id(&self) -> Result<ClientId, ErrorFrame> {
+        let raw = self.string("client_id")?;
+        ClientId::parse(&raw).map_err(|why| self.invalid("client_id", &why))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_client_frame() {
+        assert_eq!(
+            parse(r#"{"type":"subscribe","thread":"t","after_seq":3}"#).unwrap(),
+            ClientFrame::Subscribe { thread: "t".into(), after_seq: Some(3) }
+        );
+        assert!(matches!(parse(r#"{"type":"send","thread":"t","client_id":"c","body":" hi "}"#),
+            Ok(ClientFrame::Send { body, .. }) if body.as_str() == "hi"));
+        assert!(matches!(parse(r#"{"type":"ping"}"#), Ok(ClientFrame::Ping { nonce: None })));
+    }
+
+    #[test]
+    fn bad_frames_get_the_contract_codes() {
+        assert_eq!(parse("nope").unwrap_err().code, "invalid_json");
+        assert_eq!(parse("[1,2]").unwrap_err().code, "invalid_json");
+        assert_eq!(parse("{}").unwrap_err().code, "unknown_type");
+        assert_eq!(parse(r#"{"type":"dance"}"#).unwrap_err().code, "unknown_type");
+        let e = parse(r#"{"type":"send","thread":"t","client_id":"c","body":"   "}"#).unwrap_err();
+        assert_eq!((e.code, e.client_id.as_deref()), ("validation", Some("c")));
+        assert_eq!(parse(r#"{"type":"subscribe","thread":"t","after_seq":1e300}"#).unwrap_err().code, "validation");
+        assert_eq!(parse(r#"{"type":"subscribe","thread":"t","after_seq":-1}"#).unwrap_err().code, "validation");
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(parse(&deep).unwrap_err().code, "invalid_json");
+    }
+}

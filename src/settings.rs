@@ -1,0 +1,413 @@
+//! Typed settings: defaults, then the TOML file, then `EMERGENCE_*` (and platform) environment
+//! variables, then command-line flags. One tree, loaded once at start-up.
+//!
+//! Secrets live in [`Secret`], whose `Debug` never prints the value, so a settings dump in a log is safe.
+
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::agents::AgentSettings;
+
+/// A string that never shows up in `Debug` or logs.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret value; call only where it is needed (signing, provider requests).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// The whole settings tree.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub broker: BrokerSettings,
+    pub auth: AuthSettings,
+    pub limits: LimitSettings,
+    pub realtime: RealtimeSettings,
+    pub web: WebSettings,
+    pub log: LogSettings,
+    #[serde(rename = "agent")]
+    pub agents: Vec<AgentSettings>,
+    pub providers: crate::agents::ProviderSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Listen host; `0.0.0.0` by default so containers are reachable.
+    pub host: String,
+    /// Listen port (`PORT`); 0 picks a free port (tests).
+    pub port: u16,
+    /// Serve `/metrics` on this address instead of the main listener.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Graceful shutdown deadline.
+    pub shutdown_deadline_ms: u64,
+    /// Maximum concurrent HTTP requests (excluding upgraded WebSockets) before answering 503.
+    pub max_inflight_requests: usize,
+    /// Maximum open WebSockets on this instance before refusing upgrades with 503.
+    pub max_websockets: usize,
+    /// Headers must arrive within this time (slowloris guard).
+    pub header_read_timeout_ms: u64,
+    /// A plain HTTP request must finish within this time.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: 8080,
+            metrics_addr: None,
+            shutdown_deadline_ms: 10_000,
+            max_inflight_requests: 4096,
+            max_websockets: 50_000,
+            header_read_timeout_ms: 5_000,
+            request_timeout_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://PATH` or `postgres://...` (`DATABASE_URL`).
+    pub url: Secret,
+    pub max_connections: u32,
+    /// Each query (including checkout) must finish within this time or the database counts as down.
+    pub query_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    /// Reconnection backoff: first delay, then doubling with full jitter up to the cap.
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Sends accepted while the database is down, held in memory and flushed in order.
+    pub pending_queue: usize,
+    /// Messages kept in memory per active thread, to replay while the database is down.
+    pub ring_size: usize,
+    /// How often the revocation set is refreshed from the database.
+    pub revocation_refresh_ms: u64,
+    /// Largest batch of messages written in one transaction (group commit).
+    pub write_batch: usize,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: Secret::new("sqlite://data/emergence.db"),
+            max_connections: 8,
+            query_timeout_ms: 3_000,
+            connect_timeout_ms: 2_000,
+            backoff_initial_ms: 100,
+            backoff_max_ms: 5_000,
+            pending_queue: 10_000,
+            ring_size: 1_000,
+            revocation_refresh_ms: 2_000,
+            write_batch: 512,
+        }
+    }
+}
+
+impl DatabaseSettings {
+    pub fn query_timeout(&self) -> Duration {
+        Duration::from_millis(self.query_timeout_ms)
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerSettings {
+    /// `redis://...` to share fan-out between instances; unset = in-process.
+    pub url: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Token signing key shared by every instance; generated and kept in the database when unset.
+    pub signing_key: Option<Secret>,
+    pub token_ttl_secs: u64,
+    /// Force the `Secure` cookie attribute (it is also set when the request came over HTTPS).
+    pub cookie_secure: bool,
+    /// Origins, besides the server's own, allowed to use cookie authentication.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            signing_key: None,
+            token_ttl_secs: 30 * 24 * 3600,
+            cookie_secure: false,
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Login/register attempts per minute per client IP (0 = off).
+    pub auth_rate_per_min: u32,
+    pub auth_burst: u32,
+    /// Failed logins per username per window before 429.
+    pub failed_logins_per_user: u32,
+    pub failed_login_window_secs: u64,
+    /// Message sends per second per user (0 = off).
+    pub send_rate_per_sec: u32,
+    pub send_burst: u32,
+    /// WebSocket connection attempts per minute per client IP (0 = off).
+    pub ws_connect_rate_per_min: u32,
+    pub ws_connect_burst: u32,
+    /// Number of trusted reverse proxies in front of the server (Cloud Run: 1); 0 = use the socket peer.
+    pub trusted_proxies: usize,
+    /// Concurrent agent streams per user.
+    pub agent_streams_per_user: usize,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            auth_rate_per_min: 60,
+            auth_burst: 20,
+            failed_logins_per_user: 10,
+            failed_login_window_secs: 15 * 60,
+            send_rate_per_sec: 20,
+            send_burst: 100,
+            ws_connect_rate_per_min: 300,
+            ws_connect_burst: 100,
+            trusted_proxies: 0,
+            agent_streams_per_user: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RealtimeSettings {
+    /// Server WebSocket ping interval.
+    pub ping_interval_ms: u64,
+    /// A peer silent (no frame, no pong) for this long is closed.
+    pub dead_peer_ms: u64,
+    /// A client sending no frame for this long is closed with 4408.
+    pub idle_timeout_ms: u64,
+    /// Frames queued for one socket before it counts as a slow consumer and is disconnected.
+    pub socket_queue: usize,
+    /// Largest accepted text frame, in bytes.
+    pub max_frame_bytes: usize,
+    /// Missed messages replayed on subscribe before asking the client to resync over HTTP.
+    pub replay_max: usize,
+}
+
+impl Default for RealtimeSettings {
+    fn default() -> Self {
+        Self {
+            ping_interval_ms: 20_000,
+            dead_peer_ms: 60_000,
+            idle_timeout_ms: 300_000,
+            socket_queue: 2048,
+            max_frame_bytes: 256 * 1024,
+            replay_max: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSettings {
+    /// Serve hashed assets from this base URL (a CDN or bucket) instead of `/assets/`.
+    pub asset_base_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `auto` (JSON unless stderr is a terminal), `json` or `pretty`.
+    pub format: String,
+    /// A tracing filter such as `info` or `emergence=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: "auto".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            server: ServerSettings::default(),
+            database: DatabaseSettings::default(),
+            broker: BrokerSettings::default(),
+            auth: AuthSettings::default(),
+            limits: LimitSettings::default(),
+            realtime: RealtimeSettings::default(),
+            web: WebSettings::default(),
+            log: LogSettings::default(),
+            agents: crate::agents::default_agents(),
+            providers: Default::default(),
+        }
+    }
+}
+
+/// An environment lookup, injectable so tests never depend on the process environment.
+pub trait Env {
+    fn var(&self, key: &str) -> Option<String>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Settings {
+    /// Defaults, then the TOML file (if any), then the environment.
+    pub fn load(config_path: Option<PathBuf>, env: &dyn Env) -> anyhow::Result<Self> {
+        let path = config_path.or_else(|| env.var("EMERGENCE_CONFIG").map(PathBuf::from));
+        let mut settings = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading settings file {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("parsing settings file {}", path.display()))?
+            }
+            None => Settings::default(),
+        };
+        settings.apply_env(env)?;
+        Ok(settings)
+    }
+
+    /// Apply environment variables over the current values.
+    pub fn apply_env(&mut self, env: &dyn Env) -> anyhow::Result<()> {
+        fn parse<T: std::str::FromStr>(env: &dyn Env, key: &str) -> anyhow::Result<Option<T>>
+        where
+            T::Err: fmt::Display,
+        {
+            match env.var(key) {
+                None => Ok(None),
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|e| anyhow::anyhow!("invalid {key}={v:?}: {e}")),
+            }
+        }
+        if let Some(port) = parse(env, "PORT")? {
+            self.server.port = port;
+        }
+        if let Some(host) = env.var("EMERGENCE_HOST") {
+            self.server.host = host;
+        }
+        if let Some(addr) = parse(env, "EMERGENCE_METRICS_ADDR")? {
+            self.server.metrics_addr = Some(addr);
+        }
+        if let Some(url) = env.var("DATABASE_URL") {
+            self.database.url = Secret::new(url);
+        }
+        if let Some(url) = env.var("EMERGENCE_BROKER_URL") {
+            self.broker.url = Some(Secret::new(url));
+        }
+        if let Some(key) = env.var("EMERGENCE_SIGNING_KEY") {
+            self.auth.signing_key = Some(Secret::new(key));
+        }
+        if let Some(v) = parse(env, "EMERGENCE_COOKIE_SECURE")? {
+            self.auth.cookie_secure = v;
+        }
+        if let Some(v) = env.var("EMERGENCE_ALLOWED_ORIGINS") {
+            self.auth.allowed_origins = v.split(',').map(|s| s.trim().to_string()).collect();
+        }
+        if let Some(v) = parse(env, "EMERGENCE_AUTH_RATE_PER_MIN")? {
+            self.limits.auth_rate_per_min = v;
+        }
+        if let Some(v) = parse(env, "EMERGENCE_SEND_RATE_PER_SEC")? {
+            self.limits.send_rate_per_sec = v;
+        }
+        if let Some(v) = parse(env, "EMERGENCE_WS_CONNECT_RATE_PER_MIN")? {
+            self.limits.ws_connect_rate_per_min = v;
+        }
+        if let Some(v) = parse(env, "EMERGENCE_TRUSTED_PROXIES")? {
+            self.limits.trusted_proxies = v;
+        }
+        if let Some(v) = parse(env, "EMERGENCE_PENDING_QUEUE")? {
+            self.database.pending_queue = v;
+        }
+        if let Some(v) = env.var("EMERGENCE_ASSET_BASE_URL") {
+            self.web.asset_base_url = Some(v);
+        }
+        if let Some(v) = env.var("EMERGENCE_LOG_FORMAT") {
+            self.log.format = v;
+        }
+        if let Some(v) = env.var("EMERGENCE_LOG") {
+            self.log.level = v;
+        }
+        self.providers.apply_env(env);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct MapEnv(HashMap<&'static str, &'static str>);
+    impl Env for MapEnv {
+        fn var(&self, key: &str) -> Option<String> {
+            self.0.get(key).map(|s| s.to_string())
+        }
+    }
+
+    #[test]
+    fn env_overrides_file_and_defaults() {
+        let env = MapEnv(HashMap::from([
+            ("PORT", "9999"),
+            ("DATABASE_URL", "postgres://x@localhost/db"),
+            ("EMERGENCE_SEND_RATE_PER_SEC", "0"),
+        ]));
+        let s = Settings::load(None, &env).unwrap();
+        assert_eq!(s.server.port, 9999);
+        assert_eq!(s.database.url.expose(), "postgres://x@localhost/db");
+        assert_eq!(s.limits.send_rate_per_sec, 0);
+        assert_eq!(s.limits.auth_rate_per_min, 60);
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let mut s = Settings::default();
+        s.auth.signing_key = Some(Secret::new("super-secret-key"));
+        s.database.url = Secret::new("postgres://user:hunter2@db/x");
+        let dump = format!("{s:?}");
+        assert!(!dump.contains("super-secret-key"));
+        assert!(!dump.contains("hunter2"));
+    }
+
+    #[test]
+    fn bad_env_values_are_reported() {
+        let env = MapEnv(HashMap::from([("PORT", "eighty")]));
+        let err = Settings::load(None, &env).unwrap_err().to_string();
+        assert!(err.contains("PORT"), "{err}");
+    }
+}

@@ -1,0 +1,419 @@
+//! Building and running the application: `Application::build(settings)` wires every part
+//! together and binds the listener; `run_until_stopped()` serves until SIGTERM/SIGINT (or the
+//! shutdown handle) and then drains. Tests and `main` start the server only this way.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::Ordering,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use axum::{
+    Router,
+    extract::{ConnectInfo, MatchedPath, Request, State},
+    http::{Method, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto::Builder, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+
+use crate::{
+    agents::Agents,
+    auth::{Auth, SigningKey},
+    db::{Database, DbState, writer::MessageWriter},
+    error::ApiError,
+    limits::Limits,
+    ops::metrics::Metrics,
+    realtime::{Realtime, broker::LocalBroker, protocol},
+    settings::Settings,
+    state::{AppState, Lifecycle, Phase},
+    threads::Membership,
+};
+
+/// A built, bound, not yet running server.
+pub struct Application {
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    state: AppState,
+    shutdown: CancellationToken,
+    background: CancellationToken,
+    writer_task: tokio::task::JoinHandle<()>,
+}
+
+/// Stops a running application (the same path as SIGTERM).
+#[derive(Clone)]
+pub struct ShutdownHandle(CancellationToken);
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        self.0.cancel();
+    }
+}
+
+impl Application {
+    /// Wire everything and bind the listener(s). Never waits for the database.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let settings = Arc::new(settings);
+        let metrics = Arc::new(Metrics::default());
+        let background = CancellationToken::new();
+        let db = Database::start(settings.database.clone(), metrics.clone(), background.clone());
+        let auth = Arc::new(Auth::new(settings.auth.clone()));
+        let members = Arc::new(Membership::default());
+        let realtime = Arc::new(Realtime::new(settings.database.ring_size, auth.clone(), members.clone(), metrics.clone()));
+        let broker = crate::realtime::broker::connect(&settings, realtime.clone(), db.clone(), background.clone())
+            .await
+            .unwrap_or_else(|| Arc::new(LocalBroker));
+        realtime.set_broker(broker);
+        metrics.broker_up.set(1);
+        let agents = Arc::new(Agents::new(&settings, metrics.clone()));
+        let publish_rt = realtime.clone();
+        let publish_agents = agents.clone();
+        let writer_stop = CancellationToken::new();
+        let (writer, writer_task) = MessageWriter::start(
+            db.clone(),
+            settings.database.pending_queue,
+            settings.database.write_batch,
+            metrics.clone(),
+            Arc::new(move |message, new| {
+                publish_rt.publish_message(message);
+                publish_agents.on_stored(message, new);
+            }),
+            writer_stop.clone(),
+        );
+        // The writer outlives the drain: it stops after the final flush.
+        let stop_writer = writer_stop.clone();
+        let bg = background.clone();
+        tokio::spawn(async move {
+            bg.cancelled().await;
+            stop_writer.cancel();
+        });
+        let state = AppState {
+            settings: settings.clone(),
+            db,
+            writer,
+            auth,
+            realtime,
+            members,
+            limits: Arc::new(Limits::new(&settings.limits)),
+            metrics,
+            lifecycle: Arc::new(Lifecycle::default()),
+            agents,
+            web: Arc::new(crate::assets::WebUi::new(&settings)),
+        };
+        state.agents.attach(state.clone());
+        spawn_background(&state, background.clone());
+        let addr = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener = TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
+        let metrics_listener = match settings.server.metrics_addr {
+            Some(a) => Some(TcpListener::bind(a).await.with_context(|| format!("binding metrics address {a}"))?),
+            None => None,
+        };
+        Ok(Application { listener, metrics_listener, state, shutdown: CancellationToken::new(), background, writer_task })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port())
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shutdown.clone())
+    }
+
+    /// Serve until SIGTERM/SIGINT or the shutdown handle, then drain within the deadline.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Application { listener, metrics_listener, state, shutdown, background, writer_task } = self;
+        let signals = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            signals.cancel();
+        });
+        let separate_metrics = metrics_listener.is_some();
+        if let Some(l) = metrics_listener {
+            let app = Router::new()
+                .route("/metrics", axum::routing::get(metrics_endpoint))
+                .with_state(state.clone());
+            tokio::spawn(serve(l, app, shutdown.clone(), Duration::from_secs(1), header_timeout(&state)));
+        }
+        let app = router(state.clone(), !separate_metrics);
+        state.lifecycle.set(Phase::Serving);
+        tracing::info!(port = listener.local_addr().map(|a| a.port()).unwrap_or(0), "emergence serving");
+        let deadline = Duration::from_millis(state.settings.server.shutdown_deadline_ms);
+        let server = tokio::spawn(serve(listener, app, shutdown.clone(), deadline, header_timeout(&state)));
+        shutdown.cancelled().await;
+        let started = Instant::now();
+        drain(&state, deadline).await;
+        let _ = tokio::time::timeout(deadline.saturating_sub(started.elapsed()), server).await;
+        background.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(1), writer_task).await;
+        tracing::info!(ms = started.elapsed().as_millis() as u64, "emergence stopped");
+        Ok(())
+    }
+}
+
+fn header_timeout(state: &AppState) -> Duration {
+    Duration::from_millis(state.settings.server.header_read_timeout_ms)
+}
+
+/// Tell clients to reconnect elsewhere, finish agent streams, flush queued messages.
+async fn drain(state: &AppState, deadline: Duration) {
+    let started = Instant::now();
+    state.lifecycle.set(Phase::Draining);
+    tracing::info!(connections = state.realtime.connection_count(), "draining");
+    let budget = deadline.saturating_sub(Duration::from_millis(500));
+    state.agents.drain(budget.mul_f32(0.6)).await;
+    state.realtime.close_all(1012, "service restart");
+    let left = state.writer.flush(budget.saturating_sub(started.elapsed())).await;
+    if left > 0 {
+        tracing::warn!(pending = left, "shutting down with queued messages (their senders will resend)");
+    }
+    while state.realtime.connection_count() > 0 && started.elapsed() < budget {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Accept connections until shutdown; then let in-flight requests finish (bounded).
+async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken, deadline: Duration, header_timeout: Duration) {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = tower::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().oneshot(req.map(axum::body::Body::new))
+        });
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(deadline, graceful.shutdown()).await;
+}
+
+/// Background work: signing key, revocation refresh, status frames.
+fn spawn_background(state: &AppState, stop: CancellationToken) {
+    // The signing key: configured, or generated once and kept in the database.
+    if !state.auth.has_key() {
+        let s = state.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                if s.db.wait_up(Duration::from_secs(1)).await {
+                    let candidate = SigningKey::generate_hex();
+                    match s.db.run(|st| async move { st.kv_get_or_insert("signing_key", &candidate).await }).await {
+                        Ok(key) => {
+                            s.auth.set_key(SigningKey::new(key.into_bytes()));
+                            return;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "could not load the signing key yet"),
+                    }
+                }
+                if stop.is_cancelled() {
+                    return;
+                }
+            }
+        });
+    }
+    // Revocations: refreshed from the database so every instance honours a logout within 5 s.
+    let s = state.clone();
+    let stop2 = stop.clone();
+    tokio::spawn(async move {
+        let every = Duration::from_millis(s.settings.database.revocation_refresh_ms);
+        let mut since = crate::db::now_ms() - s.settings.auth.token_ttl_secs as i64 * 1000;
+        loop {
+            if s.db.is_up() {
+                let (from, now) = (since, crate::db::now_ms());
+                if let Ok(rows) = s.db.run(|st| async move { st.revoked_since(from, now).await }).await {
+                    for (sid, _, expires) in rows {
+                        if s.auth.revocations.insert(&sid, expires) {
+                            s.realtime.close_session(&sid);
+                        }
+                    }
+                    // Overlap windows: clocks of instances differ a little.
+                    since = now - 10_000;
+                }
+            }
+            tokio::select! {
+                _ = stop2.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    });
+    // Status frames on every database state change.
+    let s = state.clone();
+    tokio::spawn(async move {
+        let mut rx = s.db.watch();
+        let mut last = *rx.borrow();
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                changed = rx.changed() => if changed.is_err() { return },
+            }
+            let now = *rx.borrow_and_update();
+            if now != last {
+                last = now;
+                let broker = s.realtime.broker_state().as_str();
+                s.realtime.broadcast_all(&protocol::status(now.as_str(), broker));
+                if now == DbState::Up {
+                    tracing::info!("database up: flushing queued messages");
+                }
+            }
+        }
+    });
+}
+
+/// The HTTP surface. Pure: no sockets, so most behaviour is testable with `oneshot`.
+pub fn router(state: AppState, with_metrics: bool) -> Router {
+    let api = Router::new()
+        .merge(crate::auth::routes())
+        .merge(crate::threads::routes())
+        .merge(crate::messages::routes())
+        .merge(crate::agents::routes())
+        .route_layer(middleware::from_fn_with_state(state.clone(), admission))
+        .layer(axum::extract::DefaultBodyLimit::max(crate::http::json::MAX_BODY_BYTES))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_millis(state.settings.server.request_timeout_ms),
+        ));
+    let mut app = Router::new()
+        .merge(crate::health::routes())
+        .merge(crate::realtime::routes())
+        .merge(api)
+        .merge(crate::assets::routes());
+    if with_metrics {
+        app = app.route("/metrics", axum::routing::get(metrics_endpoint));
+    }
+    app.fallback(crate::assets::fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                tracing::info_span!("http", request_id = %id, method = %req.method(), path = %req.uri().path())
+            }),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+async fn metrics_endpoint(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Count requests by matched route (never the raw path) and time them.
+async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| if req.uri().path().starts_with("/api/") { "/api/*".into() } else { "static".into() });
+    let method = req.method().clone();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let m = method_label(&method);
+    state.metrics.http_requests.with(&[&route, m, response.status().as_str()]).inc();
+    state.metrics.http_duration.with(&[&route, m]).observe(started.elapsed());
+    response
+}
+
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// Instance-wide overload protection for API routes: past the in-flight ceiling, 503 with
+/// `Retry-After` (never 429: overload is not the client's fault).
+async fn admission(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let max = state.settings.server.max_inflight_requests;
+    let inflight = state.metrics.api_inflight.fetch_add(1, Ordering::AcqRel) + 1;
+    if inflight > max {
+        state.metrics.api_inflight.fetch_sub(1, Ordering::AcqRel);
+        state.metrics.overload_rejections.inc();
+        return ApiError::Unavailable { retry_after_secs: 1 }.into_response();
+    }
+    let response = next.run(req).await;
+    state.metrics.api_inflight.fetch_sub(1, Ordering::AcqRel);
+    response
+}
+
+/// For tests and tools: the address a built application listens on.
+pub fn local_addr(app: &Application) -> Option<SocketAddr> {
+    app.listener.local_addr().ok()
+}

@@ -1,0 +1,55 @@
+//! The application state shared by every handler: one cheap-to-clone bundle of handles.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicU8, Ordering},
+};
+
+use crate::{
+    agents::Agents, auth::Auth, db::{Database, writer::MessageWriter}, limits::Limits,
+    ops::metrics::Metrics, realtime::Realtime, settings::Settings, threads::Membership,
+};
+
+/// Everything a request handler may need.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub db: Database,
+    pub writer: MessageWriter,
+    pub auth: Arc<Auth>,
+    pub realtime: Arc<Realtime>,
+    pub members: Arc<Membership>,
+    pub limits: Arc<Limits>,
+    pub metrics: Arc<Metrics>,
+    pub lifecycle: Arc<Lifecycle>,
+    pub agents: Arc<Agents>,
+    pub web: Arc<crate::assets::WebUi>,
+}
+
+/// Where the instance is in its life: starting, serving, or draining for shutdown.
+#[derive(Default)]
+pub struct Lifecycle(AtomicU8);
+
+/// Lifecycle phases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Starting,
+    Serving,
+    Draining,
+}
+
+impl Lifecycle {
+    pub fn phase(&self) -> Phase {
+        match self.0.load(Ordering::Acquire) {
+            0 => Phase::Starting,
+            1 => Phase::Serving,
+            _ => Phase::Draining,
+        }
+    }
+    pub fn set(&self, phase: Phase) {
+        self.0.store(phase as u8, Ordering::Release);
+    }
+    pub fn is_draining(&self) -> bool {
+        self.phase() == Phase::Draining
+    }
+}

@@ -1,0 +1,189 @@
+//! Threads: creation, listing, membership, and the membership cache that lets the WebSocket path
+//! authorise subscriptions and sends while the database is down.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::RwLock,
+};
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::StatusCode,
+    response::IntoResponse,
+    routing::{get, post},
+};
+use serde_json::{Value, json};
+
+use crate::{
+    auth::CurrentUser,
+    db::{StoreError, Thread, now_ms, rfc3339},
+    domain::{ThreadTitle, Username},
+    error::ApiError,
+    http::json::{Fields, JsonObject},
+    realtime::Event,
+    state::AppState,
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/threads", post(create).get(list))
+        .route("/api/threads/{id}", get(show))
+        .route("/api/threads/{id}/members", post(add_member))
+}
+
+/// Thread JSON per the contract.
+pub fn thread_json(t: &Thread) -> Value {
+    json!({"id": t.id, "title": t.title, "owner_id": t.owner_id, "agents": t.agents,
+        "created_at": rfc3339(t.created_at), "last_seq": t.last_seq})
+}
+
+async fn create(State(state): State<AppState>, user: CurrentUser, JsonObject(body): JsonObject) -> Result<impl IntoResponse, ApiError> {
+    let mut f = Fields::new(&body);
+    let title = f.string("title");
+    let title = f.parse("title", title, ThreadTitle::parse);
+    let agents: Vec<String> = f.opt_strings("agents").unwrap_or_default().into_iter().map(str::to_string).collect();
+    if let Some(unknown) = agents.iter().find(|a| !state.agents.knows(a)) {
+        f.reject("agents", format!("unknown agent {unknown:?}"));
+    }
+    f.finish()?;
+    let mut unique = Vec::new();
+    for a in agents {
+        if !unique.contains(&a) {
+            unique.push(a);
+        }
+    }
+    let now = now_ms();
+    let thread = Thread {
+        id: uuid::Uuid::now_v7().to_string(),
+        title: title.expect("checked").as_str().to_string(),
+        owner_id: user.id().to_string(),
+        agents: unique,
+        created_at: now,
+        last_seq: 0,
+    };
+    let stored = thread.clone();
+    state.db.run(|s| async move { s.create_thread(&stored, now).await }).await?;
+    state.members.set(&thread.id, [user.id().to_string()].into_iter().collect());
+    Ok((StatusCode::CREATED, Json(thread_json(&thread))))
+}
+
+async fn list(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Value>, ApiError> {
+    let uid = user.id().to_string();
+    let threads = state.db.run(|s| async move { s.threads_for_user(&uid).await }).await?;
+    state.members.note_user_threads(user.id(), threads.iter().map(|t| t.id.clone()));
+    Ok(Json(json!({"threads": threads.iter().map(thread_json).collect::<Vec<_>>()})))
+}
+
+/// Load a thread the user is a member of; a stranger gets the same 404 as a missing thread.
+pub async fn member_thread(state: &AppState, thread_id: &str, user_id: &str) -> Result<Thread, ApiError> {
+    let id = thread_id.to_string();
+    let (thread, members) = state
+        .db
+        .run(|s| async move {
+            let thread = s.thread(&id).await?;
+            let members = match &thread {
+                Some(_) => s.members(&id).await?,
+                None => Vec::new(),
+            };
+            Ok((thread, members))
+        })
+        .await?;
+    let thread = thread.ok_or(ApiError::NotFound)?;
+    let is_member = members.iter().any(|m| m == user_id);
+    state.members.set(thread_id, members.into_iter().collect());
+    state.realtime.hub.note_head(thread_id, thread.last_seq);
+    if is_member { Ok(thread) } else { Err(ApiError::NotFound) }
+}
+
+async fn show(State(state): State<AppState>, user: CurrentUser, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let thread = member_thread(&state, &id, user.id()).await?;
+    Ok(Json(thread_json(&thread)))
+}
+
+async fn add_member(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    JsonObject(body): JsonObject,
+) -> Result<StatusCode, ApiError> {
+    let mut f = Fields::new(&body);
+    let username = f.string("username").map(str::to_string);
+    f.finish()?;
+    let thread = member_thread(&state, &id, user.id()).await?;
+    if thread.owner_id != user.id() {
+        return Err(ApiError::Forbidden("only the thread's owner can add members"));
+    }
+    let username = username.expect("checked");
+    let key = match Username::parse(&username) {
+        Ok(u) => u.key(),
+        Err(_) => return Err(ApiError::NotFound),
+    };
+    let (tid, now) = (id.clone(), now_ms());
+    let member = state
+        .db
+        .run(|s| async move {
+            let target = s.user_by_key(&key).await?.ok_or(StoreError::NotFound)?;
+            s.add_member(&tid, &target.id, now).await?;
+            Ok(target.id)
+        })
+        .await?;
+    state.realtime.publish(Event::MemberAdded { thread_id: id, user_id: member });
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What this instance knows about who belongs to which thread.
+#[derive(Default)]
+pub struct Membership {
+    /// Complete member sets, per thread.
+    threads: RwLock<HashMap<String, HashSet<String>>>,
+    /// Threads each user is known to belong to (positive knowledge only).
+    users: RwLock<HashMap<String, HashSet<String>>>,
+}
+
+impl Membership {
+    /// `Some(answer)` when known, `None` when only the database can tell.
+    pub fn check(&self, thread_id: &str, user_id: &str) -> Option<bool> {
+        if let Some(members) = self.threads.read().unwrap_or_else(|e| e.into_inner()).get(thread_id) {
+            return Some(members.contains(user_id));
+        }
+        let users = self.users.read().unwrap_or_else(|e| e.into_inner());
+        users.get(user_id).filter(|t| t.contains(thread_id)).map(|_| true)
+    }
+
+    pub fn set(&self, thread_id: &str, members: HashSet<String>) {
+        if members.is_empty() {
+            return; // never cache guesses at ids that do not exist
+        }
+        self.threads.write().unwrap_or_else(|e| e.into_inner()).insert(thread_id.to_string(), members);
+    }
+
+    pub fn add(&self, thread_id: &str, user_id: &str) {
+        if let Some(m) = self.threads.write().unwrap_or_else(|e| e.into_inner()).get_mut(thread_id) {
+            m.insert(user_id.to_string());
+        }
+        self.users
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(user_id.to_string())
+            .or_default()
+            .insert(thread_id.to_string());
+    }
+
+    pub fn note_user_threads(&self, user_id: &str, threads: impl IntoIterator<Item = String>) {
+        let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
+        users.entry(user_id.to_string()).or_default().extend(threads);
+    }
+}
+
+/// Is the user a member? From the cache when it knows, else from the database.
+pub async fn is_member(state: &AppState, thread_id: &str, user_id: &str) -> Result<bool, StoreError> {
+    if let Some(known) = state.members.check(thread_id, user_id) {
+        return Ok(known);
+    }
+    let id = thread_id.to_string();
+    let members = state.db.run(|s| async move { s.members(&id).await }).await?;
+    let is_member = members.iter().any(|m| m == user_id);
+    state.members.set(thread_id, members.into_iter().collect());
+    Ok(is_member)
+}
