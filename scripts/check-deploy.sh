@@ -1,0 +1,443 @@
+#!/usr/bin/env bash
+# Checks the deployment and monitoring files of Emergence:
+#   - deploy/prometheus/alerts.yml: promtool check rules + promtool test rules
+#     (alerts_test.yml), prometheus.yml: promtool check config;
+#   - every YAML / JSON file under deploy/ parses;
+#   - deploy/cloudrun/service.yaml: startup probe GET /readyz, liveness probe
+#     GET /healthz, secrets from Secret Manager, session affinity;
+#   - every alert has severity / summary / description and a runbook_url whose
+#     anchor is a heading of docs/operations.md (GitHub anchor rules);
+#   - deploy/cloudrun/alert-policies.json has one policy per Prometheus alert,
+#     with valid PromQL that passes the same firing / not-firing unit tests;
+#   - deploy/grafana/dashboard.json: schemaVersion 39, Prometheus datasource
+#     variable, every panel query is valid PromQL;
+#   - Dockerfile: the final stage runs ["emergence", "serve"] (ENTRYPOINT +
+#     CMD, exec form) as a non-root user.
+#
+# Usage: scripts/check-deploy.sh   (from anywhere; exit status 0 = all good)
+# Installs promtool (Debian package `prometheus`) and PyYAML when missing.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+step() { printf '==> %s\n' "$*"; }
+fail() {
+    printf 'check-deploy: FAIL: %s\n' "$*" >&2
+    exit 1
+}
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        fail "need root (or sudo) to run: $*"
+    fi
+}
+
+# --- tools -------------------------------------------------------------------
+if ! command -v promtool >/dev/null 2>&1; then
+    step "installing promtool (Debian package prometheus)"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! as_root apt-get install -y --no-install-recommends prometheus >/dev/null; then
+        as_root apt-get update >/dev/null \
+            || fail "apt-get update failed; install promtool by hand"
+        as_root apt-get install -y --no-install-recommends prometheus >/dev/null \
+            || fail "could not install promtool (apt-get install prometheus)"
+    fi
+    command -v promtool >/dev/null 2>&1 || fail "promtool still missing after installing prometheus"
+fi
+command -v python3 >/dev/null 2>&1 || fail "python3 is required"
+if ! python3 -c 'import yaml' >/dev/null 2>&1; then
+    step "installing PyYAML"
+    python3 -m pip install --quiet pyyaml \
+        || python3 -m pip install --quiet --break-system-packages pyyaml \
+        || fail "could not install PyYAML (pip install pyyaml)"
+fi
+
+for f in deploy/prometheus/alerts.yml deploy/prometheus/alerts_test.yml \
+    deploy/prometheus/prometheus.yml deploy/cloudrun/service.yaml \
+    deploy/cloudrun/alert-policies.json deploy/cloudrun/run-monitoring.yaml \
+    deploy/grafana/dashboard.json docs/operations.md Dockerfile .dockerignore; do
+    [ -f "$f" ] || fail "missing file: $f"
+done
+
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+
+# --- Prometheus rules ---------------------------------------------------------
+step "promtool check rules deploy/prometheus/alerts.yml"
+promtool check rules deploy/prometheus/alerts.yml || fail "alerts.yml: promtool check rules failed"
+
+step "promtool test rules deploy/prometheus/alerts_test.yml"
+promtool test rules deploy/prometheus/alerts_test.yml || fail "alerts_test.yml: rule unit tests failed"
+
+step "promtool check config deploy/prometheus/prometheus.yml"
+promtool check config deploy/prometheus/prometheus.yml || fail "prometheus.yml: promtool check config failed"
+
+# --- file contents (Python) ---------------------------------------------------
+# Writes into $WORK: dashboard_rules.yml (panel queries as recording rules),
+# policies_rules.yml + policies_test.yml (Cloud Monitoring policies as
+# Prometheus alerts, with the alert tests of alerts_test.yml).
+step "parsing deploy/ files and checking their contents"
+python3 - "$WORK" <<'PY' || fail "deploy file checks failed (see the FAIL lines above)"
+import glob
+import json
+import os
+import re
+import sys
+
+import yaml
+
+work = sys.argv[1]
+errors = []
+
+
+def err(msg):
+    errors.append(msg)
+    print(f"  FAIL: {msg}")
+
+
+def ok(msg):
+    print(f"  ok: {msg}")
+
+
+# 1. Every YAML / JSON file under deploy/ parses.
+docs = {}
+for path in sorted(glob.glob("deploy/**/*", recursive=True)):
+    if os.path.isdir(path):
+        continue
+    try:
+        with open(path, encoding="utf-8") as fh:
+            if path.endswith((".yml", ".yaml")):
+                docs[path] = list(yaml.safe_load_all(fh))
+            elif path.endswith(".json"):
+                docs[path] = [json.load(fh)]
+            else:
+                continue
+        ok(f"{path} parses")
+    except Exception as exc:  # noqa: BLE001 - report any parse error
+        err(f"{path} does not parse: {exc}")
+if errors:
+    sys.exit(1)
+
+
+def one(path):
+    d = docs.get(path) or [None]
+    return d[0]
+
+
+# 2. Cloud Run service.
+svc = one("deploy/cloudrun/service.yaml") or {}
+if svc.get("apiVersion") != "serving.knative.dev/v1" or svc.get("kind") != "Service":
+    err("service.yaml: expected apiVersion serving.knative.dev/v1, kind Service")
+if (svc.get("metadata") or {}).get("name") != "emergence":
+    err("service.yaml: metadata.name must be emergence")
+tmpl = (svc.get("spec") or {}).get("template") or {}
+tspec = tmpl.get("spec") or {}
+annotations = (tmpl.get("metadata") or {}).get("annotations") or {}
+containers = tspec.get("containers") or []
+ingress = [c for c in containers if c.get("ports")] or containers[:1]
+if len(ingress) != 1:
+    err("service.yaml: expected exactly one container with ports (the server)")
+else:
+    c = ingress[0]
+    sp = ((c.get("startupProbe") or {}).get("httpGet") or {}).get("path")
+    lp = ((c.get("livenessProbe") or {}).get("httpGet") or {}).get("path")
+    if sp != "/readyz":
+        err(f"service.yaml: startupProbe.httpGet.path is {sp!r}, expected '/readyz'")
+    else:
+        ok("service.yaml: startup probe GET /readyz")
+    if lp != "/healthz":
+        err(f"service.yaml: livenessProbe.httpGet.path is {lp!r}, expected '/healthz'")
+    else:
+        ok("service.yaml: liveness probe GET /healthz")
+    env = {e.get("name"): e for e in c.get("env") or []}
+    for name in ("DATABASE_URL", "EMERGENCE_SIGNING_KEY"):
+        ref = ((env.get(name) or {}).get("valueFrom") or {}).get("secretKeyRef")
+        if not ref or "value" in (env.get(name) or {}):
+            err(f"service.yaml: {name} must come from Secret Manager (valueFrom.secretKeyRef)")
+    if "PORT" in env:
+        err("service.yaml: PORT is reserved on Cloud Run (it is set from containerPort)")
+if str(annotations.get("run.googleapis.com/sessionAffinity")) != "true":
+    err('service.yaml: template annotation run.googleapis.com/sessionAffinity must be "true"')
+if not isinstance(tspec.get("timeoutSeconds"), int) or tspec["timeoutSeconds"] < 3600:
+    err("service.yaml: timeoutSeconds must be 3600 (WebSocket connections last up to an hour)")
+rm = one("deploy/cloudrun/run-monitoring.yaml") or {}
+if (rm.get("metadata") or {}).get("name") != "emergence":
+    err("run-monitoring.yaml: metadata.name must be emergence (it becomes the job label)")
+# The collector must scrape the port /metrics is served on: the separate
+# metrics listener when EMERGENCE_METRICS_ADDR is set, else the main port.
+if len(ingress) == 1:
+    env = {e.get("name"): e.get("value") for e in ingress[0].get("env") or []}
+    if env.get("EMERGENCE_METRICS_ADDR"):
+        metrics_port = int(str(env["EMERGENCE_METRICS_ADDR"]).rsplit(":", 1)[1])
+    else:
+        metrics_port = int((ingress[0].get("ports") or [{}])[0].get("containerPort", 8080))
+    ports = [e.get("port") for e in (rm.get("spec") or {}).get("endpoints") or []]
+    if metrics_port not in ports:
+        err(f"run-monitoring.yaml: scrapes ports {ports}, but /metrics is served on port {metrics_port}")
+    else:
+        ok(f"run-monitoring.yaml: scrapes /metrics on port {metrics_port}")
+
+
+# 3. Alerts: labels, annotations, runbook anchors in docs/operations.md.
+def github_anchor(text):
+    text = re.sub(r"`([^`]*)`", r"\1", text)  # inline code
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", text)  # links, images
+    text = re.sub(r"<[^>]+>", "", text)  # html tags
+    text = text.strip().lower()
+    text = re.sub(r"[^\w\- ]", "", text)  # drop punctuation (keeps letters, digits, _ and -)
+    return text.replace(" ", "-")
+
+
+anchors = set()
+seen = {}
+fence = None
+with open("docs/operations.md", encoding="utf-8") as fh:
+    for line in fh:
+        m = re.match(r"^\s{0,3}(`{3,}|~{3,})", line)
+        if m:
+            if fence is None:
+                fence = m.group(1)[0]
+            elif m.group(1)[0] == fence:
+                fence = None
+            continue
+        if fence is not None:
+            continue
+        m = re.match(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if not m:
+            continue
+        base = github_anchor(m.group(1))
+        n = seen.get(base, 0)
+        seen[base] = n + 1
+        anchors.add(base if n == 0 else f"{base}-{n}")
+
+with open("docs/operations.md", encoding="utf-8") as fh:
+    for target in re.findall(r"\]\(#([^)\s]+)\)", fh.read()):
+        if target not in anchors:
+            err(f"docs/operations.md: link to #{target}, which is not a heading")
+
+RUNBOOK_PREFIX = "https://github.com/emergence-chat/emergence/blob/main/docs/operations.md#"
+rules = one("deploy/prometheus/alerts.yml") or {}
+alerts = {}
+for group in rules.get("groups") or []:
+    for rule in group.get("rules") or []:
+        if "alert" in rule:
+            alerts[rule["alert"]] = rule
+expected_alerts = {
+    "EmergenceDbConnectionFailures",
+    "EmergenceWebSocketErrorRate",
+    "EmergenceRateLimited429",
+    "EmergenceInstanceDown",
+    "EmergenceHighLatencyP99",
+}
+missing = expected_alerts - set(alerts)
+if missing:
+    err(f"alerts.yml: missing alerts {sorted(missing)}")
+for name, rule in sorted(alerts.items()):
+    labels = rule.get("labels") or {}
+    ann = rule.get("annotations") or {}
+    if labels.get("severity") not in ("critical", "warning", "info"):
+        err(f"alerts.yml: {name} needs a severity label (critical / warning / info)")
+    for key in ("summary", "description", "runbook_url"):
+        if not ann.get(key):
+            err(f"alerts.yml: {name} has no {key} annotation")
+    url = ann.get("runbook_url") or ""
+    if not url.startswith(RUNBOOK_PREFIX):
+        err(f"alerts.yml: {name} runbook_url must start with {RUNBOOK_PREFIX}")
+        continue
+    anchor = url[len(RUNBOOK_PREFIX):]
+    if anchor not in anchors:
+        err(f"alerts.yml: {name} runbook anchor #{anchor} is not a heading of docs/operations.md")
+    else:
+        ok(f"{name}: runbook #{anchor} exists in docs/operations.md")
+
+# 4. Cloud Monitoring alert policies mirror the Prometheus alerts.
+def prom_seconds(d):
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+    total = 0
+    for num, unit in re.findall(r"(\d+)(ms|s|m|h|d|w|y)", str(d)):
+        total += int(num) * units[unit]
+    return total
+
+
+policies = one("deploy/cloudrun/alert-policies.json")
+prom_rules = []
+if not isinstance(policies, list) or not policies:
+    err("alert-policies.json: expected a non-empty JSON array of AlertPolicy objects")
+    policies = []
+covered = set()
+for i, pol in enumerate(policies):
+    conds = pol.get("conditions") or []
+    if not pol.get("displayName") or len(conds) != 1:
+        err(f"alert-policies.json[{i}]: needs displayName and exactly one condition")
+        continue
+    pq = conds[0].get("conditionPrometheusQueryLanguage") or {}
+    name = pq.get("alertRule")
+    if not pq.get("query") or name not in alerts:
+        err(f"alert-policies.json[{i}]: conditionPrometheusQueryLanguage needs a query and an alertRule naming an alert of alerts.yml (got {name!r})")
+        continue
+    covered.add(name)
+    runbook = (alerts[name].get("annotations") or {}).get("runbook_url", "")
+    if runbook not in (pol.get("documentation") or {}).get("content", ""):
+        err(f"alert-policies.json: {name}: documentation.content must link its runbook {runbook}")
+    dur = pq.get("duration", "0s")
+    if not re.fullmatch(r"\d+s", dur):
+        err(f"alert-policies.json: {name}: duration {dur!r} must be like '120s'")
+        continue
+    if int(dur[:-1]) != prom_seconds(alerts[name].get("for", "0s")):
+        err(f"alert-policies.json: {name}: duration {dur} differs from the alert's for: {alerts[name].get('for')}")
+    prom_rules.append({
+        "alert": name,
+        "expr": pq["query"],
+        "for": dur,
+        "labels": pq.get("labels") or {},
+    })
+if set(alerts) - covered:
+    err(f"alert-policies.json: no policy for {sorted(set(alerts) - covered)}")
+else:
+    ok(f"alert-policies.json: one policy per alert ({len(covered)})")
+with open(os.path.join(work, "policies_rules.yml"), "w") as fh:
+    yaml.safe_dump({"groups": [{"name": "cloud-monitoring-policies", "rules": prom_rules}]}, fh, sort_keys=False)
+
+# The alert unit tests of alerts_test.yml, run against the policies' queries
+# (annotations are not part of a policy, so they are not compared).
+tests = one("deploy/prometheus/alerts_test.yml") or {}
+ptests = []
+for t in tests.get("tests") or []:
+    art = t.get("alert_rule_test")
+    if not art:
+        continue
+    nt = {k: v for k, v in t.items() if k not in ("promql_expr_test", "alert_rule_test")}
+    nt["name"] = f"[cloud monitoring] {t.get('name', '')}"
+    nt["alert_rule_test"] = []
+    for case in art:
+        case = dict(case)
+        case["exp_alerts"] = [{"exp_labels": a.get("exp_labels") or {}} for a in case.get("exp_alerts") or []]
+        nt["alert_rule_test"].append(case)
+    ptests.append(nt)
+ptest_doc = {
+    "rule_files": ["policies_rules.yml"],
+    "evaluation_interval": tests.get("evaluation_interval", "1m"),
+    "tests": ptests,
+}
+with open(os.path.join(work, "policies_test.yml"), "w") as fh:
+    yaml.safe_dump(ptest_doc, fh, sort_keys=False)
+
+# 5. Grafana dashboard.
+dash = one("deploy/grafana/dashboard.json") or {}
+if dash.get("schemaVersion") != 39:
+    err(f"dashboard.json: schemaVersion is {dash.get('schemaVersion')!r}, expected 39")
+tvars = (dash.get("templating") or {}).get("list") or []
+dsvars = [v for v in tvars if v.get("type") == "datasource" and v.get("query") == "prometheus"]
+if not dsvars:
+    err("dashboard.json: needs a datasource variable of type prometheus")
+dsname = dsvars[0]["name"] if dsvars else "datasource"
+exprs = []
+
+
+def walk(panels):
+    for p in panels or []:
+        yield p
+        yield from walk(p.get("panels"))
+
+
+n_panels = 0
+for p in walk(dash.get("panels")):
+    if p.get("type") == "row":
+        continue
+    n_panels += 1
+    ds = (p.get("datasource") or {}).get("uid")
+    if ds != "${" + dsname + "}":
+        err(f"dashboard.json: panel {p.get('title')!r} must use the ${{{dsname}}} datasource")
+    for t in p.get("targets") or []:
+        if t.get("expr"):
+            exprs.append((p.get("title"), t["expr"]))
+if not exprs:
+    err("dashboard.json: no panel queries found")
+else:
+    ok(f"dashboard.json: {n_panels} panels, {len(exprs)} queries")
+drules = []
+index = []
+for i, (title, e) in enumerate(exprs):
+    e = e.replace("$__rate_interval", "1m").replace("$__interval", "1m")
+    e = re.sub(r"\$\{?[A-Za-z_]\w*\}?", ".*", e)  # template variables
+    drules.append({"record": f"dashboard:query_{i}", "expr": e})
+    index.append(f"  dashboard:query_{i} -> panel {title!r}")
+with open(os.path.join(work, "dashboard_rules.yml"), "w") as fh:
+    yaml.safe_dump({"groups": [{"name": "dashboard-queries", "rules": drules}]}, fh, sort_keys=False)
+with open(os.path.join(work, "dashboard_queries.txt"), "w") as fh:
+    fh.write("\n".join(index) + "\n")
+
+# 6. Dockerfile: the final stage runs ["emergence", "serve"] as a non-root user.
+with open("Dockerfile", encoding="utf-8") as fh:
+    raw = fh.read()
+logical = []
+buf = ""
+for line in raw.splitlines():
+    s = line.strip()
+    if not buf and (not s or s.startswith("#")):
+        continue
+    if s.startswith("#"):
+        continue
+    if s.endswith("\\"):
+        buf += s[:-1] + " "
+        continue
+    logical.append(buf + s)
+    buf = ""
+stage = []
+for ins in logical:
+    if re.match(r"(?i)^FROM\s", ins):
+        stage = []
+    stage.append(ins)
+
+
+def exec_form(keyword):
+    found = [i for i in stage if re.match(rf"(?i)^{keyword}\s", i)]
+    if not found:
+        return None
+    arg = found[-1].split(None, 1)[1].strip()
+    try:
+        val = json.loads(arg)
+    except ValueError:
+        err(f"Dockerfile: {keyword} must use the exec (JSON array) form, got: {arg}")
+        return []
+    if not isinstance(val, list) or not all(isinstance(x, str) for x in val):
+        err(f"Dockerfile: {keyword} must be a JSON array of strings")
+        return []
+    return val
+
+
+entry = exec_form("ENTRYPOINT")
+cmd = exec_form("CMD")
+argv = (entry or []) + (cmd or [])
+if len(argv) != 2 or os.path.basename(argv[0]) != "emergence" or argv[1] != "serve":
+    err(f'Dockerfile: final stage runs {argv}, expected ENTRYPOINT ["emergence"] + CMD ["serve"]')
+elif entry != ["emergence"] and os.path.basename((entry or [""])[0]) != "emergence":
+    err('Dockerfile: ENTRYPOINT must be the emergence binary')
+else:
+    ok(f"Dockerfile: runs {json.dumps(argv)} (ENTRYPOINT {json.dumps(entry)}, CMD {json.dumps(cmd)})")
+users = [i.split(None, 1)[1].strip() for i in stage if re.match(r"(?i)^USER\s", i)]
+if not users or users[-1].split(":")[0] in ("root", "0"):
+    err("Dockerfile: the final stage must switch to a non-root USER")
+
+sys.exit(1 if errors else 0)
+PY
+
+step "promtool: dashboard queries and Cloud Monitoring policy queries are valid PromQL"
+promtool check rules "$WORK/dashboard_rules.yml" >/dev/null || {
+    echo "dashboard queries (rule name -> panel):" >&2
+    cat "$WORK/dashboard_queries.txt" >&2
+    fail "dashboard.json: a panel query is not valid PromQL (see promtool's message above)"
+}
+promtool check rules "$WORK/policies_rules.yml" >/dev/null \
+    || fail "alert-policies.json: a policy query is not valid PromQL (see promtool's message above)"
+
+step "promtool test rules: the Cloud Monitoring policies pass the alert tests of alerts_test.yml"
+promtool test rules "$WORK/policies_test.yml" \
+    || fail "alert-policies.json: the policies do not behave like the alerts of alerts.yml"
+
+echo "check-deploy: all checks passed"
