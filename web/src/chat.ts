@@ -1,0 +1,631 @@
+// The chat store: threads, messages, live agent streams, the outbox, and the WebSocket protocol.
+import { api, errorText } from './api';
+import {
+  applyChunk,
+  applySnapshot,
+  cpLen,
+  isMessage,
+  maxServerSeq,
+  mergeMessages,
+  newClientId,
+  parseOutbox,
+} from './logic';
+import type { Agent, LiveStream, Message, PendingSend, Thread, User } from './types';
+import { Socket, wsUrl } from './ws';
+
+export const MAX_BODY_CHARS = 16384;
+const PAGE = 50;
+const GAP_PAGE = 500;
+const RETRYABLE = new Set(['rate_limited', 'unavailable', 'internal']);
+
+export type ConnIndicator = 'connected' | 'reconnecting' | 'degraded';
+
+export interface ThreadView {
+  messages: Message[];
+  /** Highest seq the server delivered to us (HTTP or `message` frames): the `after_seq` to resume from. */
+  lastSeq: number;
+  loaded: boolean;
+  loading: boolean;
+  error: string | null;
+  /** True when the oldest message of the thread is in `messages`. */
+  complete: boolean;
+  loadingOlder: boolean;
+}
+
+export interface Notice {
+  id: number;
+  thread: string | null;
+  text: string;
+}
+
+type Frame = Record<string, unknown> & { type: string };
+
+function threadFromHash(hash: string): string | null {
+  const m = /^#\/t\/([^/]+)$/.exec(hash);
+  if (!m) return null;
+  try {
+    return decodeURIComponent(m[1]);
+  } catch {
+    return null;
+  }
+}
+
+function setHash(hash: string): void {
+  try {
+    history.replaceState(history.state, '', `${location.pathname}${location.search}${hash}`);
+  } catch {
+    /* not fatal */
+  }
+}
+
+export class Chat {
+  threads: Thread[] = [];
+  threadsLoaded = false;
+  threadsError: string | null = null;
+  agents: Agent[] = [];
+  currentId: string | null = null;
+  views = new Map<string, ThreadView>();
+  /** Unacknowledged sends (also in localStorage). */
+  outbox: PendingSend[] = [];
+  /** Sends the server refused; shown until discarded or retried. */
+  failed: PendingSend[] = [];
+  streams = new Map<string, LiveStream>();
+  notices: Notice[] = [];
+  db: 'up' | 'down' = 'up';
+  readonly socket: Socket;
+  onUnauthorized: () => void = () => {};
+
+  private listeners = new Set<() => void>();
+  private subscribedTo: string | null = null;
+  private subscribedWithAfter = false;
+  private welcomes = 0;
+  private retryTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  private noticeSeq = 0;
+  private lastSnapshotRequest = 0;
+  private destroyed = false;
+  /** Thread opened from the URL, until the thread list confirms we may see it. */
+  private unconfirmedId: string | null = null;
+  private readonly outboxKey: string;
+
+  constructor(
+    token: string,
+    readonly me: User,
+  ) {
+    this.outboxKey = `emergence.outbox.${me.id}`;
+    this.socket = new Socket(() => wsUrl(token), {
+      frame: (f) => this.onFrame(f),
+      change: () => this.emit(),
+      unauthorized: () => this.onUnauthorized(),
+    });
+  }
+
+  // ---- lifecycle and subscriptions -------------------------------------------------------------
+
+  start(): void {
+    this.outbox = parseOutbox(this.readStorage());
+    this.socket.start();
+    const fromUrl = threadFromHash(location.hash);
+    if (fromUrl) {
+      this.unconfirmedId = fromUrl;
+      this.openThread(fromUrl);
+    }
+    void this.loadThreads();
+    void this.loadAgents();
+    window.addEventListener('online', this.wake);
+    document.addEventListener('visibilitychange', this.wake);
+  }
+
+  destroy(): void {
+    this.destroyed = true;
+    this.socket.stop();
+    for (const t of this.retryTimers.values()) clearTimeout(t);
+    this.retryTimers.clear();
+    window.removeEventListener('online', this.wake);
+    document.removeEventListener('visibilitychange', this.wake);
+    this.listeners.clear();
+  }
+
+  subscribe(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  private emit(): void {
+    for (const fn of this.listeners) fn();
+  }
+
+  private wake = (): void => {
+    if (document.visibilityState !== 'hidden') this.socket.retryNow();
+  };
+
+  indicator(): ConnIndicator {
+    if (this.socket.phase === 'open' && this.socket.welcomed) return this.db === 'down' ? 'degraded' : 'connected';
+    return 'reconnecting';
+  }
+
+  // ---- HTTP ------------------------------------------------------------------------------------
+
+  async loadThreads(): Promise<void> {
+    try {
+      const r = await api<{ threads: Thread[] }>('GET', '/api/threads');
+      if (this.destroyed) return;
+      this.threads = Array.isArray(r?.threads) ? r.threads : [];
+      this.threadsError = null;
+      // A thread from the URL that we are not a member of (or that is gone): close it.
+      const fromUrl = this.unconfirmedId;
+      this.unconfirmedId = null;
+      if (fromUrl && this.currentId === fromUrl && !this.threads.some((t) => t.id === fromUrl)) this.closeThread();
+    } catch (e) {
+      this.threadsError = errorText(e);
+    }
+    this.threadsLoaded = true;
+    this.emit();
+  }
+
+  async loadAgents(): Promise<void> {
+    try {
+      const r = await api<{ agents: Agent[] }>('GET', '/api/agents');
+      if (this.destroyed) return;
+      this.agents = Array.isArray(r?.agents) ? r.agents : [];
+      this.emit();
+    } catch {
+      /* agents are optional for the UI */
+    }
+  }
+
+  async createThread(title: string, agents: string[]): Promise<Thread> {
+    const body: { title: string; agents?: string[] } = { title };
+    if (agents.length > 0) body.agents = agents;
+    const t = await api<Thread>('POST', '/api/threads', body);
+    this.threads = [t, ...this.threads.filter((x) => x.id !== t.id)];
+    this.openThread(t.id);
+    return t;
+  }
+
+  async addMember(threadId: string, username: string): Promise<void> {
+    await api<void>('POST', `/api/threads/${encodeURIComponent(threadId)}/members`, { username });
+  }
+
+  private view(id: string): ThreadView {
+    let v = this.views.get(id);
+    if (!v) {
+      v = { messages: [], lastSeq: 0, loaded: false, loading: false, error: null, complete: false, loadingOlder: false };
+      this.views.set(id, v);
+    }
+    return v;
+  }
+
+  private async fetchMessages(id: string, query: string): Promise<Message[]> {
+    const r = await api<{ messages: Message[] }>(
+      'GET',
+      `/api/threads/${encodeURIComponent(id)}/messages?${query}`,
+    );
+    return Array.isArray(r?.messages) ? r.messages.filter(isMessage) : [];
+  }
+
+  /** Latest page of history. `replace` drops what we had (after a `resync`). */
+  async loadHistory(id: string, replace = false): Promise<void> {
+    const v = this.view(id);
+    v.loading = true;
+    v.error = null;
+    this.emit();
+    try {
+      const msgs = await this.fetchMessages(id, `limit=${PAGE}`);
+      if (replace) {
+        const top = maxServerSeq(msgs);
+        v.messages = v.messages.filter((m) => m.seq > top);
+      }
+      this.absorb(id, msgs);
+      v.loaded = true;
+      v.complete = msgs.length < PAGE || (msgs.length > 0 && msgs[0].seq <= 1);
+    } catch (e) {
+      v.error = `Could not load messages: ${errorText(e)}`;
+    } finally {
+      v.loading = false;
+      this.emit();
+    }
+  }
+
+  async loadOlder(id: string): Promise<void> {
+    const v = this.view(id);
+    const first = v.messages.find((m) => !m.local);
+    if (!first || v.loadingOlder || v.complete) return;
+    v.loadingOlder = true;
+    this.emit();
+    try {
+      const msgs = await this.fetchMessages(id, `before_seq=${first.seq}&limit=${PAGE}`);
+      v.messages = mergeMessages(v.messages, msgs);
+      if (msgs.length < PAGE || (msgs.length > 0 && msgs[0].seq <= 1)) v.complete = true;
+    } catch (e) {
+      this.notify(id, `Could not load earlier messages: ${errorText(e)}`);
+    } finally {
+      v.loadingOlder = false;
+      this.emit();
+    }
+  }
+
+  /** Fetches everything after `lastSeq` over HTTP (used when a subscription did not replay). */
+  private async fillGap(id: string, head: number): Promise<void> {
+    const v = this.view(id);
+    try {
+      for (let i = 0; i < 10 && v.lastSeq < head; i++) {
+        const msgs = await this.fetchMessages(id, `after_seq=${v.lastSeq}&limit=${GAP_PAGE}`);
+        if (msgs.length === 0) return;
+        this.absorb(id, msgs);
+        this.emit();
+      }
+      if (v.lastSeq < head) await this.loadHistory(id, true);
+    } catch {
+      /* the next reconnect or resync tries again */
+    }
+  }
+
+  /** Adds server-delivered messages to a thread and clears matching outbox entries. */
+  private absorb(threadId: string, msgs: Message[]): void {
+    if (msgs.length === 0) return;
+    const v = this.view(threadId);
+    v.messages = mergeMessages(v.messages, msgs);
+    v.lastSeq = maxServerSeq(msgs, v.lastSeq);
+    let outboxChanged = false;
+    for (const m of msgs) {
+      if (m.author.kind === 'user' && m.author.id === this.me.id && m.client_id) {
+        if (this.dropPending(m.client_id)) outboxChanged = true;
+        this.failed = this.failed.filter((p) => p.client_id !== m.client_id);
+      }
+    }
+    if (outboxChanged) this.saveOutbox();
+    const t = this.threads.find((x) => x.id === threadId);
+    if (t && v.lastSeq > (t.last_seq ?? 0)) {
+      t.last_seq = v.lastSeq;
+      if (this.threads[0] !== t) this.threads = [t, ...this.threads.filter((x) => x !== t)];
+    }
+  }
+
+  // ---- opening threads -------------------------------------------------------------------------
+
+  openThread(id: string): void {
+    if (this.currentId === id) return;
+    if (this.subscribedTo && this.subscribedTo !== id) {
+      this.socket.send({ type: 'unsubscribe', thread: this.subscribedTo });
+      this.subscribedTo = null;
+    }
+    for (const [sid, s] of this.streams) if (s.thread !== id) this.streams.delete(sid);
+    this.currentId = id;
+    setHash(`#/t/${encodeURIComponent(id)}`);
+    const v = this.view(id);
+    this.emit();
+    if (!v.loaded) {
+      void this.loadHistory(id).then(() => {
+        if (this.currentId === id) this.subscribeCurrent();
+      });
+    } else {
+      this.subscribeCurrent();
+    }
+  }
+
+  closeThread(): void {
+    if (this.subscribedTo) this.socket.send({ type: 'unsubscribe', thread: this.subscribedTo });
+    this.subscribedTo = null;
+    this.streams.clear();
+    this.currentId = null;
+    setHash('');
+    this.emit();
+  }
+
+  private subscribeCurrent(): void {
+    const id = this.currentId;
+    if (!id || !this.socket.welcomed) return;
+    const v = this.view(id);
+    if (v.loading && !v.loaded) return; // subscribes once the first page of history is in
+    const frame: { type: 'subscribe'; thread: string; after_seq?: number } = { type: 'subscribe', thread: id };
+    if (v.lastSeq > 0) frame.after_seq = v.lastSeq;
+    if (this.socket.send(frame)) {
+      this.subscribedTo = id;
+      this.subscribedWithAfter = frame.after_seq !== undefined;
+    }
+  }
+
+  // ---- sending ---------------------------------------------------------------------------------
+
+  /** Queues a message for the open thread; returns an error text when the body is not valid. */
+  send(rawBody: string, agent?: string): string | null {
+    const thread = this.currentId;
+    if (!thread) return 'Open a thread first.';
+    const body = rawBody.trim();
+    if (!body) return 'Write something first.';
+    const n = cpLen(body);
+    if (n > MAX_BODY_CHARS) return `Message is too long (${n} of at most ${MAX_BODY_CHARS} characters).`;
+    const item: PendingSend = {
+      client_id: newClientId(),
+      thread,
+      body,
+      created_at: new Date().toISOString(),
+      state: 'sending',
+    };
+    if (agent) item.agent = agent;
+    this.outbox.push(item);
+    this.saveOutbox();
+    this.transmit(item);
+    this.emit();
+    return null;
+  }
+
+  private transmit(p: PendingSend): void {
+    const frame: Record<string, string> = { type: 'send', thread: p.thread, client_id: p.client_id, body: p.body };
+    if (p.agent) frame.agent = p.agent;
+    this.socket.send(frame); // when not connected, the welcome handler sends it
+  }
+
+  private flushOutbox(): void {
+    for (const t of this.retryTimers.values()) clearTimeout(t);
+    this.retryTimers.clear();
+    for (const p of this.outbox) this.transmit(p);
+  }
+
+  retryFailed(clientId: string): void {
+    const p = this.failed.find((x) => x.client_id === clientId);
+    if (!p) return;
+    this.failed = this.failed.filter((x) => x !== p);
+    const again: PendingSend = { ...p, state: 'sending', error: undefined };
+    this.outbox.push(again);
+    this.saveOutbox();
+    this.transmit(again);
+    this.emit();
+  }
+
+  discardFailed(clientId: string): void {
+    this.failed = this.failed.filter((x) => x.client_id !== clientId);
+    this.emit();
+  }
+
+  cancelStream(streamId: string): void {
+    this.socket.send({ type: 'cancel', stream_id: streamId });
+  }
+
+  private dropPending(clientId: string): boolean {
+    const before = this.outbox.length;
+    this.outbox = this.outbox.filter((p) => p.client_id !== clientId);
+    const t = this.retryTimers.get(clientId);
+    if (t !== undefined) {
+      clearTimeout(t);
+      this.retryTimers.delete(clientId);
+    }
+    return this.outbox.length !== before;
+  }
+
+  private readStorage(): string | null {
+    try {
+      return localStorage.getItem(this.outboxKey);
+    } catch {
+      return null;
+    }
+  }
+
+  private saveOutbox(): void {
+    try {
+      if (this.outbox.length === 0) localStorage.removeItem(this.outboxKey);
+      else
+        localStorage.setItem(
+          this.outboxKey,
+          JSON.stringify(
+            this.outbox.map(({ client_id, thread, body, agent, created_at, state }) => ({
+              client_id,
+              thread,
+              body,
+              agent,
+              created_at,
+              state,
+            })),
+          ),
+        );
+    } catch {
+      /* storage full or disabled: the in-memory outbox still works */
+    }
+  }
+
+  notify(thread: string | null, text: string): void {
+    this.notices = [...this.notices.slice(-4), { id: ++this.noticeSeq, thread, text }];
+    this.emit();
+  }
+
+  dismissNotice(id: number): void {
+    this.notices = this.notices.filter((n) => n.id !== id);
+    this.emit();
+  }
+
+  // ---- frames ----------------------------------------------------------------------------------
+
+  private onFrame(f: Frame): void {
+    switch (f.type) {
+      case 'welcome':
+        this.db = f.db === 'down' ? 'down' : 'up';
+        this.subscribedTo = null;
+        // Running streams come back as stream_start + stream_snapshot after resubscribing.
+        this.streams.clear();
+        this.welcomes += 1;
+        this.subscribeCurrent();
+        this.flushOutbox();
+        if (this.welcomes > 1) void this.loadThreads();
+        break;
+      case 'status':
+        if (f.db === 'down' || f.db === 'up') {
+          const cameBack = this.db === 'down' && f.db === 'up';
+          this.db = f.db;
+          if (cameBack) this.onDatabaseBack();
+        }
+        break;
+      case 'subscribed':
+        this.onSubscribed(f);
+        break;
+      case 'message':
+        this.onMessage(f);
+        break;
+      case 'ack':
+        this.onAck(f);
+        break;
+      case 'error':
+        this.onError(f);
+        break;
+      case 'resync':
+        if (typeof f.thread === 'string' && this.views.has(f.thread)) void this.loadHistory(f.thread, true);
+        break;
+      case 'stream_start':
+      case 'stream_snapshot':
+      case 'stream_chunk':
+      case 'stream_end':
+      case 'stream_error':
+        this.onStream(f);
+        break;
+      default:
+        return; // pong and unknown frames: nothing to show
+    }
+    this.emit();
+  }
+
+  /** The database is reachable again: repeat queued sends (idempotent) and reload what failed. */
+  private onDatabaseBack(): void {
+    this.flushOutbox();
+    if (this.threadsError) void this.loadThreads();
+    const id = this.currentId;
+    const v = id ? this.views.get(id) : undefined;
+    if (id && v && (v.error || !v.loaded) && !v.loading) void this.loadHistory(id);
+  }
+
+  private onSubscribed(f: Frame): void {
+    const thread = f.thread;
+    const head = typeof f.head_seq === 'number' ? f.head_seq : null;
+    if (typeof thread !== 'string' || thread !== this.currentId || head === null) return;
+    const v = this.view(thread);
+    // Without after_seq the server replays nothing: fetch what we lack up to the head over HTTP.
+    if (!this.subscribedWithAfter && v.lastSeq < head) {
+      if (v.lastSeq === 0) void this.loadHistory(thread);
+      else void this.fillGap(thread, head);
+    }
+  }
+
+  private onMessage(f: Frame): void {
+    const thread = typeof f.thread === 'string' ? f.thread : typeof f.thread_id === 'string' ? f.thread_id : null;
+    if (!thread) return;
+    const { type: _t, thread: _th, ...rest } = f;
+    const m = { ...rest, thread_id: thread } as unknown;
+    if (!isMessage(m)) return;
+    this.absorb(thread, [m]);
+  }
+
+  private onAck(f: Frame): void {
+    const cid = f.client_id;
+    if (typeof cid !== 'string') return;
+    const p = this.outbox.find((x) => x.client_id === cid);
+    if (!p) return;
+    if (f.status === 'queued') {
+      p.state = 'queued';
+      this.saveOutbox();
+    } else if (f.status === 'persisted') {
+      this.dropPending(cid);
+      this.saveOutbox();
+      const v = this.views.get(p.thread);
+      if (v && typeof f.seq === 'number') {
+        // Shown as sent right away; the server's `message` replaces this placeholder.
+        const placeholder: Message = {
+          id: typeof f.message_id === 'string' ? f.message_id : `local-${cid}`,
+          thread_id: p.thread,
+          seq: f.seq,
+          client_id: cid,
+          author: { kind: 'user', id: this.me.id, name: this.me.username },
+          body: p.body,
+          created_at: new Date().toISOString(),
+          local: true,
+        };
+        v.messages = mergeMessages(v.messages, [placeholder]);
+      }
+    }
+  }
+
+  private onError(f: Frame): void {
+    const code = typeof f.code === 'string' ? f.code : 'error';
+    const text = typeof f.message === 'string' && f.message ? f.message : code.replace(/_/g, ' ');
+    const cid = typeof f.client_id === 'string' ? f.client_id : null;
+    if (!cid) {
+      if (code !== 'unauthorized') this.notify(this.currentId, text);
+      return;
+    }
+    const p = this.outbox.find((x) => x.client_id === cid);
+    if (!p) return;
+    if (RETRYABLE.has(code)) {
+      const wait = typeof f.retry_after_ms === 'number' && f.retry_after_ms >= 0 ? f.retry_after_ms : 1000;
+      const old = this.retryTimers.get(cid);
+      if (old !== undefined) clearTimeout(old);
+      this.retryTimers.set(
+        cid,
+        setTimeout(() => {
+          this.retryTimers.delete(cid);
+          const still = this.outbox.find((x) => x.client_id === cid);
+          if (still) this.transmit(still);
+        }, Math.min(wait, 60_000)),
+      );
+      return;
+    }
+    this.dropPending(cid);
+    this.saveOutbox();
+    this.failed = [...this.failed, { ...p, state: 'failed', error: text }];
+  }
+
+  private requestSnapshot(): void {
+    // Resubscribing makes the server send stream_start + stream_snapshot for running streams.
+    const now = Date.now();
+    if (now - this.lastSnapshotRequest < 2000) return;
+    this.lastSnapshotRequest = now;
+    this.subscribeCurrent();
+  }
+
+  private onStream(f: Frame): void {
+    const thread = f.thread;
+    const sid = f.stream_id;
+    if (typeof thread !== 'string' || typeof sid !== 'string' || thread !== this.currentId) return;
+    let s = this.streams.get(sid);
+    switch (f.type) {
+      case 'stream_start': {
+        const a = f.agent as { id?: unknown; name?: unknown } | undefined;
+        const agent = {
+          id: typeof a?.id === 'string' ? a.id : '',
+          name: typeof a?.name === 'string' ? a.name : 'Agent',
+        };
+        if (s) s.agent = agent;
+        else this.streams.set(sid, { stream_id: sid, thread, agent, text: '', len: 0 });
+        break;
+      }
+      case 'stream_snapshot':
+        if (typeof f.text !== 'string') return;
+        if (!s) {
+          s = { stream_id: sid, thread, agent: { id: '', name: 'Agent' }, text: '', len: 0 };
+          this.streams.set(sid, s);
+        }
+        applySnapshot(s, f.text);
+        break;
+      case 'stream_chunk':
+        if (typeof f.offset !== 'number' || typeof f.delta !== 'string') return;
+        if (!s) {
+          this.requestSnapshot();
+          return;
+        }
+        if (applyChunk(s, f.offset, f.delta) === 'gap') this.requestSnapshot();
+        break;
+      case 'stream_end':
+        this.streams.delete(sid);
+        if (isMessage(f.message)) {
+          const m = f.message;
+          const v = this.view(thread);
+          v.messages = mergeMessages(v.messages, [{ ...m, thread_id: thread, local: true }]);
+        }
+        break;
+      case 'stream_error': {
+        this.streams.delete(sid);
+        const who = s?.agent.name ?? 'The agent';
+        const code = typeof f.code === 'string' ? f.code : 'error';
+        const why = typeof f.message === 'string' && f.message ? f.message : code.replace(/_/g, ' ');
+        this.notify(thread, code === 'cancelled' ? `${who}'s answer was cancelled.` : `${who}'s answer stopped: ${why}`);
+        break;
+      }
+    }
+  }
+}

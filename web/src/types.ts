@@ -1,0 +1,72 @@
+// Shapes of the public contract (v1) that the UI relies on.
+
+export interface User {
+  id: string;
+  username: string;
+}
+
+export interface AuthResponse {
+  token: string;
+  user: User;
+}
+
+export interface Agent {
+  id: string;
+  name: string;
+  provider?: string;
+  model?: string;
+}
+
+export interface Thread {
+  id: string;
+  title: string;
+  owner_id: string;
+  agents: string[];
+  created_at: string;
+  last_seq: number;
+}
+
+export interface Author {
+  kind: 'user' | 'agent';
+  id: string;
+  name: string;
+}
+
+export interface Message {
+  id: string;
+  thread_id: string;
+  seq: number;
+  client_id: string;
+  author: Author;
+  body: string;
+  created_at: string;
+  status?: string;
+  /** Set on placeholders built locally from an ack; replaced by the server's copy. */
+  local?: boolean;
+}
+
+export type SendState = 'sending' | 'queued' | 'failed';
+
+/** A message this user sent that the server has not yet acknowledged as persisted. */
+export interface PendingSend {
+  client_id: string;
+  thread: string;
+  body: string;
+  agent?: string;
+  created_at: string;
+  state: SendState;
+  error?: string;
+}
+
+export interface LiveStream {
+  stream_id: string;
+  thread: string;
+  agent: { id: string; name: string };
+  text: string;
+  /** Length of `text` in Unicode code points (the unit of `offset`). */
+  len: number;
+}
+
+export interface ApiErrorBody {
+  error?: { code?: string; message?: string; fields?: Record<string, string> };
+}
