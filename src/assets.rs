@@ -42,46 +42,52 @@ pub struct WebUi {
 
 impl WebUi {
     pub fn new(settings: &Settings) -> Self {
-        Self { index: build_index(settings) }
+        Self {
+            index: build_index(settings),
+        }
     }
 }
 
 fn build_index(settings: &Settings) -> Option<Arc<Index>> {
     (|| {
-            let file = find("/index.html")?;
-            let base = settings.web.asset_base_url.as_deref().map(|b| b.trim_end_matches('/'));
-            let mut csp_sources = String::from("'self'");
-            let index = match base {
-                None => Index {
-                    body: file.body.to_vec(),
-                    br: file.br.map(<[u8]>::to_vec),
-                    gz: file.gz.map(<[u8]>::to_vec),
-                    etag: file.etag.to_string(),
+        let file = find("/index.html")?;
+        let base = settings
+            .web
+            .asset_base_url
+            .as_deref()
+            .map(|b| b.trim_end_matches('/'));
+        let mut csp_sources = String::from("'self'");
+        let index = match base {
+            None => Index {
+                body: file.body.to_vec(),
+                br: file.br.map(<[u8]>::to_vec),
+                gz: file.gz.map(<[u8]>::to_vec),
+                etag: file.etag.to_string(),
+                csp: String::new(),
+            },
+            Some(base) => {
+                let html = String::from_utf8_lossy(file.body)
+                    .replace("\"/assets/", &format!("\"{base}/assets/"));
+                let origin = base.split('/').take(3).collect::<Vec<_>>().join("/");
+                csp_sources.push(' ');
+                csp_sources.push_str(&origin);
+                Index {
+                    etag: format!("\"{:x}\"", html.len() as u64 ^ 0x9e3779b97f4a7c15),
+                    body: html.into_bytes(),
+                    br: None,
+                    gz: None,
                     csp: String::new(),
-                },
-                Some(base) => {
-                    let html = String::from_utf8_lossy(file.body)
-                        .replace("\"/assets/", &format!("\"{base}/assets/"));
-                    let origin = base.split('/').take(3).collect::<Vec<_>>().join("/");
-                    csp_sources.push(' ');
-                    csp_sources.push_str(&origin);
-                    Index {
-                        etag: format!("\"{:x}\"", html.len() as u64 ^ 0x9e3779b97f4a7c15),
-                        body: html.into_bytes(),
-                        br: None,
-                        gz: None,
-                        csp: String::new(),
-                    }
                 }
-            };
-            Some(Arc::new(Index {
-                csp: format!(
-                    "default-src 'self'; script-src {csp_sources}; style-src {csp_sources}; img-src 'self' data:; \
+            }
+        };
+        Some(Arc::new(Index {
+            csp: format!(
+                "default-src 'self'; script-src {csp_sources}; style-src {csp_sources}; img-src 'self' data:; \
                      connect-src 'self' ws: wss:; font-src 'self'; object-src 'none'; base-uri 'none'; \
                      form-action 'self'; frame-ancestors 'none'"
-                ),
-                ..index
-            }))
+            ),
+            ..index
+        }))
     })()
 }
 
@@ -106,7 +112,10 @@ enum Encoding {
 
 /// Pick the best encoding the client accepts (q=0 means refused).
 fn negotiate(headers: &HeaderMap, have_br: bool, have_gz: bool) -> Encoding {
-    let accept = headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let accepts = |name: &str| {
         accept.split(',').any(|part| {
             let mut it = part.split(';');
@@ -165,11 +174,17 @@ fn respond(req_headers: &HeaderMap, method: &Method, b: Body<'_>) -> Response {
         headers.insert(header::ETAG, v);
     }
     headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     if not_modified(req_headers, b.etag) {
         return (StatusCode::NOT_MODIFIED, headers).into_response();
     }
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(b.path)));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(b.path)),
+    );
     let (bytes, enc) = match negotiate(req_headers, b.br.is_some(), b.gz.is_some()) {
         Encoding::Brotli => (b.br.unwrap_or(b.identity), Some("br")),
         Encoding::Gzip => (b.gz.unwrap_or(b.identity), Some("gzip")),
@@ -193,22 +208,35 @@ async fn asset(req: Request) -> Response {
     let cache = if path.starts_with("/assets/") {
         "public, max-age=31536000, immutable"
     } else {
-        "public, max-age=86400"
+        "no-cache"
     };
     respond(
         req.headers(),
         req.method(),
-        Body { path, identity: file.body, br: file.br, gz: file.gz, etag: file.etag, cache },
+        Body {
+            path,
+            identity: file.body,
+            br: file.br,
+            gz: file.gz,
+            etag: file.etag,
+            cache,
+        },
     )
 }
 
-async fn serve_index(axum::extract::State(state): axum::extract::State<AppState>, req: Request) -> Response {
+async fn serve_index(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+) -> Response {
     index_response(&state, &req)
 }
 
 fn index_response(state: &AppState, req: &Request) -> Response {
     let Some(index) = state.web.index.clone() else {
-        return ApiError::Unavailable { retry_after_secs: 60 }.into_response();
+        return ApiError::Unavailable {
+            retry_after_secs: 60,
+        }
+        .into_response();
     };
     let mut response = respond(
         req.headers(),
@@ -226,13 +254,19 @@ fn index_response(state: &AppState, req: &Request) -> Response {
     if let Ok(v) = HeaderValue::from_str(&index.csp) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("strict-origin-when-cross-origin"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("strict-origin-when-cross-origin"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
 }
 
 /// Unknown routes: JSON 404 under `/api/` and `/assets/`, the app shell for UI routes.
-pub async fn fallback(axum::extract::State(state): axum::extract::State<AppState>, req: Request) -> Response {
+pub async fn fallback(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+) -> Response {
     let path = req.uri().path();
     let ui_route = matches!(*req.method(), Method::GET | Method::HEAD)
         && !path.starts_with("/api/")
@@ -267,7 +301,9 @@ pub fn export(dir: &std::path::Path) -> anyhow::Result<usize> {
 }
 
 fn ext(p: &std::path::Path) -> String {
-    p.extension().map(|e| e.to_string_lossy().to_string()).unwrap_or_default()
+    p.extension()
+        .map(|e| e.to_string_lossy().to_string())
+        .unwrap_or_default()
 }
 
 /// Paths of every embedded file (for `verify` and tests).

@@ -72,6 +72,9 @@ impl ThreadTitle {
         if n > 200 {
             return Err("must be at most 200 characters".into());
         }
+        if t.contains('\0') {
+            return Err("must not contain NUL characters".into());
+        }
         Ok(Self(t.to_string()))
     }
     pub fn as_str(&self) -> &str {
@@ -91,6 +94,9 @@ impl MessageBody {
         let t = trimmed(s);
         if t.is_empty() {
             return Err("must not be empty".into());
+        }
+        if t.contains('\0') {
+            return Err("must not contain NUL characters".into());
         }
         // Count lazily: stop as soon as the limit is passed.
         if t.chars().nth(MAX_BODY_CHARS).is_some() {
@@ -152,7 +158,10 @@ mod tests {
     #[test]
     fn bodies_are_trimmed_and_counted_in_code_points() {
         assert!(MessageBody::parse("   \n\t ").is_err());
-        assert!(MessageBody::parse("\u{3000}").is_err(), "ideographic space is whitespace");
+        assert!(
+            MessageBody::parse("\u{3000}").is_err(),
+            "ideographic space is whitespace"
+        );
         assert_eq!(MessageBody::parse("  hi  ").unwrap().as_str(), "hi");
         let exact = "é".repeat(MAX_BODY_CHARS);
         assert!(MessageBody::parse(&exact).is_ok());

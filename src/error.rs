@@ -35,7 +35,10 @@ pub enum ApiError {
     #[error("validation failed")]
     Validation(FieldErrors),
     #[error("too many requests")]
-    RateLimited { retry_after_secs: u64, policy: String },
+    RateLimited {
+        retry_after_secs: u64,
+        policy: String,
+    },
     #[error("service temporarily unavailable")]
     Unavailable { retry_after_secs: u64 },
     #[error("internal error")]
@@ -87,7 +90,9 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => ApiError::NotFound,
             StoreError::Conflict(what) => ApiError::Conflict(what),
-            StoreError::Unavailable(_) => ApiError::Unavailable { retry_after_secs: 2 },
+            StoreError::Unavailable(_) => ApiError::Unavailable {
+                retry_after_secs: 2,
+            },
             StoreError::Other(e) => ApiError::Internal(e),
         }
     }
@@ -106,12 +111,17 @@ impl IntoResponse for ApiError {
         let mut response = (status, axum::Json(json!({ "error": body }))).into_response();
         let headers = response.headers_mut();
         match &self {
-            ApiError::RateLimited { retry_after_secs, policy } => {
+            ApiError::RateLimited {
+                retry_after_secs,
+                policy,
+            } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
                 if let Ok(v) = HeaderValue::from_str(policy) {
                     headers.insert("ratelimit-policy", v);
                 }
-                if let Ok(v) = HeaderValue::from_str(&format!("remaining=0, reset={retry_after_secs}")) {
+                if let Ok(v) =
+                    HeaderValue::from_str(&format!("remaining=0, reset={retry_after_secs}"))
+                {
                     headers.insert("ratelimit", v);
                 }
             }

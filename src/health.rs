@@ -8,7 +8,9 @@ use serde_json::json;
 use crate::state::{AppState, Phase};
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -24,5 +26,8 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         Phase::Serving if db == "up" && broker != "down" => (StatusCode::OK, "ready"),
         Phase::Serving => (StatusCode::OK, "degraded"),
     };
-    (code, Json(json!({"status": status, "db": db, "broker": broker})))
+    (
+        code,
+        Json(json!({"status": status, "db": db, "broker": broker})),
+    )
 }

@@ -21,7 +21,11 @@ pub struct RateLimiter<K> {
 
 impl<K: Hash + Eq + Clone> RateLimiter<K> {
     pub fn new(per_sec: f64, burst: u32) -> Self {
-        Self { per_sec, burst: burst.max(1) as f64, buckets: Mutex::new(HashMap::new()) }
+        Self {
+            per_sec,
+            burst: burst.max(1) as f64,
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn per_minute(per_min: u32, burst: u32) -> Self {
@@ -41,7 +45,9 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() > 100_000 {
             let (rate, burst) = (self.per_sec, self.burst);
-            map.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
+            map.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * rate < burst
+            });
         }
         let (tokens, at) = map.entry(key.clone()).or_insert((self.burst, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_sec).min(self.burst);
@@ -70,7 +76,11 @@ pub struct FailedLogins {
 
 impl FailedLogins {
     pub fn new(max: u32, window: Duration) -> Self {
-        Self { max, window, seen: Mutex::new(HashMap::new()) }
+        Self {
+            max,
+            window,
+            seen: Mutex::new(HashMap::new()),
+        }
     }
 
     /// `Err(retry_after)` when this username has failed too often recently.
@@ -80,8 +90,13 @@ impl FailedLogins {
         }
         let now = Instant::now();
         let mut map = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(times) = map.get_mut(username_key) else { return Ok(()) };
-        while times.front().is_some_and(|t| now.duration_since(*t) > self.window) {
+        let Some(times) = map.get_mut(username_key) else {
+            return Ok(());
+        };
+        while times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.window)
+        {
             times.pop_front();
         }
         if times.len() as u32 >= self.max {
@@ -95,9 +110,14 @@ impl FailedLogins {
         let mut map = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() > 100_000 {
             let (now, window) = (Instant::now(), self.window);
-            map.retain(|_, t| t.back().is_some_and(|last| now.duration_since(*last) < window));
+            map.retain(|_, t| {
+                t.back()
+                    .is_some_and(|last| now.duration_since(*last) < window)
+            });
         }
-        map.entry(username_key.to_string()).or_default().push_back(Instant::now());
+        map.entry(username_key.to_string())
+            .or_default()
+            .push_back(Instant::now());
     }
 }
 
@@ -113,7 +133,10 @@ impl Limits {
     pub fn new(s: &LimitSettings) -> Self {
         Self {
             auth: RateLimiter::per_minute(s.auth_rate_per_min, s.auth_burst),
-            failed_logins: FailedLogins::new(s.failed_logins_per_user, Duration::from_secs(s.failed_login_window_secs)),
+            failed_logins: FailedLogins::new(
+                s.failed_logins_per_user,
+                Duration::from_secs(s.failed_login_window_secs),
+            ),
             send: RateLimiter::new(s.send_rate_per_sec as f64, s.send_burst),
             ws_connect: RateLimiter::per_minute(s.ws_connect_rate_per_min, s.ws_connect_burst),
         }

@@ -15,7 +15,10 @@ use tokio::sync::mpsc;
 
 use crate::{
     auth::{Claims, CurrentUser},
-    db::{Author, AuthorKind, NewMessage, Page, StoreError, now_ms, writer::{Rejection, Reply, WriteEvent}},
+    db::{
+        Author, AuthorKind, NewMessage, Page, StoreError, now_ms,
+        writer::{Rejection, Reply, WriteEvent},
+    },
     domain::{ClientId, MessageBody},
     error::ApiError,
     http::json::{Fields, JsonObject},
@@ -26,7 +29,10 @@ use crate::{
 };
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/threads/{id}/messages", get(history).post(post_message))
+    Router::new().route(
+        "/api/threads/{id}/messages",
+        get(history).post(post_message),
+    )
 }
 
 /// A send, parsed.
@@ -42,8 +48,12 @@ pub struct SendRequest {
 #[derive(Debug, Clone)]
 pub enum SendError {
     NotFound(&'static str),
-    Unavailable { retry_after_ms: u64 },
-    RateLimited { retry_after_ms: u64 },
+    Unavailable {
+        retry_after_ms: u64,
+    },
+    RateLimited {
+        retry_after_ms: u64,
+    },
     /// The request is malformed in a way only known after lookups (e.g. a debate's agents).
     Validation(String),
     /// A per-user concurrency limit (agent streams) is reached.
@@ -51,30 +61,47 @@ pub enum SendError {
 }
 
 /// Authorise, rate-limit and queue a send; the outcome arrives on `reply`.
-pub async fn submit(state: &AppState, user: &Claims, req: SendRequest, reply: Reply) -> Result<(), SendError> {
+pub async fn submit(
+    state: &AppState,
+    user: &Claims,
+    req: SendRequest,
+    reply: Reply,
+) -> Result<(), SendError> {
     match is_member(state, &req.thread, &user.uid).await {
         Ok(true) => {}
         Ok(false) => return Err(SendError::NotFound("thread not found")),
-        Err(StoreError::Unavailable(_)) => return Err(SendError::Unavailable { retry_after_ms: 2000 }),
+        Err(StoreError::Unavailable(_)) => {
+            return Err(SendError::Unavailable {
+                retry_after_ms: 2000,
+            });
+        }
         Err(e) => {
             tracing::error!(error = %e, "membership check failed");
-            return Err(SendError::Unavailable { retry_after_ms: 2000 });
+            return Err(SendError::Unavailable {
+                retry_after_ms: 2000,
+            });
         }
     }
-    if let Some(agent) = &req.agent {
-        if !state.agents.knows(agent) {
-            return Err(SendError::NotFound("unknown agent"));
-        }
+    if let Some(agent) = &req.agent
+        && !state.agents.knows(agent)
+    {
+        return Err(SendError::NotFound("unknown agent"));
     }
     if let Err(wait) = state.limits.send.check(&user.uid) {
         state.metrics.rate_limited.with(&["send"]).inc();
-        return Err(SendError::RateLimited { retry_after_ms: wait.as_millis().max(1) as u64 });
+        return Err(SendError::RateLimited {
+            retry_after_ms: wait.as_millis().max(1) as u64,
+        });
     }
     let message = NewMessage {
         id: uuid::Uuid::now_v7().to_string(),
         thread_id: req.thread,
         client_id: req.client_id.as_str().to_string(),
-        author: Author { kind: AuthorKind::User, id: user.uid.clone(), name: user.name.clone() },
+        author: Author {
+            kind: AuthorKind::User,
+            id: user.uid.clone(),
+            name: user.name.clone(),
+        },
         body: req.body.into_string(),
         created_at: now_ms(),
         status: None,
@@ -82,7 +109,12 @@ pub async fn submit(state: &AppState, user: &Claims, req: SendRequest, reply: Re
         completion_tokens: None,
         agent: req.agent,
     };
-    state.writer.submit(message, reply).map_err(|_| SendError::Unavailable { retry_after_ms: 1000 })
+    state
+        .writer
+        .submit(message, reply)
+        .map_err(|_| SendError::Unavailable {
+            retry_after_ms: 1000,
+        })
 }
 
 async fn post_message(
@@ -98,37 +130,64 @@ async fn post_message(
     let text = f.parse("body", text, MessageBody::parse);
     let agent = f.opt_string("agent").map(str::to_string);
     f.finish()?;
-    let req = SendRequest { thread, client_id: client_id.expect("checked"), body: text.expect("checked"), agent };
+    let req = SendRequest {
+        thread,
+        client_id: client_id.expect("checked"),
+        body: text.expect("checked"),
+        agent,
+    };
     let client_id = req.client_id.as_str().to_string();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    submit(&state, &user.claims, req, tx).await.map_err(|e| match e {
-        SendError::NotFound("unknown agent") => ApiError::field("agent", "unknown agent"),
-        SendError::NotFound(_) => ApiError::NotFound,
-        SendError::Unavailable { retry_after_ms } => ApiError::Unavailable { retry_after_secs: retry_after_ms.div_ceil(1000) },
-        SendError::RateLimited { retry_after_ms } => ApiError::RateLimited {
-            retry_after_secs: retry_after_secs(Duration::from_millis(retry_after_ms)),
-            policy: state.limits.send.policy(),
-        },
-        SendError::Validation(why) => ApiError::field("agent", why),
-        SendError::TooMany(why) => ApiError::RateLimited { retry_after_secs: 1, policy: why },
-    })?;
+    submit(&state, &user.claims, req, tx)
+        .await
+        .map_err(|e| match e {
+            SendError::NotFound("unknown agent") => ApiError::field("agent", "unknown agent"),
+            SendError::NotFound(_) => ApiError::NotFound,
+            SendError::Unavailable { retry_after_ms } => ApiError::Unavailable {
+                retry_after_secs: retry_after_ms.div_ceil(1000),
+            },
+            SendError::RateLimited { retry_after_ms } => ApiError::RateLimited {
+                retry_after_secs: retry_after_secs(Duration::from_millis(retry_after_ms)),
+                policy: state.limits.send.policy(),
+            },
+            SendError::Validation(why) => ApiError::field("agent", why),
+            SendError::TooMany(why) => ApiError::RateLimited {
+                retry_after_secs: 1,
+                policy: why,
+            },
+        })?;
     let first = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
     match first {
         Ok(Some(WriteEvent::Persisted { message, existed })) => {
-            let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
+            let status = if existed {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
             Ok((status, Json(message_json(&message))).into_response())
         }
-        Ok(Some(WriteEvent::Rejected { reason: Rejection::ClientIdTaken, .. })) => {
-            Err(ApiError::Conflict("client_id already used by another author in this thread".into()))
-        }
-        Ok(Some(WriteEvent::Rejected { reason: Rejection::NoThread, .. })) => Err(ApiError::NotFound),
-        Ok(Some(WriteEvent::Rejected { reason: Rejection::Internal, .. })) => {
-            Err(ApiError::Internal(anyhow::anyhow!("message refused by the database")))
-        }
+        Ok(Some(WriteEvent::Rejected {
+            reason: Rejection::ClientIdTaken,
+            ..
+        })) => Err(ApiError::Conflict(
+            "client_id already used by another author in this thread".into(),
+        )),
+        Ok(Some(WriteEvent::Rejected {
+            reason: Rejection::NoThread,
+            ..
+        })) => Err(ApiError::NotFound),
+        Ok(Some(WriteEvent::Rejected {
+            reason: Rejection::Internal,
+            ..
+        })) => Err(ApiError::Internal(anyhow::anyhow!(
+            "message refused by the database"
+        ))),
         // Queued (database down), or still waiting: it is in the queue; repeat the POST later.
-        Ok(Some(WriteEvent::Queued { .. })) | Err(_) => {
-            Ok((StatusCode::ACCEPTED, Json(json!({"client_id": client_id, "status": "queued"}))).into_response())
-        }
+        Ok(Some(WriteEvent::Queued { .. })) | Err(_) => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"client_id": client_id, "status": "queued"})),
+        )
+            .into_response()),
         Ok(None) => Err(ApiError::Internal(anyhow::anyhow!("writer stopped"))),
     }
 }
@@ -153,7 +212,10 @@ fn page_params(q: &HashMap<String, String>) -> Result<(Page, i64), ApiError> {
         errors.insert("limit".into(), "must be at least 1".into());
     }
     if after.is_some() && before.is_some() {
-        errors.insert("before_seq".into(), "use after_seq or before_seq, not both".into());
+        errors.insert(
+            "before_seq".into(),
+            "use after_seq or before_seq, not both".into(),
+        );
     }
     if after.is_some_and(|n| n < 0) {
         errors.insert("after_seq".into(), "must not be negative".into());
@@ -181,20 +243,37 @@ async fn history(
         return history_while_down(&state, &user, &thread, page, limit).await;
     }
     member_thread(&state, &thread, user.id()).await?;
-    let messages = state.db.run(|s| async move { s.messages(&thread, page, limit).await }).await?;
-    Ok(Json(json!({"messages": messages.iter().map(message_json).collect::<Vec<_>>()})))
+    let messages = state
+        .db
+        .run(|s| async move { s.messages(&thread, page, limit).await })
+        .await?;
+    Ok(Json(
+        json!({"messages": messages.iter().map(message_json).collect::<Vec<_>>()}),
+    ))
 }
 
 /// While the database is down, answer from the ring of recent messages when it holds the page.
-async fn history_while_down(state: &AppState, user: &CurrentUser, thread: &str, page: Page, limit: i64) -> Result<Json<Value>, ApiError> {
-    let unavailable = ApiError::Unavailable { retry_after_secs: 2 };
+async fn history_while_down(
+    state: &AppState,
+    user: &CurrentUser,
+    thread: &str,
+    page: Page,
+    limit: i64,
+) -> Result<Json<Value>, ApiError> {
+    let unavailable = ApiError::Unavailable {
+        retry_after_secs: 2,
+    };
     match state.members.check(thread, user.id()) {
         Some(true) => {}
         Some(false) => return Err(ApiError::NotFound),
         None => return Err(unavailable),
     }
-    let Page::After(after) = page else { return Err(unavailable) };
-    let Some((_, frames)) = state.realtime.hub.replay_from_ring(thread, after) else { return Err(unavailable) };
+    let Page::After(after) = page else {
+        return Err(unavailable);
+    };
+    let Some((_, frames)) = state.realtime.hub.replay_from_ring(thread, after) else {
+        return Err(unavailable);
+    };
     let messages: Vec<Value> = frames
         .iter()
         .take(limit as usize)

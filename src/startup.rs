@@ -4,10 +4,7 @@
 
 use std::{
     net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::Ordering,
-    },
+    sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
 
@@ -71,13 +68,27 @@ impl Application {
         let settings = Arc::new(settings);
         let metrics = Arc::new(Metrics::default());
         let background = CancellationToken::new();
-        let db = Database::start(settings.database.clone(), metrics.clone(), background.clone());
+        let db = Database::start(
+            settings.database.clone(),
+            metrics.clone(),
+            background.clone(),
+        );
         let auth = Arc::new(Auth::new(settings.auth.clone()));
         let members = Arc::new(Membership::default());
-        let realtime = Arc::new(Realtime::new(settings.database.ring_size, auth.clone(), members.clone(), metrics.clone()));
-        let broker = crate::realtime::broker::connect(&settings, realtime.clone(), db.clone(), background.clone())
-            .await
-            .unwrap_or_else(|| Arc::new(LocalBroker));
+        let realtime = Arc::new(Realtime::new(
+            settings.database.ring_size,
+            auth.clone(),
+            members.clone(),
+            metrics.clone(),
+        ));
+        let broker = crate::realtime::broker::connect(
+            &settings,
+            realtime.clone(),
+            db.clone(),
+            background.clone(),
+        )
+        .await
+        .unwrap_or_else(|| Arc::new(LocalBroker));
         realtime.set_broker(broker);
         metrics.broker_up.set(1);
         let agents = Arc::new(Agents::new(&settings, metrics.clone()));
@@ -118,12 +129,25 @@ impl Application {
         state.agents.attach(state.clone());
         spawn_background(&state, background.clone());
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
-        let listener = TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
+        let listener = TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
         let metrics_listener = match settings.server.metrics_addr {
-            Some(a) => Some(TcpListener::bind(a).await.with_context(|| format!("binding metrics address {a}"))?),
+            Some(a) => Some(
+                TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("binding metrics address {a}"))?,
+            ),
             None => None,
         };
-        Ok(Application { listener, metrics_listener, state, shutdown: CancellationToken::new(), background, writer_task })
+        Ok(Application {
+            listener,
+            metrics_listener,
+            state,
+            shutdown: CancellationToken::new(),
+            background,
+            writer_task,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -131,7 +155,10 @@ impl Application {
     }
 
     pub fn metrics_port(&self) -> Option<u16> {
-        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port())
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
     }
 
     pub fn state(&self) -> &AppState {
@@ -144,7 +171,14 @@ impl Application {
 
     /// Serve until SIGTERM/SIGINT or the shutdown handle, then drain within the deadline.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Application { listener, metrics_listener, state, shutdown, background, writer_task } = self;
+        let Application {
+            listener,
+            metrics_listener,
+            state,
+            shutdown,
+            background,
+            writer_task,
+        } = self;
         let signals = shutdown.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
@@ -155,20 +189,38 @@ impl Application {
             let app = Router::new()
                 .route("/metrics", axum::routing::get(metrics_endpoint))
                 .with_state(state.clone());
-            tokio::spawn(serve(l, app, shutdown.clone(), Duration::from_secs(1), header_timeout(&state)));
+            tokio::spawn(serve(
+                l,
+                app,
+                shutdown.clone(),
+                Duration::from_secs(1),
+                header_timeout(&state),
+            ));
         }
         let app = router(state.clone(), !separate_metrics);
         state.lifecycle.set(Phase::Serving);
-        tracing::info!(port = listener.local_addr().map(|a| a.port()).unwrap_or(0), "emergence serving");
+        tracing::info!(
+            port = listener.local_addr().map(|a| a.port()).unwrap_or(0),
+            "emergence serving"
+        );
         let deadline = Duration::from_millis(state.settings.server.shutdown_deadline_ms);
-        let server = tokio::spawn(serve(listener, app, shutdown.clone(), deadline, header_timeout(&state)));
+        let server = tokio::spawn(serve(
+            listener,
+            app,
+            shutdown.clone(),
+            deadline,
+            header_timeout(&state),
+        ));
         shutdown.cancelled().await;
         let started = Instant::now();
         drain(&state, deadline).await;
         let _ = tokio::time::timeout(deadline.saturating_sub(started.elapsed()), server).await;
         background.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(1), writer_task).await;
-        tracing::info!(ms = started.elapsed().as_millis() as u64, "emergence stopped");
+        tracing::info!(
+            ms = started.elapsed().as_millis() as u64,
+            "emergence stopped"
+        );
         Ok(())
     }
 }
@@ -185,9 +237,15 @@ async fn drain(state: &AppState, deadline: Duration) {
     let budget = deadline.saturating_sub(Duration::from_millis(500));
     state.agents.drain(budget.mul_f32(0.6)).await;
     state.realtime.close_all(1012, "service restart");
-    let left = state.writer.flush(budget.saturating_sub(started.elapsed())).await;
+    let left = state
+        .writer
+        .flush(budget.saturating_sub(started.elapsed()))
+        .await;
     if left > 0 {
-        tracing::warn!(pending = left, "shutting down with queued messages (their senders will resend)");
+        tracing::warn!(
+            pending = left,
+            "shutting down with queued messages (their senders will resend)"
+        );
     }
     while state.realtime.connection_count() > 0 && started.elapsed() < budget {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -198,10 +256,11 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -212,7 +271,13 @@ async fn wait_for_signal() {
 }
 
 /// Accept connections until shutdown; then let in-flight requests finish (bounded).
-async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken, deadline: Duration, header_timeout: Duration) {
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+    deadline: Duration,
+    header_timeout: Duration,
+) {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -240,7 +305,10 @@ async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken, 
             req.extensions_mut().insert(ConnectInfo(peer));
             app.clone().oneshot(req.map(axum::body::Body::new))
         });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
+        let conn = builder.serve_connection_with_upgrades(
+            TokioIo::new(stream),
+            TowerToHyperService::new(service),
+        );
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
             let _ = conn.await;
@@ -283,7 +351,10 @@ fn spawn_background(state: &AppState, stop: CancellationToken) {
         loop {
             if s.db.is_up() {
                 let (from, now) = (since, crate::db::now_ms());
-                if let Ok(rows) = s.db.run(|st| async move { st.revoked_since(from, now).await }).await {
+                if let Ok(rows) =
+                    s.db.run(|st| async move { st.revoked_since(from, now).await })
+                        .await
+                {
                     for (sid, _, expires) in rows {
                         if s.auth.revocations.insert(&sid, expires) {
                             s.realtime.close_session(&sid);
@@ -313,7 +384,8 @@ fn spawn_background(state: &AppState, stop: CancellationToken) {
             if now != last {
                 last = now;
                 let broker = s.realtime.broker_state().as_str();
-                s.realtime.broadcast_all(&protocol::status(now.as_str(), broker));
+                s.realtime
+                    .broadcast_all(&protocol::status(now.as_str(), broker));
                 if now == DbState::Up {
                     tracing::info!("database up: flushing queued messages");
                 }
@@ -330,7 +402,9 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
         .merge(crate::messages::routes())
         .merge(crate::agents::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), admission))
-        .layer(axum::extract::DefaultBodyLimit::max(crate::http::json::MAX_BODY_BYTES))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::http::json::MAX_BODY_BYTES,
+        ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_millis(state.settings.server.request_timeout_ms),
@@ -363,7 +437,10 @@ async fn method_not_allowed() -> ApiError {
 
 async fn metrics_endpoint(State(state): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(),
     )
         .into_response()
@@ -375,13 +452,27 @@ async fn record_metrics(State(state): State<AppState>, req: Request, next: Next)
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| if req.uri().path().starts_with("/api/") { "/api/*".into() } else { "static".into() });
+        .unwrap_or_else(|| {
+            if req.uri().path().starts_with("/api/") {
+                "/api/*".into()
+            } else {
+                "static".into()
+            }
+        });
     let method = req.method().clone();
     let started = Instant::now();
     let response = next.run(req).await;
     let m = method_label(&method);
-    state.metrics.http_requests.with(&[&route, m, response.status().as_str()]).inc();
-    state.metrics.http_duration.with(&[&route, m]).observe(started.elapsed());
+    state
+        .metrics
+        .http_requests
+        .with(&[&route, m, response.status().as_str()])
+        .inc();
+    state
+        .metrics
+        .http_duration
+        .with(&[&route, m])
+        .observe(started.elapsed());
     response
 }
 
@@ -406,7 +497,10 @@ async fn admission(State(state): State<AppState>, req: Request, next: Next) -> R
     if inflight > max {
         state.metrics.api_inflight.fetch_sub(1, Ordering::AcqRel);
         state.metrics.overload_rejections.inc();
-        return ApiError::Unavailable { retry_after_secs: 1 }.into_response();
+        return ApiError::Unavailable {
+            retry_after_secs: 1,
+        }
+        .into_response();
     }
     let response = next.run(req).await;
     state.metrics.api_inflight.fetch_sub(1, Ordering::AcqRel);

@@ -6,8 +6,14 @@ use std::sync::{
 };
 
 use crate::{
-    agents::Agents, auth::Auth, db::{Database, writer::MessageWriter}, limits::Limits,
-    ops::metrics::Metrics, realtime::Realtime, settings::Settings, threads::Membership,
+    agents::Agents,
+    auth::Auth,
+    db::{Database, writer::MessageWriter},
+    limits::Limits,
+    ops::metrics::Metrics,
+    realtime::Realtime,
+    settings::Settings,
+    threads::Membership,
 };
 
 /// Everything a request handler may need.

@@ -5,7 +5,11 @@
 use std::io::{IsTerminal, Write};
 
 use serde_json::{Map, Value};
-use tracing::{Event, Subscriber, field::{Field, Visit}, span};
+use tracing::{
+    Event, Subscriber,
+    field::{Field, Visit},
+    span,
+};
 use tracing_subscriber::{EnvFilter, Layer, layer::Context, prelude::*, registry::LookupSpan};
 
 use crate::settings::LogSettings;
@@ -19,7 +23,10 @@ pub fn init(settings: &LogSettings) {
         _ => !std::io::stderr().is_terminal(),
     };
     let result = if json {
-        tracing_subscriber::registry().with(filter).with(JsonLayer).try_init()
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(JsonLayer)
+            .try_init()
     } else {
         tracing_subscriber::registry()
             .with(filter)
@@ -49,7 +56,8 @@ impl Visit for JsonVisitor<'_> {
         self.0.insert(field.name().into(), Value::from(value));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().into(), Value::from(format!("{value:?}")));
+        self.0
+            .insert(field.name().into(), Value::from(format!("{value:?}")));
     }
 }
 
@@ -88,7 +96,10 @@ where
             _ => "DEBUG",
         };
         line.insert("severity".into(), severity.into());
-        line.insert("time".into(), crate::db::rfc3339(crate::db::now_ms()).into());
+        line.insert(
+            "time".into(),
+            crate::db::rfc3339(crate::db::now_ms()).into(),
+        );
         line.insert("target".into(), event.metadata().target().into());
         if let Some(scope) = ctx.event_scope(event) {
             for span in scope.from_root() {

@@ -38,11 +38,20 @@ pub fn thread_json(t: &Thread) -> Value {
         "created_at": rfc3339(t.created_at), "last_seq": t.last_seq})
 }
 
-async fn create(State(state): State<AppState>, user: CurrentUser, JsonObject(body): JsonObject) -> Result<impl IntoResponse, ApiError> {
+async fn create(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    JsonObject(body): JsonObject,
+) -> Result<impl IntoResponse, ApiError> {
     let mut f = Fields::new(&body);
     let title = f.string("title");
     let title = f.parse("title", title, ThreadTitle::parse);
-    let agents: Vec<String> = f.opt_strings("agents").unwrap_or_default().into_iter().map(str::to_string).collect();
+    let agents: Vec<String> = f
+        .opt_strings("agents")
+        .unwrap_or_default()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
     if let Some(unknown) = agents.iter().find(|a| !state.agents.knows(a)) {
         f.reject("agents", format!("unknown agent {unknown:?}"));
     }
@@ -63,20 +72,36 @@ async fn create(State(state): State<AppState>, user: CurrentUser, JsonObject(bod
         last_seq: 0,
     };
     let stored = thread.clone();
-    state.db.run(|s| async move { s.create_thread(&stored, now).await }).await?;
-    state.members.set(&thread.id, [user.id().to_string()].into_iter().collect());
+    state
+        .db
+        .run(|s| async move { s.create_thread(&stored, now).await })
+        .await?;
+    state
+        .members
+        .set(&thread.id, [user.id().to_string()].into_iter().collect());
     Ok((StatusCode::CREATED, Json(thread_json(&thread))))
 }
 
 async fn list(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Value>, ApiError> {
     let uid = user.id().to_string();
-    let threads = state.db.run(|s| async move { s.threads_for_user(&uid).await }).await?;
-    state.members.note_user_threads(user.id(), threads.iter().map(|t| t.id.clone()));
-    Ok(Json(json!({"threads": threads.iter().map(thread_json).collect::<Vec<_>>()})))
+    let threads = state
+        .db
+        .run(|s| async move { s.threads_for_user(&uid).await })
+        .await?;
+    state
+        .members
+        .note_user_threads(user.id(), threads.iter().map(|t| t.id.clone()));
+    Ok(Json(
+        json!({"threads": threads.iter().map(thread_json).collect::<Vec<_>>()}),
+    ))
 }
 
 /// Load a thread the user is a member of; a stranger gets the same 404 as a missing thread.
-pub async fn member_thread(state: &AppState, thread_id: &str, user_id: &str) -> Result<Thread, ApiError> {
+pub async fn member_thread(
+    state: &AppState,
+    thread_id: &str,
+    user_id: &str,
+) -> Result<Thread, ApiError> {
     let id = thread_id.to_string();
     let (thread, members) = state
         .db
@@ -93,10 +118,18 @@ pub async fn member_thread(state: &AppState, thread_id: &str, user_id: &str) -> 
     let is_member = members.iter().any(|m| m == user_id);
     state.members.set(thread_id, members.into_iter().collect());
     state.realtime.hub.note_head(thread_id, thread.last_seq);
-    if is_member { Ok(thread) } else { Err(ApiError::NotFound) }
+    if is_member {
+        Ok(thread)
+    } else {
+        Err(ApiError::NotFound)
+    }
 }
 
-async fn show(State(state): State<AppState>, user: CurrentUser, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn show(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let thread = member_thread(&state, &id, user.id()).await?;
     Ok(Json(thread_json(&thread)))
 }
@@ -112,7 +145,9 @@ async fn add_member(
     f.finish()?;
     let thread = member_thread(&state, &id, user.id()).await?;
     if thread.owner_id != user.id() {
-        return Err(ApiError::Forbidden("only the thread's owner can add members"));
+        return Err(ApiError::Forbidden(
+            "only the thread's owner can add members",
+        ));
     }
     let username = username.expect("checked");
     let key = match Username::parse(&username) {
@@ -128,7 +163,10 @@ async fn add_member(
             Ok(target.id)
         })
         .await?;
-    state.realtime.publish(Event::MemberAdded { thread_id: id, user_id: member });
+    state.realtime.publish(Event::MemberAdded {
+        thread_id: id,
+        user_id: member,
+    });
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -144,22 +182,38 @@ pub struct Membership {
 impl Membership {
     /// `Some(answer)` when known, `None` when only the database can tell.
     pub fn check(&self, thread_id: &str, user_id: &str) -> Option<bool> {
-        if let Some(members) = self.threads.read().unwrap_or_else(|e| e.into_inner()).get(thread_id) {
+        if let Some(members) = self
+            .threads
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(thread_id)
+        {
             return Some(members.contains(user_id));
         }
         let users = self.users.read().unwrap_or_else(|e| e.into_inner());
-        users.get(user_id).filter(|t| t.contains(thread_id)).map(|_| true)
+        users
+            .get(user_id)
+            .filter(|t| t.contains(thread_id))
+            .map(|_| true)
     }
 
     pub fn set(&self, thread_id: &str, members: HashSet<String>) {
         if members.is_empty() {
             return; // never cache guesses at ids that do not exist
         }
-        self.threads.write().unwrap_or_else(|e| e.into_inner()).insert(thread_id.to_string(), members);
+        self.threads
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(thread_id.to_string(), members);
     }
 
     pub fn add(&self, thread_id: &str, user_id: &str) {
-        if let Some(m) = self.threads.write().unwrap_or_else(|e| e.into_inner()).get_mut(thread_id) {
+        if let Some(m) = self
+            .threads
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(thread_id)
+        {
             m.insert(user_id.to_string());
         }
         self.users
@@ -172,17 +226,27 @@ impl Membership {
 
     pub fn note_user_threads(&self, user_id: &str, threads: impl IntoIterator<Item = String>) {
         let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
-        users.entry(user_id.to_string()).or_default().extend(threads);
+        users
+            .entry(user_id.to_string())
+            .or_default()
+            .extend(threads);
     }
 }
 
 /// Is the user a member? From the cache when it knows, else from the database.
-pub async fn is_member(state: &AppState, thread_id: &str, user_id: &str) -> Result<bool, StoreError> {
+pub async fn is_member(
+    state: &AppState,
+    thread_id: &str,
+    user_id: &str,
+) -> Result<bool, StoreError> {
     if let Some(known) = state.members.check(thread_id, user_id) {
         return Ok(known);
     }
     let id = thread_id.to_string();
-    let members = state.db.run(|s| async move { s.members(&id).await }).await?;
+    let members = state
+        .db
+        .run(|s| async move { s.members(&id).await })
+        .await?;
     let is_member = members.iter().any(|m| m == user_id);
     state.members.set(thread_id, members.into_iter().collect());
     Ok(is_member)

@@ -74,9 +74,21 @@ pub fn default_agents() -> Vec<AgentSettings> {
         fallback_model: None,
     };
     vec![
-        persona("anima", "Anima", "You are Anima, warm and curious; you look for what people mean."),
-        persona("neo", "Neo", "You are Neo, a sceptic; you test every claim."),
-        persona("nexus", "Nexus", "You are Nexus; you connect ideas and summarise."),
+        persona(
+            "anima",
+            "Anima",
+            "You are Anima, warm and curious; you look for what people mean.",
+        ),
+        persona(
+            "neo",
+            "Neo",
+            "You are Neo, a sceptic; you test every claim.",
+        ),
+        persona(
+            "nexus",
+            "Nexus",
+            "You are Nexus; you connect ideas and summarise.",
+        ),
     ]
 }
 

@@ -1,7 +1,10 @@
 //! The agent runtime: starts answers when a message naming an agent is first stored, runs
 //! debates, cancels streams.
 
-use std::{sync::{Arc, OnceLock}, time::Duration};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use axum::Router;
 
@@ -28,7 +31,11 @@ pub struct Agents {
 
 impl Agents {
     pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> Self {
-        Self { agents: settings.agents.clone(), state: OnceLock::new(), metrics }
+        Self {
+            agents: settings.agents.clone(),
+            state: OnceLock::new(),
+            metrics,
+        }
     }
 
     pub fn attach(&self, state: AppState) {

@@ -45,8 +45,15 @@ pub struct Auth {
 
 impl Auth {
     pub fn new(settings: AuthSettings) -> Self {
-        let key = settings.signing_key.as_ref().map(|k| SigningKey::new(k.expose().as_bytes().to_vec()));
-        Self { key: RwLock::new(key), revocations: Revocations::default(), settings }
+        let key = settings
+            .signing_key
+            .as_ref()
+            .map(|k| SigningKey::new(k.expose().as_bytes().to_vec()));
+        Self {
+            key: RwLock::new(key),
+            revocations: Revocations::default(),
+            settings,
+        }
     }
 
     pub fn key(&self) -> Option<SigningKey> {
@@ -86,8 +93,14 @@ pub enum Source {
 /// The credential that decides, in the contract's order: `Authorization`, then `?token=`
 /// (WebSocket only), then the cookie.
 pub fn credential(headers: &HeaderMap, query_token: Option<&str>) -> Option<(String, Source)> {
-    if let Some(v) = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        let token = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or("");
+    if let Some(v) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let token = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .unwrap_or("");
         return Some((token.trim().to_string(), Source::Bearer));
     }
     if let Some(t) = query_token {
@@ -110,7 +123,10 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 
 /// Whether the request's `Origin` (if any) is the server's own or an allowed one.
 pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
-    let Some(origin) = headers.get(axum::http::header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+    let Some(origin) = headers
+        .get(axum::http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
         return true; // not a browser cross-origin request
     };
     if allowed.iter().any(|a| a == origin) {
@@ -120,7 +136,9 @@ pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
         .get("x-forwarded-host")
         .or_else(|| headers.get(axum::http::header::HOST))
         .and_then(|v| v.to_str().ok());
-    let origin_host = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+    let origin_host = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
     matches!((host, origin_host), (Some(h), Some(o)) if h.eq_ignore_ascii_case(o))
 }
 
@@ -143,18 +161,26 @@ impl CurrentUser {
 impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let Some((token, source)) = credential(&parts.headers, None) else {
             return Err(ApiError::Unauthorized("authentication required"));
         };
         let claims = state.auth.authenticate(&token).map_err(|e| match e {
-            AuthError::KeyUnknown => ApiError::Unavailable { retry_after_secs: 2 },
+            AuthError::KeyUnknown => ApiError::Unavailable {
+                retry_after_secs: 2,
+            },
             AuthError::Expired => ApiError::Unauthorized("the session has expired"),
             AuthError::Revoked => ApiError::Unauthorized("the session has ended"),
             _ => ApiError::Unauthorized("invalid credentials"),
         })?;
         let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if source == Source::Cookie && !safe && !origin_allowed(&parts.headers, &state.auth.settings.allowed_origins) {
+        if source == Source::Cookie
+            && !safe
+            && !origin_allowed(&parts.headers, &state.auth.settings.allowed_origins)
+        {
             return Err(ApiError::Forbidden("cross-origin request refused"));
         }
         Ok(CurrentUser { claims, source })

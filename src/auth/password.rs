@@ -1,9 +1,6 @@
 //! Password hashing with argon2id, off the async runtime (it is deliberately slow).
 
-use argon2::{
-    Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
-    password_hash::SaltString,
-};
+use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier, password_hash::SaltString};
 
 /// Hash a password (argon2id, default parameters, random salt).
 pub async fn hash(password: String) -> anyhow::Result<String> {
@@ -28,7 +25,11 @@ pub async fn verify(password: String, stored: Option<String>) -> bool {
             None => (dummy_hash().to_string(), false),
         };
         let ok = PasswordHash::new(&hash)
-            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
             .unwrap_or(false);
         ok && real
     })

@@ -12,7 +12,10 @@ pub struct Revocations {
 
 impl Revocations {
     pub fn is_revoked(&self, session_id: &str) -> bool {
-        self.revoked.read().unwrap_or_else(|e| e.into_inner()).contains_key(session_id)
+        self.revoked
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(session_id)
     }
 
     /// Add a revocation; returns true when it was new.

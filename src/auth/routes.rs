@@ -14,7 +14,10 @@ use crate::{
     db::{User, now_ms},
     domain::{Password, Username},
     error::ApiError,
-    http::{client_ip::ClientIp, json::{Fields, JsonObject}},
+    http::{
+        client_ip::ClientIp,
+        json::{Fields, JsonObject},
+    },
     limits::retry_after_secs,
     realtime::Event,
     state::AppState,
@@ -31,7 +34,10 @@ pub fn routes() -> Router<AppState> {
 fn rate_limit_auth(state: &AppState, ip: std::net::IpAddr) -> Result<(), ApiError> {
     state.limits.auth.check(&ip).map_err(|wait| {
         state.metrics.rate_limited.with(&["auth"]).inc();
-        ApiError::RateLimited { retry_after_secs: retry_after_secs(wait), policy: state.limits.auth.policy() }
+        ApiError::RateLimited {
+            retry_after_secs: retry_after_secs(wait),
+            policy: state.limits.auth.policy(),
+        }
     })
 }
 
@@ -49,8 +55,14 @@ async fn register(
     let password = f.parse("password", password, Password::parse);
     f.finish()?;
     let (username, password) = (username.expect("checked"), password.expect("checked"));
-    let hash = password::hash(password.expose().to_string()).await.map_err(ApiError::Internal)?;
-    let user = User { id: uuid::Uuid::now_v7().to_string(), username: username.as_str().to_string(), password_hash: hash };
+    let hash = password::hash(password.expose().to_string())
+        .await
+        .map_err(ApiError::Internal)?;
+    let user = User {
+        id: uuid::Uuid::now_v7().to_string(),
+        username: username.as_str().to_string(),
+        password_hash: hash,
+    };
     let key = username.key();
     let stored = user.clone();
     state
@@ -58,7 +70,9 @@ async fn register(
         .run(|s| async move { s.create_user(&stored, &key, now_ms()).await })
         .await
         .map_err(|e| match e {
-            crate::db::StoreError::Conflict(_) => ApiError::Conflict("that username is taken".into()),
+            crate::db::StoreError::Conflict(_) => {
+                ApiError::Conflict("that username is taken".into())
+            }
             other => other.into(),
         })?;
     start_session(&state, &headers, &user, StatusCode::CREATED).await
@@ -81,13 +95,20 @@ async fn login(
         state.metrics.rate_limited.with(&["auth"]).inc();
         return Err(ApiError::RateLimited {
             retry_after_secs: retry_after_secs(wait),
-            policy: format!("{};w={}", state.settings.limits.failed_logins_per_user, state.settings.limits.failed_login_window_secs),
+            policy: format!(
+                "{};w={}",
+                state.settings.limits.failed_logins_per_user,
+                state.settings.limits.failed_login_window_secs
+            ),
         });
     }
     let well_formed = Username::parse(&username).is_ok() && Password::parse(&password).is_ok();
     let user = if well_formed {
         let k = key.clone();
-        state.db.run(|s| async move { s.user_by_key(&k).await }).await?
+        state
+            .db
+            .run(|s| async move { s.user_by_key(&k).await })
+            .await?
     } else {
         None
     };
@@ -102,14 +123,29 @@ async fn login(
     }
 }
 
-async fn start_session(state: &AppState, headers: &HeaderMap, user: &User, status: StatusCode) -> Result<Response, ApiError> {
-    let key = state.auth.key().ok_or(ApiError::Unavailable { retry_after_secs: 2 })?;
+async fn start_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    user: &User,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let key = state.auth.key().ok_or(ApiError::Unavailable {
+        retry_after_secs: 2,
+    })?;
     let now = now_ms();
     let expires = now + state.auth.settings.token_ttl_secs as i64 * 1000;
     let sid = uuid::Uuid::now_v7().to_string();
     let (sid2, uid) = (sid.clone(), user.id.clone());
-    state.db.run(|s| async move { s.create_session(&sid2, &uid, now, expires).await }).await?;
-    let token = key.sign(&Claims { uid: user.id.clone(), sid, name: user.username.clone(), exp: expires });
+    state
+        .db
+        .run(|s| async move { s.create_session(&sid2, &uid, now, expires).await })
+        .await?;
+    let token = key.sign(&Claims {
+        uid: user.id.clone(),
+        sid,
+        name: user.username.clone(),
+        exp: expires,
+    });
     let body = json!({"token": token, "user": {"id": user.id, "username": user.username}});
     let mut response = (status, Json(body)).into_response();
     let cookie = session_cookie(state, headers, &token, state.auth.settings.token_ttl_secs);
@@ -122,7 +158,10 @@ async fn start_session(state: &AppState, headers: &HeaderMap, user: &User, statu
 fn session_cookie(state: &AppState, headers: &HeaderMap, value: &str, max_age: u64) -> String {
     let https = state.auth.settings.cookie_secure
         || (state.settings.limits.trusted_proxies > 0
-            && headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) == Some("https"));
+            && headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                == Some("https"));
     format!(
         "{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{}",
         super::COOKIE,
@@ -130,13 +169,24 @@ fn session_cookie(state: &AppState, headers: &HeaderMap, value: &str, max_age: u
     )
 }
 
-async fn logout(State(state): State<AppState>, headers: HeaderMap, user: CurrentUser) -> Result<Response, ApiError> {
+async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    user: CurrentUser,
+) -> Result<Response, ApiError> {
     let sid = user.claims.sid.clone();
     let now = now_ms();
     // Revoke here at once (this instance refuses the token from now on), then everywhere.
-    state.realtime.publish(Event::Revoked { session_id: sid.clone(), expires_at: user.claims.exp });
+    state.realtime.publish(Event::Revoked {
+        session_id: sid.clone(),
+        expires_at: user.claims.exp,
+    });
     let db_sid = sid.clone();
-    if let Err(e) = state.db.run(|s| async move { s.revoke_session(&db_sid, now).await }).await {
+    if let Err(e) = state
+        .db
+        .run(|s| async move { s.revoke_session(&db_sid, now).await })
+        .await
+    {
         // The database is down: keep trying in the background so other instances learn it too.
         tracing::warn!(error = %e, "logout stored later: database unavailable");
         let db = state.db.clone();
@@ -144,7 +194,11 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap, user: Current
             for _ in 0..120 {
                 db.wait_up(std::time::Duration::from_secs(5)).await;
                 let s = sid.clone();
-                if db.run(|st| async move { st.revoke_session(&s, now).await }).await.is_ok() {
+                if db
+                    .run(|st| async move { st.revoke_session(&s, now).await })
+                    .await
+                    .is_ok()
+                {
                     break;
                 }
             }

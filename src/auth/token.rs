@@ -59,14 +59,16 @@ impl SigningKey {
     /// Check the signature (in constant time) and the expiry.
     pub fn verify(&self, token: &str, now_ms: i64) -> Result<Claims, TokenError> {
         let mut parts = token.split('.');
-        let (Some("v1"), Some(payload), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some("v1"), Some(payload), Some(sig), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(TokenError::Malformed);
         };
         let sig = B64.decode(sig).map_err(|_| TokenError::Malformed)?;
         let mut mac = self.mac();
         mac.update(payload.as_bytes());
-        mac.verify_slice(&sig).map_err(|_| TokenError::BadSignature)?;
+        mac.verify_slice(&sig)
+            .map_err(|_| TokenError::BadSignature)?;
         let claims: Claims = B64
             .decode(payload)
             .ok()
@@ -84,7 +86,12 @@ mod tests {
     use super::*;
 
     fn claims(exp: i64) -> Claims {
-        Claims { uid: "u".into(), sid: "s".into(), name: "alice".into(), exp }
+        Claims {
+            uid: "u".into(),
+            sid: "s".into(),
+            name: "alice".into(),
+            exp,
+        }
     }
 
     #[test]

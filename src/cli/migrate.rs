@@ -19,10 +19,18 @@ pub async fn run(mut settings: Settings, args: MigrateArgs) -> anyhow::Result<Ex
     }
     telemetry::init(&settings.log);
     let db = &settings.database;
-    let store = Store::connect(db.url.expose(), 2, Duration::from_millis(db.connect_timeout_ms.max(5_000)), true)
+    let store = Store::connect(
+        db.url.expose(),
+        2,
+        Duration::from_millis(db.connect_timeout_ms.max(5_000)),
+        true,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("connecting to the database: {e}"))?;
+    store
+        .migrate()
         .await
-        .map_err(|e| anyhow::anyhow!("connecting to the database: {e}"))?;
-    store.migrate().await.map_err(|e| anyhow::anyhow!("migrating: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("migrating: {e}"))?;
     println!("migrations applied ({})", store.backend_name());
     Ok(ExitCode::SUCCESS)
 }

@@ -37,7 +37,9 @@ pub async fn run(mut settings: Settings, args: ServeArgs) -> anyhow::Result<Exit
         settings.web.asset_base_url = Some(b);
     }
     telemetry::init(&settings.log);
-    let app = Application::build(settings).await.context("starting the server")?;
+    let app = Application::build(settings)
+        .await
+        .context("starting the server")?;
     app.run_until_stopped().await?;
     Ok(ExitCode::SUCCESS)
 }

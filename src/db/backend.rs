@@ -348,20 +348,27 @@ impl Store {
         connect_timeout: Duration,
         may_create: bool,
     ) -> Result<Store> {
-        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
             let path = path.split('?').next().unwrap_or(path);
-            if let Some(dir) = std::path::Path::new(path).parent().filter(|_| may_create) {
-                if !dir.as_os_str().is_empty() {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| StoreError::Unavailable(format!("creating {}: {e}", dir.display())))?;
+            if let Some(dir) = std::path::Path::new(path).parent().filter(|_| may_create)
+                && !dir.as_os_str().is_empty()
+            {
+                {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        StoreError::Unavailable(format!("creating {}: {e}", dir.display()))
+                    })?;
                 }
             }
-            let options = sqlx::sqlite::SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
-                .create_if_missing(may_create)
-                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(5))
-                .foreign_keys(true);
+            let options =
+                sqlx::sqlite::SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
+                    .create_if_missing(may_create)
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(5))
+                    .foreign_keys(true);
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(connect_timeout)
@@ -421,7 +428,13 @@ impl Store {
     pub async fn user_by_key(&self, key: &str) -> Result<Option<User>> {
         dispatch!(self, s => s.user_by_key(key).await)
     }
-    pub async fn create_session(&self, id: &str, user_id: &str, now: i64, expires: i64) -> Result<()> {
+    pub async fn create_session(
+        &self,
+        id: &str,
+        user_id: &str,
+        now: i64,
+        expires: i64,
+    ) -> Result<()> {
         dispatch!(self, s => s.create_session(id, user_id, now, expires).await)
     }
     pub async fn revoke_session(&self, id: &str, now: i64) -> Result<()> {
@@ -451,7 +464,11 @@ impl Store {
     pub async fn messages(&self, thread_id: &str, page: Page, limit: i64) -> Result<Vec<Message>> {
         dispatch!(self, s => s.messages(thread_id, page, limit).await)
     }
-    pub async fn message_by_client_id(&self, thread_id: &str, client_id: &str) -> Result<Option<Message>> {
+    pub async fn message_by_client_id(
+        &self,
+        thread_id: &str,
+        client_id: &str,
+    ) -> Result<Option<Message>> {
         dispatch!(self, s => s.message_by_client_id(thread_id, client_id).await)
     }
     pub async fn insert_messages(&self, batch: &[NewMessage]) -> Result<Vec<InsertOutcome>> {

@@ -68,7 +68,11 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 impl Database {
     /// Start managing the database at the configured URL. Never fails because the database is down:
     /// the state starts `Down` and the supervisor connects (and migrates) as soon as it can.
-    pub fn start(settings: DatabaseSettings, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Database {
+    pub fn start(
+        settings: DatabaseSettings,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Database {
         let (state, _) = watch::channel(DbState::Down);
         metrics.db_up.set(0);
         let db = Database {
@@ -102,7 +106,9 @@ impl Database {
     /// Wait until the database is up, at most `timeout`.
     pub async fn wait_up(&self, timeout: Duration) -> bool {
         let mut rx = self.watch();
-        tokio::time::timeout(timeout, rx.wait_for(|s| *s == DbState::Up)).await.is_ok()
+        tokio::time::timeout(timeout, rx.wait_for(|s| *s == DbState::Up))
+            .await
+            .is_ok()
     }
 
     /// Ask the supervisor to probe eagerly (writes are waiting) or relax.
@@ -115,7 +121,11 @@ impl Database {
 
     /// The backend in use, when connected.
     pub fn store(&self) -> Option<Store> {
-        self.inner.store.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inner
+            .store
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Close the pool and mark the database down, as if the connection had been lost.
@@ -140,7 +150,10 @@ impl Database {
         };
         let started = Instant::now();
         let result = tokio::time::timeout(self.inner.settings.query_timeout(), op(store)).await;
-        self.inner.metrics.db_query_duration.observe(started.elapsed());
+        self.inner
+            .metrics
+            .db_query_duration
+            .observe(started.elapsed());
         match result {
             Err(_) => {
                 self.inner.metrics.db_connection_failures.inc();
@@ -163,7 +176,11 @@ impl Database {
             changed
         });
         if was_up {
-            self.inner.store.write().unwrap_or_else(|e| e.into_inner()).take();
+            self.inner
+                .store
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
             self.inner.metrics.db_up.set(0);
             tracing::warn!(cause, "database connection lost");
             self.inner.wake.notify_one();
@@ -173,7 +190,9 @@ impl Database {
     async fn supervise(self, shutdown: CancellationToken) {
         let mut first = true;
         loop {
-            let Some(store) = self.reconnect(first, &shutdown).await else { return };
+            let Some(store) = self.reconnect(first, &shutdown).await else {
+                return;
+            };
             first = false;
             *self.inner.store.write().unwrap_or_else(|e| e.into_inner()) = Some(store.clone());
             self.inner.connected_once.store(true, Ordering::Relaxed);
@@ -212,7 +231,12 @@ impl Database {
                 Ok(store) => {
                     let ms = started.elapsed().as_millis() as u64;
                     if first {
-                        tracing::info!(backend = store.backend_name(), attempts = attempt, ms, "database connected");
+                        tracing::info!(
+                            backend = store.backend_name(),
+                            attempts = attempt,
+                            ms,
+                            "database connected"
+                        );
                     } else {
                         self.inner.metrics.db_reconnect_success.inc();
                         tracing::info!(
@@ -249,13 +273,16 @@ impl Database {
         let timeout = Duration::from_millis(s.connect_timeout_ms);
         let may_create = !self.inner.connected_once.load(Ordering::Relaxed);
         let attempt = async {
-            let store = Store::connect(s.url.expose(), s.max_connections, timeout, may_create).await?;
+            let store =
+                Store::connect(s.url.expose(), s.max_connections, timeout, may_create).await?;
             store.migrate().await?;
             Ok::<_, StoreError>(store)
         };
         match tokio::time::timeout(timeout * 3, attempt).await {
             Ok(result) => result,
-            Err(_) => Err(StoreError::Unavailable("connection attempt timed out".into())),
+            Err(_) => Err(StoreError::Unavailable(
+                "connection attempt timed out".into(),
+            )),
         }
     }
 }
@@ -286,7 +313,8 @@ mod tests {
             let ceiling = (100u64 << (attempt - 1).min(30)).min(5_000);
             assert!(d.as_millis() as u64 <= ceiling);
         }
-        let samples: std::collections::HashSet<_> = (0..50).map(|_| backoff_delay(10, 100, 5_000)).collect();
+        let samples: std::collections::HashSet<_> =
+            (0..50).map(|_| backoff_delay(10, 100, 5_000)).collect();
         assert!(samples.len() > 10, "full jitter spreads delays");
     }
 }

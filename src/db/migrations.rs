@@ -8,8 +8,7 @@ use super::{StoreError, now_ms};
 const SQLITE: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
 const POSTGRES: &[(i64, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
 
-const LEDGER: &str =
-    "CREATE TABLE IF NOT EXISTS emergence_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
+const LEDGER: &str = "CREATE TABLE IF NOT EXISTS emergence_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
 
 pub async fn run_sqlite(pool: &sqlx::SqlitePool) -> Result<(), StoreError> {
     let mut conn = pool.acquire().await?;
@@ -39,7 +38,9 @@ pub async fn run_sqlite(pool: &sqlx::SqlitePool) -> Result<(), StoreError> {
 pub async fn run_postgres(pool: &sqlx::PgPool) -> Result<(), StoreError> {
     let mut conn = pool.acquire().await?;
     // One migrator at a time across instances.
-    sqlx::query("SELECT pg_advisory_lock(7405726)").execute(&mut *conn).await?;
+    sqlx::query("SELECT pg_advisory_lock(7405726)")
+        .execute(&mut *conn)
+        .await?;
     let result = async {
         conn.execute(LEDGER).await?;
         for (version, sql) in POSTGRES {
@@ -65,6 +66,8 @@ pub async fn run_postgres(pool: &sqlx::PgPool) -> Result<(), StoreError> {
         Ok::<(), StoreError>(())
     }
     .await;
-    let _ = sqlx::query("SELECT pg_advisory_unlock(7405726)").execute(&mut *conn).await;
+    let _ = sqlx::query("SELECT pg_advisory_unlock(7405726)")
+        .execute(&mut *conn)
+        .await;
     result
 }

@@ -53,8 +53,11 @@ impl From<sqlx::Error> for StoreError {
                 // PostgreSQL: class 08 connection exceptions, 57P0x shutdown/terminated, 53xxx
                 // insufficient resources. SQLite: BUSY(5), LOCKED(6), IOERR(10), CANTOPEN(14) and
                 // their extended codes.
-                let pg_down = code.starts_with("08") || code.starts_with("57P") || code.starts_with("53");
-                let sqlite_down = code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 14));
+                let pg_down =
+                    code.starts_with("08") || code.starts_with("57P") || code.starts_with("53");
+                let sqlite_down = code
+                    .parse::<i64>()
+                    .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 14));
                 if pg_down || sqlite_down {
                     StoreError::Unavailable(format!("{code}: {}", db.message()))
                 } else {
@@ -126,7 +129,11 @@ impl AuthorKind {
         }
     }
     fn parse(s: &str) -> Self {
-        if s == "agent" { AuthorKind::Agent } else { AuthorKind::User }
+        if s == "agent" {
+            AuthorKind::Agent
+        } else {
+            AuthorKind::User
+        }
     }
 }
 

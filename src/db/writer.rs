@@ -23,11 +23,18 @@ use crate::ops::metrics::Metrics;
 #[derive(Debug, Clone)]
 pub enum WriteEvent {
     /// The database is down; the message is held in memory and will be stored when it returns.
-    Queued { thread_id: String, client_id: String },
+    Queued {
+        thread_id: String,
+        client_id: String,
+    },
     /// Stored (or found already stored by the same author: `existed`).
     Persisted { message: Message, existed: bool },
     /// Refused for good.
-    Rejected { thread_id: String, client_id: String, reason: Rejection },
+    Rejected {
+        thread_id: String,
+        client_id: String,
+        reason: Rejection,
+    },
 }
 
 /// Why a message was refused.
@@ -118,7 +125,10 @@ impl MessageWriter {
         let key = (message.thread_id.clone(), message.client_id.clone());
         if let Some(w) = p.waiters.get_mut(&key) {
             if w.queued_told {
-                let _ = reply.send(WriteEvent::Queued { thread_id: key.0.clone(), client_id: key.1.clone() });
+                let _ = reply.send(WriteEvent::Queued {
+                    thread_id: key.0.clone(),
+                    client_id: key.1.clone(),
+                });
             }
             w.replies.push(reply);
             return Ok(());
@@ -127,11 +137,23 @@ impl MessageWriter {
             return Err(QueueFull);
         }
         if down {
-            let _ = reply.send(WriteEvent::Queued { thread_id: key.0.clone(), client_id: key.1.clone() });
+            let _ = reply.send(WriteEvent::Queued {
+                thread_id: key.0.clone(),
+                client_id: key.1.clone(),
+            });
         }
         p.items.push_back(message);
-        p.waiters.insert(key, Waiter { replies: vec![reply], queued_told: down });
-        self.inner.metrics.db_pending_writes.set(p.items.len() as i64);
+        p.waiters.insert(
+            key,
+            Waiter {
+                replies: vec![reply],
+                queued_told: down,
+            },
+        );
+        self.inner
+            .metrics
+            .db_pending_writes
+            .set(p.items.len() as i64);
         drop(p);
         if down {
             self.inner.db.set_urgent(true);
@@ -147,7 +169,10 @@ impl MessageWriter {
             if !w.queued_told {
                 w.queued_told = true;
                 for r in &w.replies {
-                    let _ = r.send(WriteEvent::Queued { thread_id: thread_id.clone(), client_id: client_id.clone() });
+                    let _ = r.send(WriteEvent::Queued {
+                        thread_id: thread_id.clone(),
+                        client_id: client_id.clone(),
+                    });
                 }
             }
         }
@@ -159,10 +184,17 @@ impl MessageWriter {
         let mut notes = Vec::with_capacity(done.len());
         for (m, outcome) in done.into_iter().zip(outcomes) {
             let key = (m.thread_id.clone(), m.client_id.clone());
-            let replies = p.waiters.remove(&key).map(|w| w.replies).unwrap_or_default();
+            let replies = p
+                .waiters
+                .remove(&key)
+                .map(|w| w.replies)
+                .unwrap_or_default();
             notes.push((key, replies, outcome, m));
         }
-        self.inner.metrics.db_pending_writes.set(p.items.len() as i64);
+        self.inner
+            .metrics
+            .db_pending_writes
+            .set(p.items.len() as i64);
         // Publish while holding the queue lock: commit order is fan-out order.
         for (_, _, outcome, new) in &notes {
             if let InsertOutcome::Inserted(message) = outcome {
@@ -173,12 +205,24 @@ impl MessageWriter {
         drop(p);
         for ((thread_id, client_id), replies, outcome, _) in notes {
             let event = match outcome {
-                InsertOutcome::Inserted(message) => WriteEvent::Persisted { message, existed: false },
-                InsertOutcome::Existing(message) => WriteEvent::Persisted { message, existed: true },
-                InsertOutcome::ClientIdTaken => {
-                    WriteEvent::Rejected { thread_id, client_id, reason: Rejection::ClientIdTaken }
-                }
-                InsertOutcome::NoThread => WriteEvent::Rejected { thread_id, client_id, reason: Rejection::NoThread },
+                InsertOutcome::Inserted(message) => WriteEvent::Persisted {
+                    message,
+                    existed: false,
+                },
+                InsertOutcome::Existing(message) => WriteEvent::Persisted {
+                    message,
+                    existed: true,
+                },
+                InsertOutcome::ClientIdTaken => WriteEvent::Rejected {
+                    thread_id,
+                    client_id,
+                    reason: Rejection::ClientIdTaken,
+                },
+                InsertOutcome::NoThread => WriteEvent::Rejected {
+                    thread_id,
+                    client_id,
+                    reason: Rejection::NoThread,
+                },
             };
             for r in replies {
                 let _ = r.send(event.clone());
@@ -200,7 +244,10 @@ impl MessageWriter {
                 }
             }
         }
-        self.inner.metrics.db_pending_writes.set(p.items.len() as i64);
+        self.inner
+            .metrics
+            .db_pending_writes
+            .set(p.items.len() as i64);
     }
 
     async fn run(self, publish: Publish, shutdown: CancellationToken) {
@@ -226,7 +273,11 @@ impl MessageWriter {
                 }
                 continue;
             }
-            let result = self.inner.db.run(|s| async move { s.insert_messages(&batch).await.map(|o| (batch, o)) }).await;
+            let result = self
+                .inner
+                .db
+                .run(|s| async move { s.insert_messages(&batch).await.map(|o| (batch, o)) })
+                .await;
             match result {
                 Ok((batch, outcomes)) => self.finish(batch.len(), outcomes, &publish),
                 Err(StoreError::Unavailable(_)) => self.tell_queued(),
@@ -236,7 +287,14 @@ impl MessageWriter {
                     tracing::error!(error = %e, "message batch failed; retrying one by one");
                     let first = self.lock().items.front().cloned();
                     if let Some(first) = first {
-                        match self.inner.db.run(|s| async move { s.insert_messages(std::slice::from_ref(&first)).await }).await {
+                        match self
+                            .inner
+                            .db
+                            .run(|s| async move {
+                                s.insert_messages(std::slice::from_ref(&first)).await
+                            })
+                            .await
+                        {
                             Ok(outcomes) => self.finish(1, outcomes, &publish),
                             Err(StoreError::Unavailable(_)) => self.tell_queued(),
                             Err(e) => {

@@ -28,6 +28,29 @@ pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted_proxies: usize) 
     }
 }
 
+/// Extractor for the client IP (socket peer, or per the trusted-proxy setting).
+pub struct ClientIp(pub IpAddr);
+
+impl axum::extract::FromRequestParts<crate::state::AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &crate::state::AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map(|c| c.0)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        Ok(ClientIp(client_ip(
+            peer,
+            &parts.headers,
+            state.settings.limits.trusted_proxies,
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,24 +72,5 @@ mod tests {
         let peer: SocketAddr = "10.0.0.1:1".parse().unwrap();
         let ip = client_ip(peer, &headers("6.6.6.6, 1.2.3.4"), 1);
         assert_eq!(ip, "1.2.3.4".parse::<IpAddr>().unwrap());
-    }
-}
-
-/// Extractor for the client IP (socket peer, or per the trusted-proxy setting).
-pub struct ClientIp(pub IpAddr);
-
-impl axum::extract::FromRequestParts<crate::state::AppState> for ClientIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &crate::state::AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<SocketAddr>>()
-            .map(|c| c.0)
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-        Ok(ClientIp(client_ip(peer, &parts.headers, state.settings.limits.trusted_proxies)))
     }
 }

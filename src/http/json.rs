@@ -45,7 +45,9 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::InvalidJson("the body must be a JSON object".into())),
+        Ok(_) => Err(ApiError::InvalidJson(
+            "the body must be a JSON object".into(),
+        )),
         Err(e) => Err(ApiError::InvalidJson(format!("invalid JSON: {e}"))),
     }
 }
@@ -84,7 +86,10 @@ pub struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     pub fn new(map: &'a Map<String, Value>) -> Self {
-        Self { map, errors: FieldErrors::new() }
+        Self {
+            map,
+            errors: FieldErrors::new(),
+        }
     }
 
     /// A required string field.
@@ -121,19 +126,26 @@ impl<'a> Fields<'a> {
             Some(Value::Array(items)) => {
                 let strings: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
                 if strings.is_none() {
-                    self.errors.insert(name.into(), "must be an array of strings".into());
+                    self.errors
+                        .insert(name.into(), "must be an array of strings".into());
                 }
                 strings
             }
             Some(_) => {
-                self.errors.insert(name.into(), "must be an array of strings".into());
+                self.errors
+                    .insert(name.into(), "must be an array of strings".into());
                 None
             }
         }
     }
 
     /// Parse a value with a newtype's parser, recording why it failed.
-    pub fn parse<T>(&mut self, name: &str, value: Option<&str>, parser: fn(&str) -> Result<T, String>) -> Option<T> {
+    pub fn parse<T>(
+        &mut self,
+        name: &str,
+        value: Option<&str>,
+        parser: fn(&str) -> Result<T, String>,
+    ) -> Option<T> {
         let value = value?;
         match parser(value) {
             Ok(v) => Some(v),
@@ -173,12 +185,26 @@ mod tests {
     #[test]
     fn deep_and_non_object_json_is_invalid() {
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        assert!(matches!(parse_object(deep.as_bytes()), Err(ApiError::InvalidJson(_))));
-        assert!(matches!(parse_object(b"[1]"), Err(ApiError::InvalidJson(_))));
+        assert!(matches!(
+            parse_object(deep.as_bytes()),
+            Err(ApiError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            parse_object(b"[1]"),
+            Err(ApiError::InvalidJson(_))
+        ));
         assert!(matches!(parse_object(b"{"), Err(ApiError::InvalidJson(_))));
-        let ok64 = format!("{}{}", "{\"a\":".repeat(64), "1".to_string() + &"}".repeat(64));
+        let ok64 = format!(
+            "{}{}",
+            "{\"a\":".repeat(64),
+            "1".to_string() + &"}".repeat(64)
+        );
         assert!(parse_object(ok64.as_bytes()).is_ok());
-        let bad65 = format!("{}{}", "{\"a\":".repeat(65), "1".to_string() + &"}".repeat(65));
+        let bad65 = format!(
+            "{}{}",
+            "{\"a\":".repeat(65),
+            "1".to_string() + &"}".repeat(65)
+        );
         assert!(parse_object(bad65.as_bytes()).is_err());
     }
 }

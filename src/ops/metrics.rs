@@ -78,7 +78,8 @@ impl Histogram {
             }
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
@@ -94,7 +95,10 @@ pub struct Family<T> {
 
 impl<T: Default> Family<T> {
     pub fn new(labels: &'static [&'static str]) -> Self {
-        Self { labels, children: RwLock::new(BTreeMap::new()) }
+        Self {
+            labels,
+            children: RwLock::new(BTreeMap::new()),
+        }
     }
 
     /// The child for these label values (in the family's label order).
@@ -102,7 +106,10 @@ impl<T: Default> Family<T> {
         debug_assert_eq!(values.len(), self.labels.len());
         {
             let map = self.children.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(found) = map.iter().find(|(k, _)| k.iter().map(String::as_str).eq(values.iter().copied())) {
+            if let Some(found) = map
+                .iter()
+                .find(|(k, _)| k.iter().map(String::as_str).eq(values.iter().copied()))
+            {
                 return found.1.clone();
             }
         }
@@ -131,14 +138,21 @@ impl<T: Default> Family<T> {
 impl Family<Counter> {
     /// Sum over every label set whose label `name` equals `value`.
     pub fn sum_where(&self, name: &str, value: &str) -> u64 {
-        let Some(idx) = self.labels.iter().position(|l| *l == name) else { return 0 };
+        let Some(idx) = self.labels.iter().position(|l| *l == name) else {
+            return 0;
+        };
         let map = self.children.read().unwrap_or_else(|e| e.into_inner());
-        map.iter().filter(|(k, _)| k[idx] == value).map(|(_, c)| c.get()).sum()
+        map.iter()
+            .filter(|(k, _)| k[idx] == value)
+            .map(|(_, c)| c.get())
+            .sum()
     }
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Every metric the server exports.
@@ -238,7 +252,11 @@ impl Out {
         let count = h.count.load(Ordering::Relaxed);
         let _ = writeln!(self.0, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
         let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let wrap = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let wrap = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
         let _ = writeln!(self.0, "{name}_sum{wrap} {sum}\n{name}_count{wrap} {count}");
     }
     fn histogram(&mut self, name: &str, help: &str, h: &Histogram) {
@@ -258,44 +276,155 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut o = Out(String::with_capacity(16 * 1024));
         o.header("emergence_build_info", "gauge", "Build information.");
-        let _ = writeln!(o.0, "emergence_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
-        o.counters("http_requests_total", "HTTP requests by matched route, method and status.", &self.http_requests);
-        o.histograms("http_request_duration_seconds", "HTTP request latency.", &self.http_duration);
-        o.counters("ws_connections_total", "WebSocket connection attempts by outcome.", &self.ws_connections);
-        o.gauge("ws_active_connections", "Open WebSocket connections.", self.ws_active.get() as f64);
-        o.counters("ws_frames_total", "WebSocket data frames by direction.", &self.ws_frames);
-        o.counters("rate_limited_total", "Requests refused by a rate limit, by scope.", &self.rate_limited);
-        o.counter("overload_rejections_total", "Requests refused with 503 because the instance was saturated.", &self.overload_rejections);
-        o.counter("ws_slow_consumer_disconnects_total", "Sockets closed because they could not keep up.", &self.slow_consumer_disconnects);
-        o.gauge("db_up", "1 when the database answers, else 0.", self.db_up.get() as f64);
-        o.counter("db_reconnect_attempts_total", "Reconnections begun: one per database outage.", &self.db_reconnect_attempts);
-        o.counter("db_reconnect_success_total", "Reconnections completed: outages that ended with the database back.", &self.db_reconnect_success);
-        o.counter("db_connection_failures_total", "Database operations that failed because the database was unreachable.", &self.db_connection_failures);
-        o.gauge("db_pending_writes", "Messages accepted and not yet stored.", self.db_pending_writes.get() as f64);
-        o.histogram("db_query_duration_seconds", "Database operation latency.", &self.db_query_duration);
-        o.counter("messages_persisted_total", "Messages newly stored.", &self.messages_persisted);
-        o.gauge("broker_up", "1 when the broker is connected (always 1 in-process).", self.broker_up.get() as f64);
-        o.counter("broker_reconnects_total", "Broker reconnections.", &self.broker_reconnects);
-        o.counter("broker_published_total", "Events published to the broker.", &self.broker_published);
-        o.counter("broker_received_total", "Events received from other instances.", &self.broker_received);
-        o.counter("broker_resync_total", "Re-reads of subscribed threads after a broker gap.", &self.broker_resync);
-        o.counters("llm_requests_total", "Provider requests by provider, model and outcome.", &self.llm_requests);
-        o.histograms("llm_first_token_seconds", "Time to the first token.", &self.llm_first_token);
-        o.histograms("llm_stream_seconds", "Duration of whole agent streams.", &self.llm_stream);
-        o.counters("llm_tokens_total", "Tokens by direction (prompt, completion).", &self.llm_tokens);
+        let _ = writeln!(
+            o.0,
+            "emergence_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        o.counters(
+            "http_requests_total",
+            "HTTP requests by matched route, method and status.",
+            &self.http_requests,
+        );
+        o.histograms(
+            "http_request_duration_seconds",
+            "HTTP request latency.",
+            &self.http_duration,
+        );
+        o.counters(
+            "ws_connections_total",
+            "WebSocket connection attempts by outcome.",
+            &self.ws_connections,
+        );
+        o.gauge(
+            "ws_active_connections",
+            "Open WebSocket connections.",
+            self.ws_active.get() as f64,
+        );
+        o.counters(
+            "ws_frames_total",
+            "WebSocket data frames by direction.",
+            &self.ws_frames,
+        );
+        o.counters(
+            "rate_limited_total",
+            "Requests refused by a rate limit, by scope.",
+            &self.rate_limited,
+        );
+        o.counter(
+            "overload_rejections_total",
+            "Requests refused with 503 because the instance was saturated.",
+            &self.overload_rejections,
+        );
+        o.counter(
+            "ws_slow_consumer_disconnects_total",
+            "Sockets closed because they could not keep up.",
+            &self.slow_consumer_disconnects,
+        );
+        o.gauge(
+            "db_up",
+            "1 when the database answers, else 0.",
+            self.db_up.get() as f64,
+        );
+        o.counter(
+            "db_reconnect_attempts_total",
+            "Reconnections begun: one per database outage.",
+            &self.db_reconnect_attempts,
+        );
+        o.counter(
+            "db_reconnect_success_total",
+            "Reconnections completed: outages that ended with the database back.",
+            &self.db_reconnect_success,
+        );
+        o.counter(
+            "db_connection_failures_total",
+            "Database operations that failed because the database was unreachable.",
+            &self.db_connection_failures,
+        );
+        o.gauge(
+            "db_pending_writes",
+            "Messages accepted and not yet stored.",
+            self.db_pending_writes.get() as f64,
+        );
+        o.histogram(
+            "db_query_duration_seconds",
+            "Database operation latency.",
+            &self.db_query_duration,
+        );
+        o.counter(
+            "messages_persisted_total",
+            "Messages newly stored.",
+            &self.messages_persisted,
+        );
+        o.gauge(
+            "broker_up",
+            "1 when the broker is connected (always 1 in-process).",
+            self.broker_up.get() as f64,
+        );
+        o.counter(
+            "broker_reconnects_total",
+            "Broker reconnections.",
+            &self.broker_reconnects,
+        );
+        o.counter(
+            "broker_published_total",
+            "Events published to the broker.",
+            &self.broker_published,
+        );
+        o.counter(
+            "broker_received_total",
+            "Events received from other instances.",
+            &self.broker_received,
+        );
+        o.counter(
+            "broker_resync_total",
+            "Re-reads of subscribed threads after a broker gap.",
+            &self.broker_resync,
+        );
+        o.counters(
+            "llm_requests_total",
+            "Provider requests by provider, model and outcome.",
+            &self.llm_requests,
+        );
+        o.histograms(
+            "llm_first_token_seconds",
+            "Time to the first token.",
+            &self.llm_first_token,
+        );
+        o.histograms(
+            "llm_stream_seconds",
+            "Duration of whole agent streams.",
+            &self.llm_stream,
+        );
+        o.counters(
+            "llm_tokens_total",
+            "Tokens by direction (prompt, completion).",
+            &self.llm_tokens,
+        );
         self.render_process(&mut o);
         o.0
     }
 
     fn render_process(&self, o: &mut Out) {
         let page = 4096.0;
-        if let Ok(statm) = std::fs::read_to_string("/proc/self/statm") {
-            if let Some(rss) = statm.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()) {
-                o.gauge("process_resident_memory_bytes", "Resident memory.", rss * page);
-            }
+        if let Ok(statm) = std::fs::read_to_string("/proc/self/statm")
+            && let Some(rss) = statm
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<f64>().ok())
+        {
+            o.gauge(
+                "process_resident_memory_bytes",
+                "Resident memory.",
+                rss * page,
+            );
         }
         if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-            o.gauge("process_open_fds", "Open file descriptors.", fds.count() as f64);
+            o.gauge(
+                "process_open_fds",
+                "Open file descriptors.",
+                fds.count() as f64,
+            );
         }
         if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
             // Fields after the command name: utime and stime are the 12th and 13th.
@@ -307,7 +436,11 @@ impl Metrics {
                 let _ = writeln!(o.0, "process_cpu_seconds_total {cpu}");
             }
         }
-        o.gauge("process_start_time_seconds", "Start time, seconds since the epoch.", self.start_time);
+        o.gauge(
+            "process_start_time_seconds",
+            "Start time, seconds since the epoch.",
+            self.start_time,
+        );
     }
 }
 
@@ -322,7 +455,9 @@ mod tests {
         m.http_requests.with(&["/api/me", "GET", "200"]).inc();
         m.db_query_duration.observe(Duration::from_millis(3));
         let text = m.render();
-        assert!(text.contains("http_requests_total{route=\"/api/me\",method=\"GET\",status=\"200\"} 2"));
+        assert!(
+            text.contains("http_requests_total{route=\"/api/me\",method=\"GET\",status=\"200\"} 2")
+        );
         assert!(text.contains("db_query_duration_seconds_bucket{le=\"0.005\"} 1"));
         assert!(text.contains("db_query_duration_seconds_count 1"));
         assert!(text.contains("process_resident_memory_bytes"));

@@ -45,7 +45,9 @@ pub async fn connect(
     _stop: tokio_util::sync::CancellationToken,
 ) -> Option<std::sync::Arc<dyn Broker>> {
     if settings.broker.url.is_some() {
-        tracing::warn!("EMERGENCE_BROKER_URL is set but this build has no Redis broker yet; running in-process");
+        tracing::warn!(
+            "EMERGENCE_BROKER_URL is set but this build has no Redis broker yet; running in-process"
+        );
     }
     None
 }

@@ -32,7 +32,10 @@ use super::{
 };
 use crate::{
     auth::{AuthError, Claims, Source, credential, origin_allowed},
-    db::{DbState, Page, StoreError, writer::{Rejection, WriteEvent}},
+    db::{
+        DbState, Page, StoreError,
+        writer::{Rejection, WriteEvent},
+    },
     error::ApiError,
     http::client_ip::ClientIp,
     limits::retry_after_secs,
@@ -49,7 +52,8 @@ fn refuse(status: StatusCode, retry_after: Option<u64>, code: &str, message: &st
     let body = serde_json::json!({"error": {"code": code, "message": message}});
     let mut r = (status, axum::Json(body)).into_response();
     if let Some(secs) = retry_after {
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     r
 }
@@ -64,24 +68,39 @@ async fn upgrade(
     let metrics = &state.metrics;
     if state.lifecycle.is_draining() {
         metrics.ws_connections.with(&["rejected"]).inc();
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, Some(1), "unavailable", "the instance is restarting");
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(1),
+            "unavailable",
+            "the instance is restarting",
+        );
     }
     if let Err(wait) = state.limits.ws_connect.check(&ip) {
         metrics.ws_connections.with(&["rejected"]).inc();
         metrics.rate_limited.with(&["ws_connect"]).inc();
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, Some(retry_after_secs(wait)), "unavailable", "too many connection attempts");
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(retry_after_secs(wait)),
+            "unavailable",
+            "too many connection attempts",
+        );
     }
     if state.realtime.connection_count() >= state.settings.server.max_websockets {
         metrics.ws_connections.with(&["rejected"]).inc();
         metrics.overload_rejections.inc();
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, Some(5), "unavailable", "the instance is at capacity");
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(5),
+            "unavailable",
+            "the instance is at capacity",
+        );
     }
     let found = credential(&headers, query.get("token").map(String::as_str));
-    if let Some((_, Source::Cookie)) = &found {
-        if !origin_allowed(&headers, &state.auth.settings.allowed_origins) {
-            metrics.ws_connections.with(&["rejected"]).inc();
-            return ApiError::Forbidden("cross-origin WebSocket refused").into_response();
-        }
+    if let Some((_, Source::Cookie)) = &found
+        && !origin_allowed(&headers, &state.auth.settings.allowed_origins)
+    {
+        metrics.ws_connections.with(&["rejected"]).inc();
+        return ApiError::Forbidden("cross-origin WebSocket refused").into_response();
     }
     let auth = match found {
         Some((token, _)) => state.auth.authenticate(&token),
@@ -104,7 +123,12 @@ async fn run(state: AppState, socket: WebSocket, auth: Result<Claims, AuthError>
     let (sink, stream) = socket.split();
     let (out_tx, out_rx) = mpsc::channel(state.settings.realtime.socket_queue);
     let kill = CancellationToken::new();
-    let writer = tokio::spawn(write_loop(sink, out_rx, kill.clone(), state.metrics.clone()));
+    let writer = tokio::spawn(write_loop(
+        sink,
+        out_rx,
+        kill.clone(),
+        state.metrics.clone(),
+    ));
     let claims = match auth {
         Ok(claims) => claims,
         Err(e) => {
@@ -113,7 +137,9 @@ async fn run(state: AppState, socket: WebSocket, auth: Result<Claims, AuthError>
                 _ => ("unauthorized", 4401),
             };
             state.metrics.ws_connections.with(&["rejected"]).inc();
-            let _ = out_tx.try_send(Outbound::Frame(ErrorFrame::new(code, "authentication failed").to_frame()));
+            let _ = out_tx.try_send(Outbound::Frame(
+                ErrorFrame::new(code, "authentication failed").to_frame(),
+            ));
             let _ = out_tx.try_send(Outbound::Close(close, code));
             drop(out_tx);
             let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
@@ -180,7 +206,10 @@ async fn write_loop(
                     Outbound::Ping => WsMessage::Ping(Default::default()),
                     Outbound::Close(code, reason) => {
                         closing = true;
-                        WsMessage::Close(Some(CloseFrame { code, reason: reason.into() }))
+                        WsMessage::Close(Some(CloseFrame {
+                            code,
+                            reason: reason.into(),
+                        }))
                     }
                 };
                 sink.feed(msg).await?;
@@ -258,12 +287,21 @@ impl Session {
             Duration::from_millis(rt.dead_peer_ms),
             Duration::from_millis(rt.idle_timeout_ms),
         );
-        let tick = ping_every.min(dead_after / 4).min(idle_after / 4).max(Duration::from_millis(50));
+        let tick = ping_every
+            .min(dead_after / 4)
+            .min(idle_after / 4)
+            .max(Duration::from_millis(50));
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let (mut last_seen, mut last_frame, mut last_ping) = (Instant::now(), Instant::now(), Instant::now());
+        let (mut last_seen, mut last_frame, mut last_ping) =
+            (Instant::now(), Instant::now(), Instant::now());
         let db = self.state.db.state().as_str();
-        self.send(protocol::welcome(&self.handle.id.to_string(), &self.claims.uid, &self.claims.name, db));
+        self.send(protocol::welcome(
+            &self.handle.id.to_string(),
+            &self.claims.uid,
+            &self.claims.name,
+            db,
+        ));
         self.warm_membership();
         let frames_in = self.state.metrics.ws_frames.with(&["in"]);
         let kill = self.handle_kill();
@@ -336,7 +374,9 @@ impl Session {
                 self.handle.close(1009, "frame too large");
                 End::Normal
             }
-            Some(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => End::Normal,
+            Some(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                End::Normal
+            }
             Some(tungstenite::Error::Protocol(p)) => {
                 tracing::debug!(error = %p, "websocket protocol error");
                 self.handle.close(1002, "protocol error");
@@ -346,8 +386,12 @@ impl Session {
         }
     }
 
-    /// Generic per-connection frame budget, independent of the per-user send limit.
+    /// Generic per-connection frame budget, on top of the per-user send limit (and, like it,
+    /// off when the send limit is off, for load tests).
     fn take_frame_token(&mut self) -> bool {
+        if self.state.settings.limits.send_rate_per_sec == 0 {
+            return true;
+        }
         let now = Instant::now();
         let (tokens, at) = &mut self.frame_tokens;
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * FRAME_RATE).min(FRAME_BURST);
@@ -364,7 +408,11 @@ impl Session {
     fn strike(&mut self) -> bool {
         let now = Instant::now();
         self.strikes.push_back(now);
-        while self.strikes.front().is_some_and(|t| now.duration_since(*t) > FLOOD_WINDOW) {
+        while self
+            .strikes
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > FLOOD_WINDOW)
+        {
             self.strikes.pop_front();
         }
         if self.strikes.len() > FLOOD_STRIKES {
@@ -396,16 +444,44 @@ impl Session {
                 }
                 self.send(protocol::unsubscribed(&thread));
             }
-            ClientFrame::Send { thread, client_id, body, agent } => {
+            ClientFrame::Send {
+                thread,
+                client_id,
+                body,
+                agent,
+            } => {
                 let cid = client_id.as_str().to_string();
-                let req = SendRequest { thread, client_id, body, agent };
-                if let Err(e) = submit(&self.state, &self.claims, req, self.events_tx.clone()).await {
+                let req = SendRequest {
+                    thread,
+                    client_id,
+                    body,
+                    agent,
+                };
+                if let Err(e) = submit(&self.state, &self.claims, req, self.events_tx.clone()).await
+                {
                     return self.send_refused(e, &cid);
                 }
             }
-            ClientFrame::Debate { thread, client_id, topic, agents, rounds } => {
+            ClientFrame::Debate {
+                thread,
+                client_id,
+                topic,
+                agents,
+                rounds,
+            } => {
                 let cid = client_id.as_str().to_string();
-                if let Err(e) = crate::agents::start_debate(&self.state, &self.claims, thread, client_id, topic, agents, rounds, self.events_tx.clone()).await {
+                if let Err(e) = crate::agents::start_debate(
+                    &self.state,
+                    &self.claims,
+                    thread,
+                    client_id,
+                    topic,
+                    agents,
+                    rounds,
+                    self.events_tx.clone(),
+                )
+                .await
+                {
                     return self.send_refused(e, &cid);
                 }
             }
@@ -422,10 +498,15 @@ impl Session {
         let frame = match e {
             SendError::NotFound(what) => ErrorFrame::new("not_found", what),
             SendError::Unavailable { retry_after_ms } => {
-                ErrorFrame::new("unavailable", "the database is unavailable; retry later").retry_after(retry_after_ms)
+                ErrorFrame::new("unavailable", "the database is unavailable; retry later")
+                    .retry_after(retry_after_ms)
             }
             SendError::RateLimited { retry_after_ms } => {
-                self.error(ErrorFrame::new("rate_limited", "too many messages").client(Some(client_id)).retry_after(retry_after_ms));
+                self.error(
+                    ErrorFrame::new("rate_limited", "too many messages")
+                        .client(Some(client_id))
+                        .retry_after(retry_after_ms),
+                );
                 return self.strike();
             }
             SendError::Validation(why) => ErrorFrame::new("validation", why),
@@ -437,13 +518,24 @@ impl Session {
 
     fn on_write_event(&self, event: WriteEvent) {
         let frame = match event {
-            WriteEvent::Queued { thread_id, client_id } => protocol::ack_queued(&client_id, &thread_id),
-            WriteEvent::Persisted { message, .. } => protocol::ack_persisted(&message.client_id, &message),
-            WriteEvent::Rejected { client_id, reason, .. } => {
+            WriteEvent::Queued {
+                thread_id,
+                client_id,
+            } => protocol::ack_queued(&client_id, &thread_id),
+            WriteEvent::Persisted { message, .. } => {
+                protocol::ack_persisted(&message.client_id, &message)
+            }
+            WriteEvent::Rejected {
+                client_id, reason, ..
+            } => {
                 let e = match reason {
-                    Rejection::ClientIdTaken => ErrorFrame::new("conflict", "client_id already used by another author"),
+                    Rejection::ClientIdTaken => {
+                        ErrorFrame::new("conflict", "client_id already used by another author")
+                    }
                     Rejection::NoThread => ErrorFrame::new("not_found", "thread not found"),
-                    Rejection::Internal => ErrorFrame::new("internal", "the message could not be stored"),
+                    Rejection::Internal => {
+                        ErrorFrame::new("internal", "the message could not be stored")
+                    }
                 };
                 e.client(Some(&client_id)).to_frame()
             }
@@ -458,14 +550,21 @@ impl Session {
         let uid = self.claims.uid.clone();
         tokio::spawn(async move {
             let user = uid.clone();
-            if let Ok(threads) = state.db.run(|s| async move { s.memberships(&user).await }).await {
+            if let Ok(threads) = state
+                .db
+                .run(|s| async move { s.memberships(&user).await })
+                .await
+            {
                 state.members.note_user_threads(&uid, threads);
             }
         });
     }
 
     async fn subscribe(&mut self, thread: String, after_seq: Option<i64>) {
-        let unavailable = || ErrorFrame::new("unavailable", "the database is unavailable; retry later").retry_after(2000);
+        let unavailable = || {
+            ErrorFrame::new("unavailable", "the database is unavailable; retry later")
+                .retry_after(2000)
+        };
         match is_member(&self.state, &thread, &self.claims.uid).await {
             Ok(true) => {}
             Ok(false) => return self.error(ErrorFrame::new("not_found", "thread not found")),
@@ -486,7 +585,10 @@ impl Session {
 
     /// Send `subscribed` and the missed messages; returns the last `seq` the client now has.
     async fn replay(&self, thread: &str, after_seq: Option<i64>) -> Result<i64, ErrorFrame> {
-        let unavailable = || ErrorFrame::new("unavailable", "the database is unavailable; retry later").retry_after(2000);
+        let unavailable = || {
+            ErrorFrame::new("unavailable", "the database is unavailable; retry later")
+                .retry_after(2000)
+        };
         let replay_max = self.state.settings.realtime.replay_max as i64;
         let hub = &self.state.realtime.hub;
         if self.state.db.state() == DbState::Up {
@@ -495,9 +597,15 @@ impl Session {
                 .state
                 .db
                 .run(|s| async move {
-                    let head = s.thread(&id).await?.map(|t| t.last_seq).ok_or(StoreError::NotFound)?;
+                    let head = s
+                        .thread(&id)
+                        .await?
+                        .map(|t| t.last_seq)
+                        .ok_or(StoreError::NotFound)?;
                     let missed = match after {
-                        Some(a) if head > a && head - a <= replay_max => s.messages(&id, Page::After(a), replay_max).await?,
+                        Some(a) if head > a && head - a <= replay_max => {
+                            s.messages(&id, Page::After(a), replay_max).await?
+                        }
                         _ => Vec::new(),
                     };
                     Ok((head, missed))
@@ -507,7 +615,9 @@ impl Session {
                 Ok((head, missed)) => {
                     hub.note_head(thread, head);
                     self.send(protocol::subscribed(thread, head));
-                    let Some(after) = after_seq else { return Ok(head) };
+                    let Some(after) = after_seq else {
+                        return Ok(head);
+                    };
                     if head - after > replay_max {
                         self.send(protocol::resync(thread));
                         return Ok(head);
@@ -519,18 +629,24 @@ impl Session {
                     }
                     return Ok(last.max(after.min(head)));
                 }
-                Err(StoreError::NotFound) => return Err(ErrorFrame::new("not_found", "thread not found")),
+                Err(StoreError::NotFound) => {
+                    return Err(ErrorFrame::new("not_found", "thread not found"));
+                }
                 Err(_) => {} // fall through to the in-memory ring
             }
         }
-        let Some(head) = hub.head(thread) else { return Err(unavailable()) };
+        let Some(head) = hub.head(thread) else {
+            return Err(unavailable());
+        };
         let after = after_seq.unwrap_or(head);
         if head - after > replay_max {
             self.send(protocol::subscribed(thread, head));
             self.send(protocol::resync(thread));
             return Ok(head);
         }
-        let (head, frames) = hub.replay_from_ring(thread, after).ok_or_else(unavailable)?;
+        let (head, frames) = hub
+            .replay_from_ring(thread, after)
+            .ok_or_else(unavailable)?;
         self.send(protocol::subscribed(thread, head));
         for f in frames {
             self.send(f);
@@ -541,9 +657,17 @@ impl Session {
     async fn fill_gap(&self, thread: String, from: i64, to: i64) {
         let id = thread.clone();
         let limit = (to - from + 1).clamp(1, 1000);
-        let read = self.state.db.run(|s| async move { s.messages(&id, Page::After(from - 1), limit).await }).await;
+        let read = self
+            .state
+            .db
+            .run(|s| async move { s.messages(&id, Page::After(from - 1), limit).await })
+            .await;
         match read {
-            Ok(messages) => self.state.realtime.hub.fill(&thread, self.handle.id, &messages),
+            Ok(messages) => self
+                .state
+                .realtime
+                .hub
+                .fill(&thread, self.handle.id, &messages),
             Err(e) => tracing::warn!(error = %e, thread, "could not fill a delivery gap yet"),
         }
     }

@@ -54,7 +54,15 @@ impl ConnHandle {
         kill: CancellationToken,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self { id, user_id, session_id, out, control, kill, metrics }
+        Self {
+            id,
+            user_id,
+            session_id,
+            out,
+            control,
+            kill,
+            metrics,
+        }
     }
 
     /// Queue a frame; a full queue means a slow consumer, which is disconnected.
@@ -97,7 +105,11 @@ impl ConnHandle {
 
 enum SubState {
     Pending(Vec<(i64, Frame)>),
-    Live { last: i64, held: BTreeMap<i64, Frame>, filling: bool },
+    Live {
+        last: i64,
+        held: BTreeMap<i64, Frame>,
+        filling: bool,
+    },
 }
 
 struct Sub {
@@ -136,11 +148,19 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(ring_size: usize) -> Self {
-        Self { rooms: RwLock::new(HashMap::new()), ring_size }
+        Self {
+            rooms: RwLock::new(HashMap::new()),
+            ring_size,
+        }
     }
 
     fn room(&self, thread: &str) -> Arc<Mutex<Room>> {
-        if let Some(r) = self.rooms.read().unwrap_or_else(|e| e.into_inner()).get(thread) {
+        if let Some(r) = self
+            .rooms
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(thread)
+        {
             return r.clone();
         }
         self.rooms
@@ -152,7 +172,11 @@ impl Hub {
     }
 
     fn existing(&self, thread: &str) -> Option<Arc<Mutex<Room>>> {
-        self.rooms.read().unwrap_or_else(|e| e.into_inner()).get(thread).cloned()
+        self.rooms
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(thread)
+            .cloned()
     }
 
     /// Fan out a stored message to the thread's subscribers, in `seq` order, once each.
@@ -168,26 +192,45 @@ impl Hub {
 
     /// Send a frame that is not a message (agent stream events) to every subscriber.
     pub fn broadcast(&self, thread: &str, frame: &Frame) -> usize {
-        let Some(room) = self.existing(thread) else { return 0 };
+        let Some(room) = self.existing(thread) else {
+            return 0;
+        };
         let room = room.lock().unwrap_or_else(|e| e.into_inner());
-        room.subs.values().filter(|s| s.conn.send(frame.clone())).count()
+        room.subs
+            .values()
+            .filter(|s| s.conn.send(frame.clone()))
+            .count()
     }
 
     /// Start (or restart) a subscription; live messages are buffered until [`Hub::activate`].
     pub fn subscribe(&self, thread: &str, conn: Arc<ConnHandle>) {
         let room = self.room(thread);
         let mut room = room.lock().unwrap_or_else(|e| e.into_inner());
-        room.subs.insert(conn.id, Sub { conn, state: SubState::Pending(Vec::new()) });
+        room.subs.insert(
+            conn.id,
+            Sub {
+                conn,
+                state: SubState::Pending(Vec::new()),
+            },
+        );
     }
 
     /// The replay is sent up to `last`: deliver what was buffered after it and go live.
     pub fn activate(&self, thread: &str, conn_id: u64, last: i64) {
-        let Some(room) = self.existing(thread) else { return };
+        let Some(room) = self.existing(thread) else {
+            return;
+        };
         let mut room = room.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(sub) = room.subs.get_mut(&conn_id) else { return };
+        let Some(sub) = room.subs.get_mut(&conn_id) else {
+            return;
+        };
         let buffered = match std::mem::replace(
             &mut sub.state,
-            SubState::Live { last, held: BTreeMap::new(), filling: false },
+            SubState::Live {
+                last,
+                held: BTreeMap::new(),
+                filling: false,
+            },
         ) {
             SubState::Pending(b) => b,
             SubState::Live { .. } => Vec::new(),
@@ -199,9 +242,13 @@ impl Hub {
 
     /// Messages fetched from the database to fill a gap.
     pub fn fill(&self, thread: &str, conn_id: u64, messages: &[Message]) {
-        let Some(room) = self.existing(thread) else { return };
+        let Some(room) = self.existing(thread) else {
+            return;
+        };
         let mut room = room.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(sub) = room.subs.get_mut(&conn_id) else { return };
+        let Some(sub) = room.subs.get_mut(&conn_id) else {
+            return;
+        };
         if let SubState::Live { filling, .. } = &mut sub.state {
             *filling = false;
         }
@@ -212,13 +259,18 @@ impl Hub {
 
     pub fn unsubscribe(&self, thread: &str, conn_id: u64) {
         if let Some(room) = self.existing(thread) {
-            room.lock().unwrap_or_else(|e| e.into_inner()).subs.remove(&conn_id);
+            room.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .subs
+                .remove(&conn_id);
         }
     }
 
     /// The newest `seq` this instance knows for the thread.
     pub fn head(&self, thread: &str) -> Option<i64> {
-        self.existing(thread).map(|r| r.lock().unwrap_or_else(|e| e.into_inner()).head).filter(|h| *h > 0)
+        self.existing(thread)
+            .map(|r| r.lock().unwrap_or_else(|e| e.into_inner()).head)
+            .filter(|h| *h > 0)
     }
 
     /// Record a head read from the database (so replay while down knows where it stands).
@@ -242,20 +294,31 @@ impl Hub {
         if first > after + 1 {
             return None;
         }
-        let frames = room.ring.iter().filter(|(s, _)| *s > after).map(|(_, f)| f.clone()).collect();
+        let frames = room
+            .ring
+            .iter()
+            .filter(|(s, _)| *s > after)
+            .map(|(_, f)| f.clone())
+            .collect();
         Some((room.head, frames))
     }
 
     /// Subscribers of a thread on this instance.
     pub fn subscriber_count(&self, thread: &str) -> usize {
-        self.existing(thread).map(|r| r.lock().unwrap_or_else(|e| e.into_inner()).subs.len()).unwrap_or(0)
+        self.existing(thread)
+            .map(|r| r.lock().unwrap_or_else(|e| e.into_inner()).subs.len())
+            .unwrap_or(0)
     }
 }
 
 fn deliver(sub: &mut Sub, thread: &str, seq: i64, frame: &Frame) {
     match &mut sub.state {
         SubState::Pending(buffer) => buffer.push((seq, frame.clone())),
-        SubState::Live { last, held, filling } => {
+        SubState::Live {
+            last,
+            held,
+            filling,
+        } => {
             if seq <= *last {
                 return; // already delivered
             }

@@ -31,16 +31,29 @@ use crate::{auth::Auth, db::Message, ops::metrics::Metrics, threads::Membership}
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
-    Message { message: WireMessage },
-    Revoked { session_id: String, expires_at: i64 },
-    MemberAdded { thread_id: String, user_id: String },
+    Message {
+        message: WireMessage,
+    },
+    Revoked {
+        session_id: String,
+        expires_at: i64,
+    },
+    MemberAdded {
+        thread_id: String,
+        user_id: String,
+    },
     /// A pre-serialised frame for a thread's subscribers (agent stream events).
-    ThreadFrame { thread_id: String, frame: String },
+    ThreadFrame {
+        thread_id: String,
+        frame: String,
+    },
 }
 
 impl Event {
     pub fn message(m: &Message) -> Event {
-        Event::Message { message: WireMessage::from(m) }
+        Event::Message {
+            message: WireMessage::from(m),
+        }
     }
 }
 
@@ -85,7 +98,11 @@ impl From<&WireMessage> for Message {
             seq: w.seq,
             client_id: w.client_id.clone(),
             author: Author {
-                kind: if w.author_kind == "agent" { AuthorKind::Agent } else { AuthorKind::User },
+                kind: if w.author_kind == "agent" {
+                    AuthorKind::Agent
+                } else {
+                    AuthorKind::User
+                },
                 id: w.author_id.clone(),
                 name: w.author_name.clone(),
             },
@@ -108,7 +125,12 @@ pub struct Realtime {
 }
 
 impl Realtime {
-    pub fn new(ring_size: usize, auth: Arc<Auth>, members: Arc<Membership>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        ring_size: usize,
+        auth: Arc<Auth>,
+        members: Arc<Membership>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             hub: Hub::new(ring_size),
             conns: RwLock::new(HashMap::new()),
@@ -125,7 +147,10 @@ impl Realtime {
     }
 
     pub fn broker_state(&self) -> BrokerState {
-        self.broker.get().map(|b| b.state()).unwrap_or(BrokerState::Local)
+        self.broker
+            .get()
+            .map(|b| b.state())
+            .unwrap_or(BrokerState::Local)
     }
 
     /// Apply an event here, then share it with the other instances.
@@ -140,7 +165,10 @@ impl Realtime {
     pub fn apply(&self, event: &Event) {
         match event {
             Event::Message { message } => self.hub.publish(&Message::from(message)),
-            Event::Revoked { session_id, expires_at } => {
+            Event::Revoked {
+                session_id,
+                expires_at,
+            } => {
                 self.auth.revocations.insert(session_id, *expires_at);
                 self.close_session(session_id);
             }
@@ -164,11 +192,17 @@ impl Realtime {
     }
 
     pub fn register(&self, conn: Arc<ConnHandle>) {
-        self.conns.write().unwrap_or_else(|e| e.into_inner()).insert(conn.id, conn);
+        self.conns
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(conn.id, conn);
     }
 
     pub fn unregister(&self, id: u64) {
-        self.conns.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.conns
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
     }
 
     pub fn connection_count(&self) -> usize {
@@ -176,7 +210,12 @@ impl Realtime {
     }
 
     fn all(&self) -> Vec<Arc<ConnHandle>> {
-        self.conns.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+        self.conns
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Send a frame to every connection (status changes).
@@ -195,7 +234,11 @@ impl Realtime {
 
     /// Close the connections of a revoked session with 4401.
     pub fn close_session(&self, session_id: &str) {
-        for c in self.all().into_iter().filter(|c| c.session_id == session_id) {
+        for c in self
+            .all()
+            .into_iter()
+            .filter(|c| c.session_id == session_id)
+        {
             c.send(protocol::ErrorFrame::new("unauthorized", "the session has ended").to_frame());
             c.close(4401, "unauthorized");
         }

@@ -60,8 +60,10 @@ pub fn resync(thread: &str) -> Frame {
 }
 
 pub fn ack_persisted(client_id: &str, m: &Message) -> Frame {
-    frame(json!({"type": "ack", "client_id": client_id, "status": "persisted", "seq": m.seq,
-        "message_id": m.id, "thread": m.thread_id}))
+    frame(
+        json!({"type": "ack", "client_id": client_id, "status": "persisted", "seq": m.seq,
+        "message_id": m.id, "thread": m.thread_id}),
+    )
 }
 
 pub fn ack_queued(client_id: &str, thread: &str) -> Frame {
@@ -87,7 +89,12 @@ pub struct ErrorFrame {
 
 impl ErrorFrame {
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), client_id: None, retry_after_ms: None }
+        Self {
+            code,
+            message: message.into(),
+            client_id: None,
+            retry_after_ms: None,
+        }
     }
     pub fn client(mut self, client_id: Option<&str>) -> Self {
         self.client_id = client_id.map(str::to_string);
@@ -112,12 +119,32 @@ impl ErrorFrame {
 /// A parsed client frame.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientFrame {
-    Subscribe { thread: String, after_seq: Option<i64> },
-    Unsubscribe { thread: String },
-    Send { thread: String, client_id: ClientId, body: MessageBody, agent: Option<String> },
-    Debate { thread: String, client_id: ClientId, topic: MessageBody, agents: Vec<String>, rounds: u32 },
-    Cancel { stream_id: String },
-    Ping { nonce: Option<Value> },
+    Subscribe {
+        thread: String,
+        after_seq: Option<i64>,
+    },
+    Unsubscribe {
+        thread: String,
+    },
+    Send {
+        thread: String,
+        client_id: ClientId,
+        body: MessageBody,
+        agent: Option<String>,
+    },
+    Debate {
+        thread: String,
+        client_id: ClientId,
+        topic: MessageBody,
+        agents: Vec<String>,
+        rounds: u32,
+    },
+    Cancel {
+        stream_id: String,
+    },
+    Ping {
+        nonce: Option<Value>,
+    },
 }
 
 /// Largest JSON nesting accepted in a frame (as for HTTP bodies).
@@ -132,28 +159,51 @@ pub fn parse(text: &str) -> Result<ClientFrame, ErrorFrame> {
     let value: Value = serde_json::from_str(text)
         .map_err(|e| ErrorFrame::new("invalid_json", format!("invalid JSON: {e}")))?;
     let Value::Object(obj) = value else {
-        return Err(ErrorFrame::new("invalid_json", "a frame must be a JSON object"));
+        return Err(ErrorFrame::new(
+            "invalid_json",
+            "a frame must be a JSON object",
+        ));
     };
     let client_id_raw = obj.get("client_id").and_then(Value::as_str);
     let kind = match obj.get("type") {
         Some(Value::String(t)) => t.as_str(),
-        _ => return Err(ErrorFrame::new("unknown_type", "a frame needs a string \"type\"").client(client_id_raw)),
+        _ => {
+            return Err(
+                ErrorFrame::new("unknown_type", "a frame needs a string \"type\"")
+                    .client(client_id_raw),
+            );
+        }
     };
-    let f = Fields { obj: &obj, client_id: client_id_raw };
+    let f = Fields {
+        obj: &obj,
+        client_id: client_id_raw,
+    };
     match kind {
-        "subscribe" => Ok(ClientFrame::Subscribe { thread: f.string("thread")?, after_seq: f.opt_seq("after_seq")? }),
-        "unsubscribe" => Ok(ClientFrame::Unsubscribe { thread: f.string("thread")? }),
+        "subscribe" => Ok(ClientFrame::Subscribe {
+            thread: f.string("thread")?,
+            after_seq: f.opt_seq("after_seq")?,
+        }),
+        "unsubscribe" => Ok(ClientFrame::Unsubscribe {
+            thread: f.string("thread")?,
+        }),
         "send" => {
             let thread = f.string("thread")?;
             let client_id = f.client_id()?;
-            let body = MessageBody::parse(&f.string("body")?).map_err(|why| f.invalid("body", &why))?;
+            let body =
+                MessageBody::parse(&f.string("body")?).map_err(|why| f.invalid("body", &why))?;
             let agent = f.opt_string("agent")?;
-            Ok(ClientFrame::Send { thread, client_id, body, agent })
+            Ok(ClientFrame::Send {
+                thread,
+                client_id,
+                body,
+                agent,
+            })
         }
         "debate" => {
             let thread = f.string("thread")?;
             let client_id = f.client_id()?;
-            let topic = MessageBody::parse(&f.string("topic")?).map_err(|why| f.invalid("topic", &why))?;
+            let topic =
+                MessageBody::parse(&f.string("topic")?).map_err(|why| f.invalid("topic", &why))?;
             let agents = match obj.get("agents") {
                 Some(Value::Array(a)) => a
                     .iter()
@@ -169,12 +219,25 @@ pub fn parse(text: &str) -> Result<ClientFrame, ErrorFrame> {
                 Some(n @ 1..=10) => n as u32,
                 _ => return Err(f.invalid("rounds", "must be an integer from 1 to 10")),
             };
-            Ok(ClientFrame::Debate { thread, client_id, topic, agents, rounds })
+            Ok(ClientFrame::Debate {
+                thread,
+                client_id,
+                topic,
+                agents,
+                rounds,
+            })
         }
-        "cancel" => Ok(ClientFrame::Cancel { stream_id: f.string("stream_id")? }),
-        "ping" => Ok(ClientFrame::Ping { nonce: obj.get("nonce").cloned() }),
-        other => Err(ErrorFrame::new("unknown_type", format!("unknown frame type {:?}", truncate(other, 64)))
-            .client(client_id_raw)),
+        "cancel" => Ok(ClientFrame::Cancel {
+            stream_id: f.string("stream_id")?,
+        }),
+        "ping" => Ok(ClientFrame::Ping {
+            nonce: obj.get("nonce").cloned(),
+        }),
+        other => Err(ErrorFrame::new(
+            "unknown_type",
+            format!("unknown frame type {:?}", truncate(other, 64)),
+        )
+        .client(client_id_raw)),
     }
 }
 
@@ -228,11 +291,19 @@ mod tests {
     fn parses_every_client_frame() {
         assert_eq!(
             parse(r#"{"type":"subscribe","thread":"t","after_seq":3}"#).unwrap(),
-            ClientFrame::Subscribe { thread: "t".into(), after_seq: Some(3) }
+            ClientFrame::Subscribe {
+                thread: "t".into(),
+                after_seq: Some(3)
+            }
         );
-        assert!(matches!(parse(r#"{"type":"send","thread":"t","client_id":"c","body":" hi "}"#),
-            Ok(ClientFrame::Send { body, .. }) if body.as_str() == "hi"));
-        assert!(matches!(parse(r#"{"type":"ping"}"#), Ok(ClientFrame::Ping { nonce: None })));
+        assert!(
+            matches!(parse(r#"{"type":"send","thread":"t","client_id":"c","body":" hi "}"#),
+            Ok(ClientFrame::Send { body, .. }) if body.as_str() == "hi")
+        );
+        assert!(matches!(
+            parse(r#"{"type":"ping"}"#),
+            Ok(ClientFrame::Ping { nonce: None })
+        ));
     }
 
     #[test]
@@ -240,11 +311,24 @@ mod tests {
         assert_eq!(parse("nope").unwrap_err().code, "invalid_json");
         assert_eq!(parse("[1,2]").unwrap_err().code, "invalid_json");
         assert_eq!(parse("{}").unwrap_err().code, "unknown_type");
-        assert_eq!(parse(r#"{"type":"dance"}"#).unwrap_err().code, "unknown_type");
+        assert_eq!(
+            parse(r#"{"type":"dance"}"#).unwrap_err().code,
+            "unknown_type"
+        );
         let e = parse(r#"{"type":"send","thread":"t","client_id":"c","body":"   "}"#).unwrap_err();
         assert_eq!((e.code, e.client_id.as_deref()), ("validation", Some("c")));
-        assert_eq!(parse(r#"{"type":"subscribe","thread":"t","after_seq":1e300}"#).unwrap_err().code, "validation");
-        assert_eq!(parse(r#"{"type":"subscribe","thread":"t","after_seq":-1}"#).unwrap_err().code, "validation");
+        assert_eq!(
+            parse(r#"{"type":"subscribe","thread":"t","after_seq":1e300}"#)
+                .unwrap_err()
+                .code,
+            "validation"
+        );
+        assert_eq!(
+            parse(r#"{"type":"subscribe","thread":"t","after_seq":-1}"#)
+                .unwrap_err()
+                .code,
+            "validation"
+        );
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         assert_eq!(parse(&deep).unwrap_err().code, "invalid_json");
     }

@@ -1,0 +1,10 @@
+//! Black-box integration tests: each starts the real server on port 0 with its own database.
+
+mod support;
+
+mod auth;
+mod authz;
+mod chat;
+mod frames;
+mod lifecycle;
+mod storage;

@@ -1,0 +1,195 @@
+//! The storage story: one scenario, run against SQLite and PostgreSQL alike.
+
+use std::time::Duration;
+
+use emergence::db::{
+    Author, AuthorKind, InsertOutcome, NewMessage, Page, Store, StoreError, Thread, User,
+};
+
+use crate::support::TestDb;
+
+fn new_message(thread: &str, client_id: &str, author: &str, body: &str) -> NewMessage {
+    NewMessage {
+        id: uuid::Uuid::now_v7().to_string(),
+        thread_id: thread.into(),
+        client_id: client_id.into(),
+        author: Author {
+            kind: AuthorKind::User,
+            id: author.into(),
+            name: author.into(),
+        },
+        body: body.into(),
+        created_at: emergence::db::now_ms(),
+        status: None,
+        prompt_tokens: None,
+        completion_tokens: None,
+        agent: None,
+    }
+}
+
+async fn story(db: &TestDb) {
+    let store = Store::connect(&db.url(), 4, Duration::from_secs(5), true)
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    store.migrate().await.expect("migrations are idempotent");
+
+    // Users: unique by key.
+    for (id, name) in [("u1", "Alice"), ("u2", "bob")] {
+        let u = User {
+            id: id.into(),
+            username: name.into(),
+            password_hash: "h".into(),
+        };
+        store
+            .create_user(&u, &name.to_lowercase(), 1)
+            .await
+            .unwrap();
+    }
+    let dup = User {
+        id: "u3".into(),
+        username: "ALICE".into(),
+        password_hash: "h".into(),
+    };
+    assert!(matches!(
+        store.create_user(&dup, "alice", 1).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.user_by_key("alice").await.unwrap().unwrap().username,
+        "Alice"
+    );
+    assert!(store.user_by_key("nobody").await.unwrap().is_none());
+
+    // Sessions and revocations.
+    store
+        .create_session("s1", "u1", 10, i64::MAX / 2)
+        .await
+        .unwrap();
+    store.revoke_session("s1", 20).await.unwrap();
+    let revoked = store.revoked_since(15, 30).await.unwrap();
+    assert_eq!(
+        revoked.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+        vec!["s1"]
+    );
+    assert!(store.revoked_since(21, 30).await.unwrap().is_empty());
+
+    // Threads and members.
+    let t = Thread {
+        id: "t1".into(),
+        title: "story".into(),
+        owner_id: "u1".into(),
+        agents: vec!["anima".into()],
+        created_at: 5,
+        last_seq: 0,
+    };
+    store.create_thread(&t, 5).await.unwrap();
+    store.add_member("t1", "u2", 6).await.unwrap();
+    store
+        .add_member("t1", "u2", 7)
+        .await
+        .expect("adding twice is harmless");
+    let mut members = store.members("t1").await.unwrap();
+    members.sort();
+    assert_eq!(members, vec!["u1", "u2"]);
+    assert_eq!(
+        store.thread("t1").await.unwrap().unwrap().agents,
+        vec!["anima"]
+    );
+    assert_eq!(store.threads_for_user("u2").await.unwrap().len(), 1);
+    assert_eq!(store.memberships("u2").await.unwrap(), vec!["t1"]);
+
+    // Messages: gapless seq, idempotency by client_id, conflicts, missing threads.
+    let batch = vec![
+        new_message("t1", "a", "u1", "one"),
+        new_message("t1", "b", "u2", "two"),
+        new_message("t1", "a", "u1", "one again"),
+        new_message("t1", "b", "u1", "not yours"),
+        new_message("missing", "c", "u1", "nowhere"),
+    ];
+    let out = store.insert_messages(&batch).await.unwrap();
+    assert!(matches!(&out[0], InsertOutcome::Inserted(m) if m.seq == 1));
+    assert!(matches!(&out[1], InsertOutcome::Inserted(m) if m.seq == 2));
+    assert!(matches!(&out[2], InsertOutcome::Existing(m) if m.seq == 1 && m.body == "one"));
+    assert!(matches!(&out[3], InsertOutcome::ClientIdTaken));
+    assert!(matches!(&out[4], InsertOutcome::NoThread));
+
+    // Concurrent batches from many tasks still give a gapless sequence.
+    let mut tasks = Vec::new();
+    for task in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..10 {
+                let batch: Vec<_> = (0..5)
+                    .map(|j| new_message("t1", &format!("c{task}-{i}-{j}"), "u1", "x"))
+                    .collect();
+                loop {
+                    match store.insert_messages(&batch).await {
+                        Ok(_) => break,
+                        Err(StoreError::Unavailable(_)) => {
+                            tokio::time::sleep(Duration::from_millis(5)).await
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let all = store.messages("t1", Page::After(0), 1000).await.unwrap();
+    assert_eq!(all.len(), 402);
+    assert!(
+        all.iter().enumerate().all(|(i, m)| m.seq == i as i64 + 1),
+        "gapless and ascending"
+    );
+    assert_eq!(store.thread("t1").await.unwrap().unwrap().last_seq, 402);
+    let latest = store.messages("t1", Page::Latest, 3).await.unwrap();
+    assert_eq!(
+        latest.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![400, 401, 402]
+    );
+    let before = store.messages("t1", Page::Before(3), 10).await.unwrap();
+    assert_eq!(before.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2]);
+    let by_client = store
+        .message_by_client_id("t1", "b")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_client.author.id, "u2");
+
+    // Hostile text is stored verbatim.
+    let evil = "'); DROP TABLE messages; -- <script>alert(1)</script> \u{7} é";
+    store
+        .insert_messages(&[new_message("t1", "evil", "u1", evil)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .message_by_client_id("t1", "evil")
+            .await
+            .unwrap()
+            .unwrap()
+            .body,
+        evil
+    );
+
+    // The signing-key slot keeps the first value.
+    assert_eq!(store.kv_get_or_insert("k", "first").await.unwrap(), "first");
+    assert_eq!(
+        store.kv_get_or_insert("k", "second").await.unwrap(),
+        "first"
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn storage_story_on_sqlite() {
+    story(&TestDb::sqlite()).await;
+}
+
+#[tokio::test]
+async fn storage_story_on_postgres() {
+    story(&TestDb::postgres().await).await;
+}
