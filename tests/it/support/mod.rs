@@ -74,13 +74,12 @@ impl TestDb {
     }
 }
 
-async fn connect_admin() -> (sqlx::PgPool, ()) {
-    let pool = sqlx::postgres::PgPoolOptions::new()
+async fn connect_admin() -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .connect(PG_ADMIN_URL)
         .await
-        .unwrap();
-    (pool, ())
+        .expect("PostgreSQL at 127.0.0.1:5432 (trust auth) is needed for these tests")
 }
 
 impl Drop for TestDb {
