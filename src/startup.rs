@@ -100,9 +100,11 @@ impl Application {
             settings.database.pending_queue,
             settings.database.write_batch,
             metrics.clone(),
-            Arc::new(move |message, new| {
+            Arc::new(move |message, new, first| {
                 publish_rt.publish_message(message);
-                publish_agents.on_stored(message, new);
+                if first {
+                    publish_agents.on_stored(message, new);
+                }
             }),
             writer_stop.clone(),
         );

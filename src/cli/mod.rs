@@ -1,7 +1,10 @@
 //! The command line: `serve`, `migrate` and the operations tools. Each subcommand is a small module.
 
+mod guard;
+mod load;
 mod migrate;
 mod serve;
+mod verify;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -26,6 +29,12 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Apply database migrations and exit.
     Migrate(migrate::MigrateArgs),
+    /// Open-loop WebSocket load generator (fan-out latency, idle connections, persisted msgs/s).
+    Load(load::LoadArgs),
+    /// Post-deployment checklist: health, web UI, WebSockets, the seed targets.
+    Verify(verify::VerifyArgs),
+    /// Judge recorded logs (JSON lines or a Cloud Logging export): OK, DEGRADED or CRITICAL.
+    Guard(guard::GuardArgs),
 }
 
 /// Entry point used by `main`.
@@ -47,6 +56,9 @@ pub fn main() -> ExitCode {
             None => serve::run(settings, serve::ServeArgs::default()).await,
             Some(Command::Serve(args)) => serve::run(settings, args).await,
             Some(Command::Migrate(args)) => migrate::run(settings, args).await,
+            Some(Command::Load(args)) => load::run(args).await,
+            Some(Command::Verify(args)) => verify::run(args).await,
+            Some(Command::Guard(args)) => guard::run(args),
         }
     });
     match result {

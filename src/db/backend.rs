@@ -2,7 +2,11 @@
 //! `RETURNING` and `ON CONFLICT`) and expanded for each by `impl_store!`; [`Store`] picks one.
 
 use sqlx::{Row, postgres::PgPoolOptions, sqlite::SqlitePoolOptions};
-use std::{str::FromStr, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    str::FromStr,
+    time::Duration,
+};
 
 use super::{
     Author, AuthorKind, InsertOutcome, Message, NewMessage, Page, StoreError, Thread, User,
@@ -250,70 +254,127 @@ macro_rules! impl_store {
                 row.as_ref().map(Self::message_row).transpose()
             }
 
-            /// Store a batch in one transaction; each message gets the next `seq` of its thread.
+            /// Store a batch in one transaction (group commit); each new message gets the next
+            /// `seq` of its thread, in batch order. A handful of statements per batch: one
+            /// idempotency lookup and one `last_seq` bump per thread, then multi-row inserts.
             pub async fn insert_messages(&self, batch: &[NewMessage]) -> Result<Vec<InsertOutcome>> {
                 let mut tx = self.pool.begin().await?;
-                let mut outcomes = Vec::with_capacity(batch.len());
-                for m in batch {
-                    let existing = sqlx::query(concat!(
-                        "SELECT ", message_columns!(), " FROM messages WHERE thread_id = $1 AND client_id = $2"
-                    ))
-                    .bind(&m.thread_id)
-                    .bind(&m.client_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some(row) = existing {
-                        let found = Self::message_row(&row)?;
-                        outcomes.push(if found.author.id == m.author.id && found.author.kind == m.author.kind {
-                            InsertOutcome::Existing(found)
-                        } else {
-                            InsertOutcome::ClientIdTaken
-                        });
+                let mut by_thread: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+                for (i, m) in batch.iter().enumerate() {
+                    by_thread.entry(m.thread_id.as_str()).or_default().push(i);
+                }
+                // Messages already stored under these client_ids.
+                let mut stored: HashMap<(&str, String), Message> = HashMap::new();
+                for (thread, idxs) in &by_thread {
+                    for chunk in idxs.chunks(500) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new(concat!(
+                            "SELECT ", message_columns!(), " FROM messages WHERE thread_id = "
+                        ));
+                        qb.push_bind(*thread);
+                        qb.push(" AND client_id IN (");
+                        let mut list = qb.separated(", ");
+                        for i in chunk {
+                            list.push_bind(batch[*i].client_id.as_str());
+                        }
+                        qb.push(")");
+                        for row in qb.build().fetch_all(&mut *tx).await? {
+                            let m = Self::message_row(&row)?;
+                            stored.insert((*thread, m.client_id.clone()), m);
+                        }
+                    }
+                }
+                // Which messages are new: the first occurrence of a key not yet stored.
+                let mut first_of: HashMap<(&str, &str), usize> = HashMap::new();
+                let mut fresh: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+                for (i, m) in batch.iter().enumerate() {
+                    let key = (m.thread_id.as_str(), m.client_id.as_str());
+                    if stored.contains_key(&(key.0, m.client_id.clone())) || first_of.contains_key(&key) {
                         continue;
                     }
-                    let seq_row = sqlx::query(
-                        "UPDATE threads SET last_seq = last_seq + 1, last_activity = $2 WHERE id = $1 RETURNING last_seq",
+                    first_of.insert(key, i);
+                    fresh.entry(key.0).or_default().push(i);
+                }
+                // Reserve a contiguous block of seqs per thread (the row lock orders writers).
+                let now = batch.iter().map(|m| m.created_at).max().unwrap_or(0);
+                let mut seqs: HashMap<usize, i64> = HashMap::new();
+                let mut missing_threads: HashSet<&str> = HashSet::new();
+                for (thread, idxs) in &fresh {
+                    let row = sqlx::query(
+                        "UPDATE threads SET last_seq = last_seq + $2, last_activity = $3 WHERE id = $1 RETURNING last_seq",
                     )
-                    .bind(&m.thread_id)
-                    .bind(m.created_at)
+                    .bind(*thread)
+                    .bind(idxs.len() as i64)
+                    .bind(now)
                     .fetch_optional(&mut *tx)
                     .await?;
-                    let Some(seq_row) = seq_row else {
-                        outcomes.push(InsertOutcome::NoThread);
+                    let Some(row) = row else {
+                        missing_threads.insert(*thread);
                         continue;
                     };
-                    let seq: i64 = seq_row.try_get(0)?;
-                    sqlx::query(
+                    let last: i64 = row.try_get(0)?;
+                    let first = last - idxs.len() as i64 + 1;
+                    for (k, i) in idxs.iter().enumerate() {
+                        seqs.insert(*i, first + k as i64);
+                    }
+                }
+                let mut order: Vec<usize> = seqs.keys().copied().collect();
+                order.sort_unstable();
+                for chunk in order.chunks(1000) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO messages (id, thread_id, seq, client_id, author_kind, author_id, author_name, \
-                         body, created_at, status, prompt_tokens, completion_tokens) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                    )
-                    .bind(&m.id)
-                    .bind(&m.thread_id)
-                    .bind(seq)
-                    .bind(&m.client_id)
-                    .bind(m.author.kind.as_str())
-                    .bind(&m.author.id)
-                    .bind(&m.author.name)
-                    .bind(&m.body)
-                    .bind(m.created_at)
-                    .bind(&m.status)
-                    .bind(m.prompt_tokens)
-                    .bind(m.completion_tokens)
-                    .execute(&mut *tx)
-                    .await?;
-                    outcomes.push(InsertOutcome::Inserted(Message {
+                         body, created_at, status, prompt_tokens, completion_tokens) ",
+                    );
+                    qb.push_values(chunk, |mut b, i| {
+                        let m = &batch[*i];
+                        b.push_bind(m.id.as_str())
+                            .push_bind(m.thread_id.as_str())
+                            .push_bind(seqs[i])
+                            .push_bind(m.client_id.as_str())
+                            .push_bind(m.author.kind.as_str())
+                            .push_bind(m.author.id.as_str())
+                            .push_bind(m.author.name.as_str())
+                            .push_bind(m.body.as_str())
+                            .push_bind(m.created_at)
+                            .push_bind(m.status.as_deref())
+                            .push_bind(m.prompt_tokens)
+                            .push_bind(m.completion_tokens);
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                let as_message = |i: usize| {
+                    let m = &batch[i];
+                    Message {
                         id: m.id.clone(),
                         thread_id: m.thread_id.clone(),
-                        seq,
+                        seq: seqs[&i],
                         client_id: m.client_id.clone(),
                         author: m.author.clone(),
                         body: m.body.clone(),
                         created_at: m.created_at,
                         status: m.status.clone(),
-                    }));
-                }
-                tx.commit().await?;
+                    }
+                };
+                let same_author = |found: &Message, m: &NewMessage| found.author.id == m.author.id && found.author.kind == m.author.kind;
+                let outcomes = batch
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| {
+                        if missing_threads.contains(m.thread_id.as_str()) {
+                            return InsertOutcome::NoThread;
+                        }
+                        if let Some(found) = stored.get(&(m.thread_id.as_str(), m.client_id.clone())) {
+                            return if same_author(found, m) { InsertOutcome::Existing(found.clone()) } else { InsertOutcome::ClientIdTaken };
+                        }
+                        let first = first_of[&(m.thread_id.as_str(), m.client_id.as_str())];
+                        if first == i {
+                            InsertOutcome::Inserted(as_message(i))
+                        } else {
+                            let found = as_message(first);
+                            if same_author(&found, m) { InsertOutcome::Existing(found) } else { InsertOutcome::ClientIdTaken }
+                        }
+                    })
+                    .collect();
                 Ok(outcomes)
             }
         }

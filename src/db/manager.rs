@@ -61,9 +61,11 @@ struct Inner {
 }
 
 /// Probe interval ceiling while user messages wait in the queue.
-const URGENT_PROBE: Duration = Duration::from_millis(500);
+const URGENT_PROBE: Duration = Duration::from_millis(250);
 /// Heartbeat interval while up.
 const HEARTBEAT: Duration = Duration::from_secs(1);
+/// Connection attempts in flight at once while probing urgently.
+const MAX_HEDGED: usize = 4;
 
 impl Database {
     /// Start managing the database at the configured URL. Never fails because the database is down:
@@ -215,6 +217,10 @@ impl Database {
     }
 
     /// Connect with capped exponential backoff and full jitter; `None` on shutdown.
+    ///
+    /// While writes are queued, probes are hedged: a new attempt starts every `URGENT_PROBE`
+    /// even if earlier ones still hang (a blackholed connection only fails at its timeout), so a
+    /// returning database is written to within a second.
     async fn reconnect(&self, first: bool, shutdown: &CancellationToken) -> Option<Store> {
         let s = &self.inner.settings;
         let started = Instant::now();
@@ -225,45 +231,70 @@ impl Database {
         if !first {
             self.inner.metrics.db_reconnect_attempts.inc();
         }
+        let mut attempts = tokio::task::JoinSet::new();
+        let mut started_attempts: std::collections::VecDeque<tokio::task::AbortHandle> =
+            Default::default();
+        let mut next_start = tokio::time::Instant::now();
         loop {
-            attempt += 1;
-            match self.connect_once().await {
-                Ok(store) => {
-                    let ms = started.elapsed().as_millis() as u64;
-                    if first {
-                        tracing::info!(
-                            backend = store.backend_name(),
-                            attempts = attempt,
-                            ms,
-                            "database connected"
-                        );
+            let urgent = self.inner.urgent.load(Ordering::Relaxed);
+            let now = tokio::time::Instant::now();
+            if now >= next_start && (attempts.is_empty() || urgent) {
+                attempt += 1;
+                // Bounded hedging: the oldest attempt (most likely hung) makes room.
+                started_attempts.retain(|h| !h.is_finished());
+                if started_attempts.len() >= MAX_HEDGED {
+                    if let Some(oldest) = started_attempts.pop_front() {
+                        oldest.abort();
+                    }
+                }
+                let me = self.clone();
+                started_attempts.push_back(attempts.spawn(async move { me.connect_once().await }));
+                next_start = now
+                    + if urgent {
+                        URGENT_PROBE
                     } else {
-                        self.inner.metrics.db_reconnect_success.inc();
-                        tracing::info!(
-                            backend = store.backend_name(),
-                            attempts = attempt,
-                            ms,
-                            "database reconnected after {attempt} attempts in {ms} ms"
-                        );
-                    }
-                    return Some(store);
-                }
-                Err(e) => {
-                    self.inner.metrics.db_connection_failures.inc();
-                    if attempt == 1 || attempt.is_power_of_two() {
-                        tracing::warn!(attempt, cause = %e, "database connection attempt failed");
-                    }
-                }
-            }
-            let mut delay = backoff_delay(attempt, s.backoff_initial_ms, s.backoff_max_ms);
-            if self.inner.urgent.load(Ordering::Relaxed) {
-                delay = delay.min(URGENT_PROBE);
+                        Duration::from_millis(s.backoff_max_ms)
+                    };
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return None,
-                _ = tokio::time::sleep(delay) => {}
-                // Writes just got queued: re-evaluate the delay.
-                _ = self.inner.wake.notified(), if !self.inner.urgent.load(Ordering::Relaxed) => {}
+                done = attempts.join_next(), if !attempts.is_empty() => {
+                    match done {
+                        Some(Ok(Ok(store))) => {
+                            attempts.abort_all();
+                            let ms = started.elapsed().as_millis() as u64;
+                            if first {
+                                tracing::info!(backend = store.backend_name(), attempts = attempt, ms, "database connected");
+                            } else {
+                                self.inner.metrics.db_reconnect_success.inc();
+                                tracing::info!(
+                                    backend = store.backend_name(),
+                                    attempts = attempt,
+                                    ms,
+                                    "database reconnected after {attempt} attempts in {ms} ms"
+                                );
+                            }
+                            return Some(store);
+                        }
+                        Some(Ok(Err(e))) => {
+                            self.inner.metrics.db_connection_failures.inc();
+                            if attempt == 1 || attempt.is_power_of_two() {
+                                tracing::warn!(attempt, cause = %e, "database connection attempt failed");
+                            }
+                            let mut delay = backoff_delay(attempt, s.backoff_initial_ms, s.backoff_max_ms);
+                            if self.inner.urgent.load(Ordering::Relaxed) {
+                                delay = delay.min(URGENT_PROBE);
+                            }
+                            next_start = tokio::time::Instant::now() + delay;
+                        }
+                        _ => {}
+                    }
+                }
+                _ = tokio::time::sleep_until(next_start) => {}
+                // Writes just got queued: re-evaluate the schedule.
+                _ = self.inner.wake.notified(), if !urgent => {
+                    next_start = next_start.min(tokio::time::Instant::now() + URGENT_PROBE);
+                }
             }
         }
     }
@@ -278,7 +309,7 @@ impl Database {
             store.migrate().await?;
             Ok::<_, StoreError>(store)
         };
-        match tokio::time::timeout(timeout * 3, attempt).await {
+        match tokio::time::timeout(timeout * 2, attempt).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::Unavailable(
                 "connection attempt timed out".into(),

@@ -52,7 +52,11 @@ pub enum Rejection {
 pub type Reply = mpsc::UnboundedSender<WriteEvent>;
 
 /// Called with each newly stored message, in commit order.
-pub type Publish = Arc<dyn Fn(&Message, &NewMessage) + Send + Sync>;
+///
+/// Messages found already stored (`first == false`) are published too: a commit whose answer was
+/// lost to a network fault is only learned on the retry, and the hub drops what a subscriber
+/// already has, so publishing again is always safe.
+pub type Publish = Arc<dyn Fn(&Message, &NewMessage, bool) + Send + Sync>;
 
 /// The queue is full: the caller must answer `unavailable`.
 #[derive(Debug)]
@@ -197,9 +201,13 @@ impl MessageWriter {
             .set(p.items.len() as i64);
         // Publish while holding the queue lock: commit order is fan-out order.
         for (_, _, outcome, new) in &notes {
-            if let InsertOutcome::Inserted(message) = outcome {
-                self.inner.metrics.messages_persisted.inc();
-                publish(message, new);
+            match outcome {
+                InsertOutcome::Inserted(message) => {
+                    self.inner.metrics.messages_persisted.inc();
+                    publish(message, new, true);
+                }
+                InsertOutcome::Existing(message) => publish(message, new, false),
+                _ => {}
             }
         }
         drop(p);

@@ -1,4 +1,7 @@
 //! Operations: Prometheus metrics, and (as subcommands) the post-deploy verifier, the log guard
 //! and the load generator.
 
+pub mod guard;
+pub mod load;
 pub mod metrics;
+pub mod verify;

@@ -7,4 +7,6 @@ mod authz;
 mod chat;
 mod frames;
 mod lifecycle;
+mod ops_cli;
+mod resilience;
 mod storage;
