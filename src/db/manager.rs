@@ -242,10 +242,10 @@ impl Database {
                 attempt += 1;
                 // Bounded hedging: the oldest attempt (most likely hung) makes room.
                 started_attempts.retain(|h| !h.is_finished());
-                if started_attempts.len() >= MAX_HEDGED {
-                    if let Some(oldest) = started_attempts.pop_front() {
-                        oldest.abort();
-                    }
+                if started_attempts.len() >= MAX_HEDGED
+                    && let Some(oldest) = started_attempts.pop_front()
+                {
+                    oldest.abort();
                 }
                 let me = self.clone();
                 started_attempts.push_back(attempts.spawn(async move { me.connect_once().await }));
