@@ -87,6 +87,9 @@ pub async fn submit(
     {
         return Err(SendError::NotFound("unknown agent"));
     }
+    if req.agent.is_some() {
+        state.agents.check_capacity(&user.uid)?;
+    }
     if let Err(wait) = state.limits.send.check(&user.uid) {
         state.metrics.rate_limited.with(&["send"]).inc();
         return Err(SendError::RateLimited {
@@ -107,7 +110,10 @@ pub async fn submit(
         status: None,
         prompt_tokens: None,
         completion_tokens: None,
-        agent: req.agent,
+        agent: req.agent.map(|agent| crate::db::AgentRequest::Answer {
+            agent,
+            requester: user.uid.clone(),
+        }),
     };
     state
         .writer

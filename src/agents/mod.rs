@@ -33,7 +33,7 @@ fn default_max_tokens() -> u32 {
 }
 
 /// Provider endpoints and keys (`[providers]`). Keys come from the environment or this file only.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProviderSettings {
     pub openai_base_url: Option<String>,
@@ -42,6 +42,34 @@ pub struct ProviderSettings {
     pub anthropic_api_key: Option<Secret>,
     pub gemini_base_url: Option<String>,
     pub gemini_api_key: Option<Secret>,
+    /// Connecting to a provider must succeed within this time.
+    pub connect_timeout_ms: u64,
+    /// The first token must arrive within this time.
+    pub first_token_timeout_ms: u64,
+    /// Silence between chunks longer than this ends the stream (`timeout`).
+    pub idle_timeout_ms: u64,
+    /// Retries on 429/5xx/connection errors before the first token.
+    pub max_retries: u32,
+    /// Estimated tokens of thread history sent as context.
+    pub context_tokens: usize,
+}
+
+impl Default for ProviderSettings {
+    fn default() -> Self {
+        Self {
+            openai_base_url: None,
+            openai_api_key: None,
+            anthropic_base_url: None,
+            anthropic_api_key: None,
+            gemini_base_url: None,
+            gemini_api_key: None,
+            connect_timeout_ms: 5_000,
+            first_token_timeout_ms: 30_000,
+            idle_timeout_ms: 30_000,
+            max_retries: 2,
+            context_tokens: 3_000,
+        }
+    }
 }
 
 impl ProviderSettings {
@@ -92,5 +120,8 @@ pub fn default_agents() -> Vec<AgentSettings> {
     ]
 }
 
+mod context;
+pub mod providers;
 mod runtime;
+pub mod streams;
 pub use runtime::{Agents, cancel, routes, start_debate};

@@ -163,8 +163,21 @@ pub struct NewMessage {
     pub status: Option<String>,
     pub prompt_tokens: Option<i64>,
     pub completion_tokens: Option<i64>,
-    /// The agent asked to answer this message (not stored; acted on once, when first stored).
-    pub agent: Option<String>,
+    /// What the message asks of the agents (not stored; acted on once, when first stored).
+    pub agent: Option<AgentRequest>,
+}
+
+/// Agent work a message asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentRequest {
+    /// One agent answers.
+    Answer { agent: String, requester: String },
+    /// Agents take turns for `rounds` rounds.
+    Debate {
+        agents: Vec<String>,
+        rounds: u32,
+        requester: String,
+    },
 }
 
 /// What happened to one message of a batch.

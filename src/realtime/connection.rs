@@ -441,6 +441,7 @@ impl Session {
             ClientFrame::Unsubscribe { thread } => {
                 if self.threads.remove(&thread) {
                     self.state.realtime.hub.unsubscribe(&thread, self.handle.id);
+                    self.state.realtime.streams.detach(&thread, self.handle.id);
                 }
                 self.send(protocol::unsubscribed(&thread));
             }
@@ -574,7 +575,11 @@ impl Session {
         hub.subscribe(&thread, self.handle.clone());
         self.threads.insert(thread.clone());
         match self.replay(&thread, after_seq).await {
-            Ok(last) => hub.activate(&thread, self.handle.id, last),
+            Ok(last) => {
+                hub.activate(&thread, self.handle.id, last);
+                // Running agent streams: stream_start + stream_snapshot, then live chunks.
+                self.state.realtime.streams.attach(&thread, &self.handle);
+            }
             Err(e) => {
                 hub.unsubscribe(&thread, self.handle.id);
                 self.threads.remove(&thread);
@@ -675,6 +680,7 @@ impl Session {
     fn cleanup(&mut self) {
         for t in self.threads.drain() {
             self.state.realtime.hub.unsubscribe(&t, self.handle.id);
+            self.state.realtime.streams.detach(&t, self.handle.id);
         }
     }
 }

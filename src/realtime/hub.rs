@@ -303,6 +303,19 @@ impl Hub {
         Some((room.head, frames))
     }
 
+    /// Connections whose subscription to `thread` is live (replay done).
+    pub fn live_subscribers(&self, thread: &str) -> Vec<Arc<ConnHandle>> {
+        let Some(room) = self.existing(thread) else {
+            return Vec::new();
+        };
+        let room = room.lock().unwrap_or_else(|e| e.into_inner());
+        room.subs
+            .values()
+            .filter(|s| matches!(s.state, SubState::Live { .. }))
+            .map(|s| s.conn.clone())
+            .collect()
+    }
+
     /// Subscribers of a thread on this instance.
     pub fn subscriber_count(&self, thread: &str) -> usize {
         self.existing(thread)

@@ -25,7 +25,16 @@ pub use connection::routes;
 pub use hub::{ConnHandle, Hub};
 use protocol::Frame;
 
-use crate::{auth::Auth, db::Message, ops::metrics::Metrics, threads::Membership};
+use crate::{
+    agents::streams::{Follow, StreamEvent, Streams},
+    auth::Auth,
+    db::Message,
+    ops::metrics::Metrics,
+    threads::Membership,
+};
+
+/// Handles stream events addressed to the instance running the stream.
+pub type StreamControl = Arc<dyn Fn(&StreamEvent) + Send + Sync>;
 
 /// Something every instance must learn.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,11 +51,8 @@ pub enum Event {
         thread_id: String,
         user_id: String,
     },
-    /// A pre-serialised frame for a thread's subscribers (agent stream events).
-    ThreadFrame {
-        thread_id: String,
-        frame: String,
-    },
+    /// Agent stream events (start, chunks, end, error) and requests to the running instance.
+    Stream(crate::agents::streams::StreamEvent),
 }
 
 impl Event {
@@ -119,6 +125,9 @@ pub struct Realtime {
     conns: RwLock<HashMap<u64, Arc<ConnHandle>>>,
     next_id: AtomicU64,
     broker: OnceLock<Arc<dyn Broker>>,
+    /// Agent streams known to this instance (running here or elsewhere).
+    pub streams: Streams,
+    stream_control: OnceLock<StreamControl>,
     auth: Arc<Auth>,
     members: Arc<Membership>,
     pub metrics: Arc<Metrics>,
@@ -136,6 +145,8 @@ impl Realtime {
             conns: RwLock::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             broker: OnceLock::new(),
+            streams: Streams::default(),
+            stream_control: OnceLock::new(),
             auth,
             members,
             metrics,
@@ -173,10 +184,22 @@ impl Realtime {
                 self.close_session(session_id);
             }
             Event::MemberAdded { thread_id, user_id } => self.members.add(thread_id, user_id),
-            Event::ThreadFrame { thread_id, frame } => {
-                self.hub.broadcast(thread_id, &Frame::from(frame.clone()));
+            Event::Stream(e) => {
+                if let Follow::NeedSnapshot(stream_id) = self.streams.apply(e, &self.hub)
+                    && let Some(b) = self.broker.get()
+                {
+                    b.publish(&Event::Stream(StreamEvent::SnapshotRequest { stream_id }));
+                }
+                if let Some(control) = self.stream_control.get() {
+                    control(e);
+                }
             }
         }
+    }
+
+    /// Who acts on `cancel` and snapshot requests for streams running here (the agent runtime).
+    pub fn set_stream_control(&self, control: StreamControl) {
+        let _ = self.stream_control.set(control);
     }
 
     /// Publish a stored message (fan-out here and on every instance).

@@ -3,6 +3,7 @@
 //! afterwards — and returns a `TestApp` with typed helpers.
 #![allow(dead_code)]
 
+pub mod fake_llm;
 pub mod fault_proxy;
 pub mod ws;
 
