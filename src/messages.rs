@@ -114,6 +114,7 @@ pub async fn submit(
             agent,
             requester: user.uid.clone(),
         }),
+        defer_publish: false,
     };
     state
         .writer

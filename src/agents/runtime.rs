@@ -314,9 +314,12 @@ impl Agents {
                 code,
                 message,
             });
-            if !text.is_empty() {
-                self.store(thread, &stream_id, &agent, text, status, &outcome)
-                    .await;
+            if !text.is_empty()
+                && let Some(message) = self
+                    .store(thread, &stream_id, &agent, text, status, &outcome)
+                    .await
+            {
+                self.app().realtime.publish_message(&message);
             }
         } else if let Some(message) = self
             .store(thread, &stream_id, &agent, text, status, &outcome)
@@ -327,6 +330,8 @@ impl Agents {
                 stream_id: stream_id.clone(),
                 message: WireMessage::from(&message),
             });
+            // `stream_end` first, then the stored message as `message`.
+            self.app().realtime.publish_message(&message);
         }
         self.stream_jobs
             .lock()
@@ -547,6 +552,7 @@ impl Agents {
             prompt_tokens: outcome.prompt_tokens.map(|v| v as i64),
             completion_tokens: outcome.completion_tokens.map(|v| v as i64),
             agent: None,
+            defer_publish: true,
         };
         loop {
             let (tx, mut rx) = mpsc::unbounded_channel();
@@ -763,6 +769,7 @@ pub async fn start_debate(
             rounds,
             requester: user.uid.clone(),
         }),
+        defer_publish: false,
     };
     state
         .writer

@@ -165,6 +165,8 @@ pub struct NewMessage {
     pub completion_tokens: Option<i64>,
     /// What the message asks of the agents (not stored; acted on once, when first stored).
     pub agent: Option<AgentRequest>,
+    /// The writer must not publish it: its producer does (agent answers go out after `stream_end`).
+    pub defer_publish: bool,
 }
 
 /// Agent work a message asks for.

@@ -204,9 +204,13 @@ impl MessageWriter {
             match outcome {
                 InsertOutcome::Inserted(message) => {
                     self.inner.metrics.messages_persisted.inc();
-                    publish(message, new, true);
+                    if !new.defer_publish {
+                        publish(message, new, true);
+                    }
                 }
-                InsertOutcome::Existing(message) => publish(message, new, false),
+                InsertOutcome::Existing(message) if !new.defer_publish => {
+                    publish(message, new, false)
+                }
                 _ => {}
             }
         }

@@ -48,11 +48,29 @@ pub struct Seen {
     pub end: Option<Value>,
     pub error: Option<Value>,
     pub chunks: usize,
+    /// Agent `message` frames seen meanwhile.
+    pub messages: Vec<Value>,
 }
 
 /// Follow the next stream on this socket until it ends, applying chunks by offset.
 pub async fn follow_stream(ws: &mut WsClient) -> Seen {
-    let mut seen = Seen::default();
+    follow(ws, Seen::default()).await
+}
+
+/// Follow a stream whose `stream_start` was already read (text so far: `text`).
+pub async fn follow_known(ws: &mut WsClient, stream_id: &str, text: &str) -> Seen {
+    follow(
+        ws,
+        Seen {
+            stream_id: stream_id.into(),
+            text: text.into(),
+            ..Seen::default()
+        },
+    )
+    .await
+}
+
+async fn follow(ws: &mut WsClient, mut seen: Seen) -> Seen {
     loop {
         let f = ws
             .recv_within(Duration::from_secs(20))
@@ -86,6 +104,7 @@ pub async fn follow_stream(ws: &mut WsClient) -> Seen {
                 seen.error = Some(f);
                 return seen;
             }
+            "message" if f["author"]["kind"] == "agent" => seen.messages.push(f),
             _ => {}
         }
     }

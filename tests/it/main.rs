@@ -11,3 +11,4 @@ mod lifecycle;
 mod ops_cli;
 mod resilience;
 mod storage;
+mod streams;

@@ -60,10 +60,9 @@ pub async fn open(
         if let Some(text) = v
             .pointer("/choices/0/delta/content")
             .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
         {
-            if !text.is_empty() {
-                out.push(Ok(ProviderEvent::Delta(text.to_string())));
-            }
+            out.push(Ok(ProviderEvent::Delta(text.to_string())));
         }
         if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
             out.push(Ok(ProviderEvent::Usage {
