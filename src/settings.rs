@@ -129,11 +129,23 @@ impl DatabaseSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BrokerSettings {
     /// `redis://...` to share fan-out between instances; unset = in-process.
     pub url: Option<Secret>,
+    /// The pub/sub channel (instances of one deployment must agree; separate deployments on one
+    /// Redis must not).
+    pub channel: String,
+}
+
+impl Default for BrokerSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            channel: "emergence:events".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -329,6 +341,9 @@ impl Settings {
         }
         if let Some(url) = env.var("EMERGENCE_BROKER_URL") {
             self.broker.url = Some(Secret::new(url));
+        }
+        if let Some(channel) = env.var("EMERGENCE_BROKER_CHANNEL") {
+            self.broker.channel = channel;
         }
         if let Some(key) = env.var("EMERGENCE_SIGNING_KEY") {
             self.auth.signing_key = Some(Secret::new(key));

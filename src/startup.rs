@@ -36,7 +36,7 @@ use crate::{
     error::ApiError,
     limits::Limits,
     ops::metrics::Metrics,
-    realtime::{Realtime, broker::LocalBroker, protocol},
+    realtime::{Realtime, protocol},
     settings::Settings,
     state::{AppState, Lifecycle, Phase},
     threads::Membership,
@@ -85,12 +85,11 @@ impl Application {
             &settings,
             realtime.clone(),
             db.clone(),
+            metrics.clone(),
             background.clone(),
         )
-        .await
-        .unwrap_or_else(|| Arc::new(LocalBroker));
+        .context("configuring the broker")?;
         realtime.set_broker(broker);
-        metrics.broker_up.set(1);
         let agents = Arc::new(Agents::new(&settings, metrics.clone()));
         let publish_rt = realtime.clone();
         let publish_agents = agents.clone();

@@ -239,8 +239,12 @@ pub async fn is_member(
     thread_id: &str,
     user_id: &str,
 ) -> Result<bool, StoreError> {
-    if let Some(known) = state.members.check(thread_id, user_id) {
-        return Ok(known);
+    match state.members.check(thread_id, user_id) {
+        Some(true) => return Ok(true),
+        // A "no" may be stale (a membership added on another instance while the broker was
+        // cut off): the database decides when it can; during an outage the cache does.
+        Some(false) if !state.db.is_up() => return Ok(false),
+        _ => {}
     }
     let id = thread_id.to_string();
     let members = state

@@ -132,6 +132,15 @@ impl Streams {
             .collect()
     }
 
+    pub fn ids(&self) -> Vec<String> {
+        self.by_id
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     pub fn count(&self) -> usize {
         self.by_id.read().unwrap_or_else(|e| e.into_inner()).len()
     }

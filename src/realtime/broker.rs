@@ -38,16 +38,24 @@ impl Broker for LocalBroker {
 }
 
 /// The broker for these settings: Redis when `EMERGENCE_BROKER_URL` is set, else in-process.
-pub async fn connect(
+pub fn connect(
     settings: &crate::settings::Settings,
-    _realtime: std::sync::Arc<super::Realtime>,
-    _db: crate::db::Database,
-    _stop: tokio_util::sync::CancellationToken,
-) -> Option<std::sync::Arc<dyn Broker>> {
-    if settings.broker.url.is_some() {
-        tracing::warn!(
-            "EMERGENCE_BROKER_URL is set but this build has no Redis broker yet; running in-process"
-        );
+    realtime: std::sync::Arc<super::Realtime>,
+    db: crate::db::Database,
+    metrics: std::sync::Arc<crate::ops::metrics::Metrics>,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<std::sync::Arc<dyn Broker>> {
+    match &settings.broker.url {
+        Some(url) => {
+            let mut target = super::redis::RedisTarget::parse(url.expose())?;
+            target.channel = settings.broker.channel.clone();
+            Ok(super::redis::RedisBroker::start(
+                target, realtime, db, metrics, stop,
+            ))
+        }
+        None => {
+            metrics.broker_up.set(1);
+            Ok(std::sync::Arc::new(LocalBroker))
+        }
     }
-    None
 }

@@ -330,7 +330,7 @@ impl Session {
                     }
                 }
                 Some(event) = self.events_rx.recv() => self.on_write_event(event),
-                Some(Control::FillGap { thread, from, to }) = control.recv() => self.fill_gap(thread, from, to).await,
+                Some(Control::FillGap { thread, from, to }) = control.recv() => self.fill_gap(thread, from, to),
                 _ = ticker.tick() => {
                     let now = Instant::now();
                     if now.duration_since(last_seen) >= dead_after {
@@ -659,22 +659,34 @@ impl Session {
         Ok(head.max(after))
     }
 
-    async fn fill_gap(&self, thread: String, from: i64, to: i64) {
-        let id = thread.clone();
-        let limit = (to - from + 1).clamp(1, 1000);
-        let read = self
-            .state
-            .db
-            .run(|s| async move { s.messages(&id, Page::After(from - 1), limit).await })
-            .await;
-        match read {
-            Ok(messages) => self
-                .state
-                .realtime
-                .hub
-                .fill(&thread, self.handle.id, &messages),
-            Err(e) => tracing::warn!(error = %e, thread, "could not fill a delivery gap yet"),
-        }
+    /// A gap in a thread's sequence (messages from several instances can arrive out of order):
+    /// hold briefly, then fill from the database what has still not arrived.
+    fn fill_gap(&self, thread: String, from: i64, to: i64) {
+        let state = self.state.clone();
+        let conn = self.handle.id;
+        tokio::spawn(async move {
+            tokio::time::sleep(GAP_HOLD).await;
+            // Retry while the database is unavailable; stop once the gap is gone.
+            for attempt in 0u32..120 {
+                if !state.realtime.hub.still_missing(&thread, conn, from) {
+                    return;
+                }
+                let id = thread.clone();
+                let limit = (to - from + 1).clamp(1, 1000);
+                match state
+                    .db
+                    .run(|s| async move { s.messages(&id, Page::After(from - 1), limit).await })
+                    .await
+                {
+                    Ok(messages) => return state.realtime.hub.fill(&thread, conn, &messages),
+                    Err(e) if attempt == 0 => {
+                        tracing::warn!(error = %e, thread, "could not fill a delivery gap yet")
+                    }
+                    Err(_) => {}
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
     }
 
     fn cleanup(&mut self) {
@@ -684,6 +696,10 @@ impl Session {
         }
     }
 }
+
+/// How long an out-of-order message waits for the ones before it before they are read from
+/// the database.
+const GAP_HOLD: Duration = Duration::from_millis(50);
 
 /// Per-connection budget for all frames (sends also have their per-user limit).
 const FRAME_RATE: f64 = 200.0;

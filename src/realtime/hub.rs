@@ -303,6 +303,39 @@ impl Hub {
         Some((room.head, frames))
     }
 
+    /// Threads with at least one subscriber here.
+    pub fn active_threads(&self) -> Vec<String> {
+        let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
+        rooms
+            .iter()
+            .filter(|(_, r)| !r.lock().unwrap_or_else(|e| e.into_inner()).subs.is_empty())
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+
+    /// The lowest `seq` every live subscriber of `thread` already has (what to re-read after a
+    /// broker gap); `None` without live subscribers.
+    pub fn delivery_floor(&self, thread: &str) -> Option<i64> {
+        let room = self.existing(thread)?;
+        let room = room.lock().unwrap_or_else(|e| e.into_inner());
+        room.subs
+            .values()
+            .filter_map(|s| match &s.state {
+                SubState::Live { last, .. } => Some(*last),
+                SubState::Pending(_) => None,
+            })
+            .min()
+    }
+
+    /// Whether `conn` still waits for `seq` in `thread` (a gap not yet filled).
+    pub fn still_missing(&self, thread: &str, conn_id: u64, seq: i64) -> bool {
+        let Some(room) = self.existing(thread) else {
+            return false;
+        };
+        let room = room.lock().unwrap_or_else(|e| e.into_inner());
+        matches!(room.subs.get(&conn_id).map(|s| &s.state), Some(SubState::Live { last, .. }) if *last < seq)
+    }
+
     /// Connections whose subscription to `thread` is live (replay done).
     pub fn live_subscribers(&self, thread: &str) -> Vec<Arc<ConnHandle>> {
         let Some(room) = self.existing(thread) else {

@@ -9,6 +9,7 @@ pub mod broker;
 pub mod connection;
 pub mod hub;
 pub mod protocol;
+pub mod redis;
 
 use std::{
     collections::HashMap,
@@ -155,6 +156,10 @@ impl Realtime {
 
     pub fn set_broker(&self, broker: Arc<dyn Broker>) {
         let _ = self.broker.set(broker);
+    }
+
+    pub fn broker(&self) -> Option<&Arc<dyn Broker>> {
+        self.broker.get()
     }
 
     pub fn broker_state(&self) -> BrokerState {

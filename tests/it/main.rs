@@ -10,5 +10,6 @@ mod frames;
 mod lifecycle;
 mod ops_cli;
 mod resilience;
+mod scale;
 mod storage;
 mod streams;

@@ -32,6 +32,8 @@ pub struct TestApp {
 pub enum TestDb {
     Sqlite(PathBuf),
     Postgres(String),
+    /// Owned by someone else (another instance of a cluster test).
+    Shared(String),
 }
 
 impl TestDb {
@@ -56,6 +58,7 @@ impl TestDb {
         match self {
             TestDb::Sqlite(dir) => format!("sqlite://{}/emergence.db", dir.display()),
             TestDb::Postgres(name) => format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            TestDb::Shared(url) => url.clone(),
         }
     }
 
@@ -63,7 +66,7 @@ impl TestDb {
     pub fn url_via(&self, proxy_port: u16) -> String {
         match self {
             TestDb::Postgres(name) => format!("postgres://postgres@127.0.0.1:{proxy_port}/{name}"),
-            TestDb::Sqlite(_) => self.url(),
+            TestDb::Sqlite(_) | TestDb::Shared(_) => self.url(),
         }
     }
 
@@ -86,6 +89,7 @@ async fn connect_admin() -> sqlx::PgPool {
 impl Drop for TestDb {
     fn drop(&mut self) {
         match self {
+            TestDb::Shared(_) => {}
             TestDb::Sqlite(dir) => {
                 let _ = std::fs::remove_dir_all(dir);
             }
