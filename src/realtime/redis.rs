@@ -473,11 +473,11 @@ async fn handle_push(v: Resp, broker: &RedisBroker, realtime: &Arc<Realtime>, db
         }
         broker.metrics.broker_received.inc();
         realtime.apply(&env.event);
-    } else if let Ok(hint) = serde_json::from_slice::<ResyncHint>(payload) {
-        if hint.origin != broker.instance {
-            for thread in hint.resync {
-                resync_thread(realtime, db, &thread, &broker.metrics).await;
-            }
+    } else if let Ok(hint) = serde_json::from_slice::<ResyncHint>(payload)
+        && hint.origin != broker.instance
+    {
+        for thread in hint.resync {
+            resync_thread(realtime, db, &thread, &broker.metrics).await;
         }
     }
 }
