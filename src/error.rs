@@ -34,10 +34,11 @@ pub enum ApiError {
     TooLarge,
     #[error("validation failed")]
     Validation(FieldErrors),
-    #[error("too many requests")]
+    #[error("{message}")]
     RateLimited {
         retry_after_secs: u64,
         policy: String,
+        message: String,
     },
     #[error("service temporarily unavailable")]
     Unavailable { retry_after_secs: u64 },
@@ -114,6 +115,7 @@ impl IntoResponse for ApiError {
             ApiError::RateLimited {
                 retry_after_secs,
                 policy,
+                ..
             } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
                 if let Ok(v) = HeaderValue::from_str(policy) {

@@ -156,11 +156,13 @@ async fn post_message(
             SendError::RateLimited { retry_after_ms } => ApiError::RateLimited {
                 retry_after_secs: retry_after_secs(Duration::from_millis(retry_after_ms)),
                 policy: state.limits.send.policy(),
+                message: "too many messages; slow down".into(),
             },
             SendError::Validation(why) => ApiError::field("agent", why),
             SendError::TooMany(why) => ApiError::RateLimited {
                 retry_after_secs: 1,
-                policy: why,
+                policy: format!("{};w=1", state.settings.limits.agent_streams_per_user),
+                message: why,
             },
         })?;
     let first = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;

@@ -405,11 +405,8 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), admission))
         .layer(axum::extract::DefaultBodyLimit::max(
             crate::http::json::MAX_BODY_BYTES,
-        ))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_millis(state.settings.server.request_timeout_ms),
         ));
+
     let mut app = Router::new()
         .merge(crate::health::routes())
         .merge(crate::realtime::routes())
@@ -494,18 +491,41 @@ fn method_label(m: &Method) -> &'static str {
 /// `Retry-After` (never 429: overload is not the client's fault).
 async fn admission(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let max = state.settings.server.max_inflight_requests;
-    let inflight = state.metrics.api_inflight.fetch_add(1, Ordering::AcqRel) + 1;
-    if inflight > max {
-        state.metrics.api_inflight.fetch_sub(1, Ordering::AcqRel);
+    let inflight = InFlight::enter(&state.metrics.api_inflight);
+    if inflight.count > max {
         state.metrics.overload_rejections.inc();
         return ApiError::Unavailable {
             retry_after_secs: 1,
         }
         .into_response();
     }
-    let response = next.run(req).await;
-    state.metrics.api_inflight.fetch_sub(1, Ordering::AcqRel);
-    response
+    let limit = Duration::from_millis(state.settings.server.request_timeout_ms);
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Unavailable {
+            retry_after_secs: 1,
+        }
+        .into_response(),
+    }
+}
+
+/// Counts a request in flight until dropped (also when the client goes away mid-request).
+struct InFlight<'a> {
+    counter: &'a std::sync::atomic::AtomicUsize,
+    count: usize,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a std::sync::atomic::AtomicUsize) -> Self {
+        let count = counter.fetch_add(1, Ordering::AcqRel) + 1;
+        Self { counter, count }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// For tests and tools: the address a built application listens on.

@@ -697,9 +697,15 @@ async fn post_debate(
         SendError::Unavailable { retry_after_ms } => ApiError::Unavailable {
             retry_after_secs: retry_after_ms.div_ceil(1000),
         },
-        SendError::RateLimited { .. } | SendError::TooMany(_) => ApiError::RateLimited {
+        SendError::RateLimited { retry_after_ms } => ApiError::RateLimited {
+            retry_after_secs: retry_after_ms.div_ceil(1000).max(1),
+            policy: state.limits.send.policy(),
+            message: "too many messages; slow down".into(),
+        },
+        SendError::TooMany(why) => ApiError::RateLimited {
             retry_after_secs: 1,
             policy: format!("{};w=1", state.settings.limits.agent_streams_per_user),
+            message: why,
         },
     })?;
     // Wait briefly for the topic to be stored, to report conflicts.

@@ -122,7 +122,8 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// Whether the request's `Origin` (if any) is the server's own or an allowed one.
-pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+/// `X-Forwarded-Host` counts only behind trusted proxies (`trust_forwarded`).
+pub fn origin_allowed(headers: &HeaderMap, allowed: &[String], trust_forwarded: bool) -> bool {
     let Some(origin) = headers
         .get(axum::http::header::ORIGIN)
         .and_then(|v| v.to_str().ok())
@@ -134,6 +135,7 @@ pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     }
     let host = headers
         .get("x-forwarded-host")
+        .filter(|_| trust_forwarded)
         .or_else(|| headers.get(axum::http::header::HOST))
         .and_then(|v| v.to_str().ok());
     let origin_host = origin
@@ -179,7 +181,11 @@ impl FromRequestParts<AppState> for CurrentUser {
         let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
         if source == Source::Cookie
             && !safe
-            && !origin_allowed(&parts.headers, &state.auth.settings.allowed_origins)
+            && !origin_allowed(
+                &parts.headers,
+                &state.auth.settings.allowed_origins,
+                state.settings.limits.trusted_proxies > 0,
+            )
         {
             return Err(ApiError::Forbidden("cross-origin request refused"));
         }

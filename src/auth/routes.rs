@@ -37,6 +37,7 @@ fn rate_limit_auth(state: &AppState, ip: std::net::IpAddr) -> Result<(), ApiErro
         ApiError::RateLimited {
             retry_after_secs: retry_after_secs(wait),
             policy: state.limits.auth.policy(),
+            message: "too many attempts; slow down".into(),
         }
     })
 }
@@ -100,6 +101,7 @@ async fn login(
                 state.settings.limits.failed_logins_per_user,
                 state.settings.limits.failed_login_window_secs
             ),
+            message: "too many failed logins for this username; try again later".into(),
         });
     }
     let well_formed = Username::parse(&username).is_ok() && Password::parse(&password).is_ok();

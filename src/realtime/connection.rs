@@ -97,7 +97,11 @@ async fn upgrade(
     }
     let found = credential(&headers, query.get("token").map(String::as_str));
     if let Some((_, Source::Cookie)) = &found
-        && !origin_allowed(&headers, &state.auth.settings.allowed_origins)
+        && !origin_allowed(
+            &headers,
+            &state.auth.settings.allowed_origins,
+            state.settings.limits.trusted_proxies > 0,
+        )
     {
         metrics.ws_connections.with(&["rejected"]).inc();
         return ApiError::Forbidden("cross-origin WebSocket refused").into_response();
@@ -110,7 +114,9 @@ async fn upgrade(
         Ok(ws) => ws,
         Err(rejection) => {
             metrics.ws_connections.with(&["error"]).inc();
-            return rejection.into_response();
+            let _ = rejection;
+            return ApiError::BadRequest("this endpoint needs a WebSocket upgrade request".into())
+                .into_response();
         }
     };
     let max = state.settings.realtime.max_frame_bytes;
@@ -290,7 +296,13 @@ impl Session {
         let tick = ping_every
             .min(dead_after / 4)
             .min(idle_after / 4)
+            .min(Duration::from_secs(5))
             .max(Duration::from_millis(50));
+        // Token expiry is enforced on the open socket, to the second.
+        let expires_in =
+            Duration::from_millis((self.claims.exp - crate::db::now_ms()).max(0) as u64);
+        let expiry = tokio::time::sleep(expires_in);
+        tokio::pin!(expiry);
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut last_seen, mut last_frame, mut last_ping) =
@@ -331,6 +343,11 @@ impl Session {
                 }
                 Some(event) = self.events_rx.recv() => self.on_write_event(event),
                 Some(Control::FillGap { thread, from, to }) = control.recv() => self.fill_gap(thread, from, to),
+                () = &mut expiry => {
+                    self.error(ErrorFrame::new("unauthorized", "the session has expired"));
+                    self.handle.close(4401, "unauthorized");
+                    return End::Normal;
+                }
                 _ = ticker.tick() => {
                     let now = Instant::now();
                     if now.duration_since(last_seen) >= dead_after {
