@@ -1,5 +1,6 @@
 //! The command line: `serve`, `migrate` and the operations tools. Each subcommand is a small module.
 
+mod assets;
 mod guard;
 mod load;
 mod migrate;
@@ -35,6 +36,8 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Judge recorded logs (JSON lines or a Cloud Logging export): OK, DEGRADED or CRITICAL.
     Guard(guard::GuardArgs),
+    /// The embedded web UI's hashed files (`assets export DIR` for a bucket or CDN).
+    Assets(assets::AssetsArgs),
 }
 
 /// Entry point used by `main`.
@@ -59,6 +62,7 @@ pub fn main() -> ExitCode {
             Some(Command::Load(args)) => load::run(args).await,
             Some(Command::Verify(args)) => verify::run(args).await,
             Some(Command::Guard(args)) => guard::run(args),
+            Some(Command::Assets(args)) => assets::run(args),
         }
     });
     match result {

@@ -13,3 +13,4 @@ mod resilience;
 mod scale;
 mod storage;
 mod streams;
+mod web;
