@@ -8,6 +8,7 @@ mod authz;
 mod chat;
 mod frames;
 mod lifecycle;
+mod metrics;
 mod ops_cli;
 mod resilience;
 mod scale;
