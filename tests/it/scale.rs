@@ -154,7 +154,8 @@ async fn roaming_client(
     sends: usize,
     total: i64,
     got: Arc<Mutex<BTreeMap<String, i64>>>,
-) {
+) -> Vec<u16> {
+    let mut closes = Vec::new();
     let mut pending: BTreeMap<String, String> = BTreeMap::new();
     let mut sent = 0;
     let mut last = 0i64;
@@ -177,7 +178,7 @@ async fn roaming_client(
         }
         loop {
             if last >= total && pending.is_empty() {
-                return;
+                return closes;
             }
             tokio::select! {
                 _ = pace.tick(), if sent < sends => {
@@ -190,7 +191,12 @@ async fn roaming_client(
                     }
                 }
                 f = ws.recv_within(Duration::from_secs(30)) => {
-                    let Some(f) = f else { continue 'connect };
+                    let Some(f) = f else {
+                        if let Some(Some(frame)) = &ws.closed {
+                            closes.push(u16::from(frame.code));
+                        }
+                        continue 'connect;
+                    };
                     match f["type"].as_str() {
                         Some("message") => {
                             let seq = f["seq"].as_i64().unwrap();
@@ -442,4 +448,97 @@ async fn agent_streams_reach_and_resume_on_every_instance() {
     let first = on_a.recv_type("stream_start").await;
     let a_seen = follow_known(&mut on_a, first["stream_id"].as_str().unwrap(), "").await;
     assert_eq!(a_seen.text, seen.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_traffic_drains_with_1012_and_clients_resume_elsewhere_losing_nothing() {
+    let db = TestDb::postgres().await;
+    let channel = format!("emergence:test:{}", uuid::Uuid::new_v4());
+    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
+    let mut procs: Vec<Child> = ports
+        .iter()
+        .map(|p| spawn_binary(*p, &db.url(), "redis://127.0.0.1:6379", &channel))
+        .collect();
+    for p in &ports {
+        wait_ready(*p).await;
+    }
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{}", ports[1]);
+    let reg: serde_json::Value = http
+        .post(format!("{base}/api/auth/register"))
+        .json(&json!({"username":"drainee","password":"correct horse battery"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = reg["token"].as_str().unwrap().to_string();
+    let thread: serde_json::Value = http
+        .post(format!("{base}/api/threads"))
+        .bearer_auth(&token)
+        .json(&json!({"title":"drain"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let thread = thread["id"].as_str().unwrap().to_string();
+    let (clients, sends) = (6, 40);
+    let total = (clients * sends) as i64;
+    let got = Arc::new(Mutex::new(BTreeMap::new()));
+    let mut tasks = Vec::new();
+    for i in 0..clients {
+        // Every client starts on the instance that will be drained.
+        let urls: Vec<String> = ports
+            .iter()
+            .map(|p| format!("ws://127.0.0.1:{p}/ws"))
+            .collect();
+        tasks.push(tokio::spawn(roaming_client(
+            urls,
+            token.clone(),
+            thread.clone(),
+            format!("d{i}"),
+            sends,
+            total,
+            got.clone(),
+        )));
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &procs[0].id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let done = async {
+        let mut closes = Vec::new();
+        for t in tasks {
+            closes.push(t.await.unwrap());
+        }
+        closes
+    };
+    let closes = tokio::time::timeout(Duration::from_secs(60), done)
+        .await
+        .expect("every client got every message");
+    for c in &closes {
+        assert!(
+            c.contains(&1012),
+            "every client was told 1012 by the draining instance: {closes:?}"
+        );
+    }
+    let exit = procs[0].wait().unwrap();
+    assert!(
+        exit.success(),
+        "the drained instance exits cleanly: {exit:?}"
+    );
+    assert_eq!(got.lock().unwrap().len(), clients * total as usize);
+    let pool = sqlx::PgPool::connect(&db.url()).await.unwrap();
+    let (count, max): (i64, i64) = sqlx::query_as("SELECT count(*), max(seq) FROM messages")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!((count, max), (total, total), "zero lost, zero duplicated");
+    let _ = procs[1].kill();
+    let _ = procs[1].wait();
 }
