@@ -116,6 +116,12 @@ impl MessageBody {
     }
 }
 
+/// Whether a path or frame id could name anything: ids are server-made (UUIDs), so anything
+/// long or containing control characters is simply not found, without asking the database.
+pub fn plausible_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// A client-chosen idempotency key: 1-128 printable ASCII characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ClientId(String);

@@ -5,7 +5,7 @@ use std::{collections::HashMap, time::Duration};
 
 use axum::{
     Json, Router,
-    extract::{Path, Query, State},
+    extract::{Query, State},
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::get,
@@ -127,7 +127,7 @@ pub async fn submit(
 async fn post_message(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(thread): Path<String>,
+    crate::http::IdPath(thread): crate::http::IdPath,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
     let mut f = Fields::new(&body);
@@ -244,7 +244,7 @@ fn page_params(q: &HashMap<String, String>) -> Result<(Page, i64), ApiError> {
 async fn history(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(thread): Path<String>,
+    crate::http::IdPath(thread): crate::http::IdPath,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let (page, limit) = page_params(&q)?;

@@ -285,7 +285,12 @@ async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(20));
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -302,7 +307,13 @@ async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        // A connection must send its first request within the header timeout: silent sockets and
+        // clients dribbling the HTTP/2 preface are dropped (protocol detection has no deadline
+        // of its own).
+        let seen_request = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = seen_request.clone();
         let service = tower::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            seen.store(true, Ordering::Relaxed);
             req.extensions_mut().insert(ConnectInfo(peer));
             app.clone().oneshot(req.map(axum::body::Body::new))
         });
@@ -312,7 +323,14 @@ async fn serve(
         );
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
-            let _ = conn.await;
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = &mut conn => return,
+                _ = tokio::time::sleep(header_timeout) => {}
+            }
+            if seen_request.load(Ordering::Relaxed) {
+                let _ = conn.await;
+            }
         });
     }
     drop(listener);

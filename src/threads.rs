@@ -8,7 +8,7 @@ use std::{
 
 use axum::{
     Json, Router,
-    extract::{Path, State},
+    extract::State,
     http::StatusCode,
     response::IntoResponse,
     routing::{get, post},
@@ -102,6 +102,9 @@ pub async fn member_thread(
     thread_id: &str,
     user_id: &str,
 ) -> Result<Thread, ApiError> {
+    if !crate::domain::plausible_id(thread_id) {
+        return Err(ApiError::NotFound);
+    }
     let id = thread_id.to_string();
     let (thread, members) = state
         .db
@@ -128,7 +131,7 @@ pub async fn member_thread(
 async fn show(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    crate::http::IdPath(id): crate::http::IdPath,
 ) -> Result<Json<Value>, ApiError> {
     let thread = member_thread(&state, &id, user.id()).await?;
     Ok(Json(thread_json(&thread)))
@@ -137,7 +140,7 @@ async fn show(
 async fn add_member(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    crate::http::IdPath(id): crate::http::IdPath,
     JsonObject(body): JsonObject,
 ) -> Result<StatusCode, ApiError> {
     let mut f = Fields::new(&body);
@@ -239,6 +242,9 @@ pub async fn is_member(
     thread_id: &str,
     user_id: &str,
 ) -> Result<bool, StoreError> {
+    if !crate::domain::plausible_id(thread_id) {
+        return Ok(false);
+    }
     match state.members.check(thread_id, user_id) {
         Some(true) => return Ok(true),
         // A "no" may be stale (a membership added on another instance while the broker was

@@ -11,7 +11,7 @@ use std::{
 
 use axum::{
     Json, Router,
-    extract::{Path, State},
+    extract::State,
     http::StatusCode,
     response::IntoResponse,
     routing::{get, post},
@@ -655,7 +655,7 @@ async fn list_agents(State(state): State<AppState>, _user: CurrentUser) -> Json<
 async fn post_debate(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(thread): Path<String>,
+    crate::http::IdPath(thread): crate::http::IdPath,
     JsonObject(body): JsonObject,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut f = Fields::new(&body);

@@ -50,15 +50,23 @@ impl From<sqlx::Error> for StoreError {
                     return StoreError::Conflict(db.message().to_string());
                 }
                 let code = db.code().map(|c| c.to_string()).unwrap_or_default();
-                // PostgreSQL: class 08 connection exceptions, 57P0x shutdown/terminated, 53xxx
-                // insufficient resources. SQLite: BUSY(5), LOCKED(6), IOERR(10), CANTOPEN(14) and
-                // their extended codes.
-                let pg_down =
-                    code.starts_with("08") || code.starts_with("57P") || code.starts_with("53");
-                let sqlite_down = code
-                    .parse::<i64>()
-                    .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 14));
-                if pg_down || sqlite_down {
+                // Each backend's codes are read only for that backend (a PostgreSQL data error
+                // such as 22021 must never look like SQLite's BUSY).
+                let down = if db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some()
+                {
+                    // Class 08 connection exceptions, 57P0x shutdown/terminated, 53xxx
+                    // insufficient resources.
+                    code.starts_with("08") || code.starts_with("57P") || code.starts_with("53")
+                } else if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                    // BUSY(5), LOCKED(6), IOERR(10), CANTOPEN(14) and their extended codes.
+                    code.parse::<i64>()
+                        .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 14))
+                } else {
+                    false
+                };
+                if down {
                     StoreError::Unavailable(format!("{code}: {}", db.message()))
                 } else {
                     StoreError::Other(anyhow::Error::new(e))

@@ -12,6 +12,8 @@ use crate::error::{ApiError, FieldErrors};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// A body must arrive within this time once its headers did.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Deepest accepted JSON nesting.
 pub const MAX_DEPTH: usize = 64;
 
@@ -22,13 +24,30 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::TooLarge
-            } else {
-                ApiError::BadRequest("could not read the request body".into())
+        // Refuse an announced oversize body at once, without waiting for it.
+        let announced = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if announced.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+            return Err(ApiError::TooLarge);
+        }
+        let read = tokio::time::timeout(BODY_READ_TIMEOUT, Bytes::from_request(req, state)).await;
+        let bytes = match read {
+            Err(_) => {
+                return Err(ApiError::BadRequest(
+                    "the request body did not arrive in time".into(),
+                ));
             }
-        })?;
+            Ok(r) => r.map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::TooLarge
+                } else {
+                    ApiError::BadRequest("could not read the request body".into())
+                }
+            })?,
+        };
         parse_object(&bytes).map(JsonObject)
     }
 }

@@ -115,7 +115,7 @@ pub struct DbSummary {
     /// "database connection lost".
     pub losses: Series,
     /// "database reconnected after N attempts in T ms".
-    pub reconnects: u64,
+    pub reconnects: Series,
     /// Failed operations and connection attempts, including attempts the server did not log
     /// (it logs attempts 1, 2, 4, 8...; the next success or the highest attempt tells how many).
     pub failures: Series,
@@ -129,7 +129,7 @@ impl DbSummary {
     /// Reconnections over losses (capped at 1); `None` without losses.
     pub fn reconnect_success(&self) -> Option<f64> {
         (self.losses.count > 0)
-            .then(|| (self.reconnects as f64 / self.losses.count as f64).min(1.0))
+            .then(|| (self.reconnects.count as f64 / self.losses.count as f64).min(1.0))
     }
 }
 
@@ -495,7 +495,7 @@ fn classify_db(a: &mut Analysis, outages: &mut HashMap<String, Outage>, e: &Entr
             .or_else(|| number_after(m, "after "))
             .unwrap_or(1);
         if m.starts_with("database reconnected") {
-            a.db.reconnects += 1;
+            a.db.reconnects.add(e.time);
         }
         if let Some(o) = outages.remove(&e.instance) {
             let failed = attempts.saturating_sub(1).max(o.max_attempt);
@@ -638,7 +638,7 @@ fn findings(a: &Analysis) -> Vec<Finding> {
             level: Status::Degraded,
             what: format!(
                 "only {} of {} database losses ended in a reconnection ({:.0}%, target > 99%)",
-                a.db.reconnects,
+                a.db.reconnects.count,
                 a.db.losses.count,
                 ratio * 100.0
             ),
@@ -772,7 +772,7 @@ impl Analysis {
             },
             "db": {
                 "losses": self.db.losses.to_json(minutes),
-                "reconnects": self.db.reconnects,
+                "reconnects": self.db.reconnects.to_json(minutes),
                 "reconnect_success": self.db.reconnect_success().map(round2_ratio),
                 "connection_failures": db_failures,
                 "down_at_end": !self.db.down_at_end.is_empty(),
@@ -834,7 +834,7 @@ impl Analysis {
             ("DB connection losses", per_min(&self.db.losses)),
             (
                 "DB reconnects",
-                format!("{:>6}  success {success}", self.db.reconnects),
+                format!("{}  success {success}", per_min(&self.db.reconnects)),
             ),
             ("DB connection failures", per_min(&self.db.failures)),
             ("429 / rate limited", per_min(&self.rate_limited)),
@@ -883,7 +883,7 @@ mod tests {
 {"severity":"INFO","time":"2024-05-01T10:00:09Z","message":"database reconnected after 5 attempts in 9000 ms","attempts":5}"#;
         let a = analyse(log).unwrap();
         assert_eq!(a.db.losses.count, 1);
-        assert_eq!(a.db.reconnects, 1);
+        assert_eq!(a.db.reconnects.count, 1);
         // The loss plus four failed attempts, one of which was not logged.
         assert_eq!(a.db.failures.count, 5);
         assert_eq!(a.status(), Status::Ok);

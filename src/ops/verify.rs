@@ -1134,6 +1134,8 @@ struct Shared {
     persisted: AtomicU64,
     queued: AtomicU64,
     rate_limited_frames: AtomicU64,
+    /// Clients that will send no more: the run waits for all of them before counting.
+    done_sending: AtomicU64,
     live: Arc<Live>,
 }
 
@@ -1264,9 +1266,10 @@ async fn chat(
         persisted: AtomicU64::new(0),
         queued: AtomicU64::new(0),
         rate_limited_frames: AtomicU64::new(0),
+        done_sending: AtomicU64::new(0),
         live: live.clone(),
     });
-    let stop_sending = CancellationToken::new();
+    let send_until = tokio::time::Instant::now() + opts.duration;
     let finish = CancellationToken::new();
     let run_id = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let count = sockets.len().max(1);
@@ -1280,7 +1283,8 @@ async fn chat(
                 interval,
                 offset: interval.mul_f64(i as f64 / count as f64),
                 shared: shared.clone(),
-                stop_sending: stop_sending.clone(),
+                send_until,
+                sending: true,
                 finish: finish.clone(),
             };
             tokio::spawn(client.run())
@@ -1289,12 +1293,16 @@ async fn chat(
 
     live.set_phase("chatting");
     live.start_load(opts.duration);
-    tokio::time::sleep(opts.duration).await;
-    stop_sending.cancel();
+    tokio::time::sleep_until(send_until).await;
     live.set_phase("delivering");
+    // Every client must have made its last send before "all delivered" means anything.
+    let clients = tasks.len() as u64;
     let subscribers = load.subscribers;
     let deadline = Instant::now() + DELIVERY_GRACE;
-    while Instant::now() < deadline && !all_delivered(&shared, subscribers) {
+    while Instant::now() < deadline
+        && !(shared.done_sending.load(Ordering::Acquire) == clients
+            && all_delivered(&shared, subscribers))
+    {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     finish.cancel();
@@ -1483,23 +1491,40 @@ struct ChatClient {
     interval: Duration,
     offset: Duration,
     shared: Arc<Shared>,
-    stop_sending: CancellationToken,
+    /// No send is started at or after this instant.
+    send_until: tokio::time::Instant,
+    sending: bool,
     finish: CancellationToken,
 }
 
 impl ChatClient {
     async fn run(mut self) -> ClientEnd {
+        let end = self.serve().await;
+        self.stop_sending();
+        end
+    }
+
+    fn stop_sending(&mut self) {
+        if std::mem::take(&mut self.sending) {
+            self.shared.done_sending.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    async fn serve(&mut self) -> ClientEnd {
         let mut next = tokio::time::Instant::now() + self.offset;
-        let mut sending = true;
         let mut n = 0u64;
         loop {
             tokio::select! {
                 _ = self.finish.cancelled() => {
+                    self.stop_sending();
                     let _ = tokio::time::timeout(Duration::from_secs(2), self.ws.close(None)).await;
                     return ClientEnd { unexpected: None };
                 }
-                _ = self.stop_sending.cancelled(), if sending => sending = false,
-                _ = tokio::time::sleep_until(next), if sending => {
+                _ = tokio::time::sleep_until(next.min(self.send_until)), if self.sending => {
+                    if tokio::time::Instant::now() >= self.send_until {
+                        self.stop_sending();
+                        continue;
+                    }
                     n += 1;
                     next += self.interval;
                     if let Err(e) = self.send(n).await {

@@ -218,7 +218,7 @@ fn guard_says_degraded_for_a_cloud_logging_export_of_an_outage_that_recovered() 
     assert_eq!(json["status"], "DEGRADED");
     let db = &json["db"];
     assert_eq!(db["losses"]["count"], 1);
-    assert_eq!(db["reconnects"], 1);
+    assert_eq!(db["reconnects"]["count"], 1);
     assert_eq!(db["reconnect_success"], 1.0);
     assert_eq!(db["down_at_end"], false);
     // The loss and 14 failed attempts, all within one minute: over the alert's 10/min.

@@ -76,10 +76,11 @@ export async function waitReady(baseUrl, timeoutMs = 30_000, isAlive = () => tru
 export class ManagedServer {
   canRestart = true;
 
-  constructor(bin, port, dataDir) {
+  constructor(bin, port, dataDir, extraEnv = {}) {
     this.bin = bin;
     this.port = port;
     this.dataDir = dataDir;
+    this.extraEnv = extraEnv;
     this.url = `http://127.0.0.1:${port}`;
     this.logPath = path.join(ARTIFACTS_DIR, `server-${port}.log`);
     this.proc = null;
@@ -95,6 +96,7 @@ export class ManagedServer {
       PORT: String(this.port),
       DATABASE_URL: `sqlite://${path.join(this.dataDir, 'e2e.db')}`,
       EMERGENCE_AUTH_RATE_PER_MIN: '0',
+      ...this.extraEnv,
     };
     const proc = spawn(this.bin, ['serve'], { cwd: REPO_DIR, env, stdio: ['ignore', log, log] });
     closeSync(log);
@@ -123,8 +125,13 @@ export class ManagedServer {
     const proc = this.proc;
     if (!proc) return;
     if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
-    const timer = sleep(graceMs).then(() => 'timeout');
-    if ((await Promise.race([this.exited, timer])) === 'timeout') {
+    let grace;
+    const timer = new Promise((resolve) => {
+      grace = setTimeout(() => resolve('timeout'), graceMs);
+    });
+    const outcome = await Promise.race([this.exited, timer]);
+    clearTimeout(grace); // a pending grace timer would keep node (and the test file) alive for 30 s
+    if (outcome === 'timeout') {
       proc.kill('SIGKILL');
       await this.exited;
     }
@@ -183,4 +190,19 @@ export async function setupServer() {
     return server;
   }
   return null;
+}
+
+/**
+ * A server of its own for one test file, always spawned from EMERGENCE_BIN on a free port with a
+ * fresh database, with `env` added to its environment (for example EMERGENCE_CONFIG). Returns
+ * null when EMERGENCE_BIN is not set.
+ */
+export async function setupOwnServer({ env = {}, name = 'own' } = {}) {
+  const bin = process.env.EMERGENCE_BIN;
+  if (!bin) return null;
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(os.tmpdir(), `emergence-e2e-${name}-`));
+  const server = new ManagedServer(bin.includes('/') ? path.resolve(bin) : bin, port, dir, env);
+  await server.start();
+  return server;
 }

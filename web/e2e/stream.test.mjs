@@ -1,0 +1,246 @@
+// End-to-end test of a resumable agent stream in the browser: reload the page in the middle of an
+// answer, and the answer continues where it was (stream_snapshot, then live chunks) and is stored
+// exactly once. The agent runs on the `openai` provider against a fake OpenAI-compatible server in
+// this process that streams slowly.
+// Run: EMERGENCE_BIN=target/debug/emergence npm run e2e   (needs EMERGENCE_BIN: a server of its own)
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { ARTIFACTS_DIR, launchBrowser, setupOwnServer, sleep } from './support.mjs';
+
+const PASSWORD = 'e2e-password-123';
+const WORDS = 120;
+const CHUNK_MS = 50;
+const EXPECTED = Array.from({ length: WORDS }, (_, i) => `w${i}`).join(' ');
+const SKIP = process.env.EMERGENCE_BIN ? false : 'needs EMERGENCE_BIN (the test starts a server with its own agents)';
+
+// ---- a fake OpenAI-compatible provider ------------------------------------------------------------
+
+class FakeOpenAI {
+  requests = [];
+  streamsFinished = 0;
+
+  async start() {
+    this.server = http.createServer((req, res) => {
+      let raw = '';
+      req.setEncoding('utf8');
+      req.on('data', (d) => (raw += d));
+      req.on('end', () => this.handle(req, res, raw));
+    });
+    await new Promise((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.url = `http://127.0.0.1:${this.server.address().port}/v1`;
+  }
+
+  handle(req, res, raw) {
+    if (req.method !== 'POST' || req.url !== '/v1/chat/completions') {
+      res.writeHead(404, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ error: { message: 'not found' } }));
+      return;
+    }
+    let body = null;
+    try {
+      body = JSON.parse(raw);
+    } catch {
+      /* recorded as null */
+    }
+    this.requests.push({ headers: req.headers, body });
+    res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive' });
+    res.flushHeaders();
+    let i = 0;
+    const timer = setInterval(() => {
+      if (res.destroyed) {
+        clearInterval(timer);
+        return;
+      }
+      if (i < WORDS) {
+        const chunk = {
+          id: 'c',
+          object: 'chat.completion.chunk',
+          choices: [{ index: 0, delta: { content: `w${i} ` }, finish_reason: null }],
+        };
+        res.write(`data: ${JSON.stringify(chunk)}\n\n`);
+        i += 1;
+        return;
+      }
+      clearInterval(timer);
+      res.write(`data: ${JSON.stringify({ choices: [], usage: { prompt_tokens: 10, completion_tokens: WORDS, total_tokens: WORDS + 10 } })}\n\n`);
+      res.write('data: [DONE]\n\n');
+      res.end();
+      this.streamsFinished += 1;
+    }, CHUNK_MS);
+    res.on('close', () => clearInterval(timer));
+  }
+
+  async stop() {
+    this.server?.closeAllConnections?.();
+    await new Promise((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+}
+
+// ---- setup ----------------------------------------------------------------------------------------
+
+let fake = null;
+let server = null;
+let browser = null;
+let configDir = null;
+
+before(async () => {
+  if (SKIP) return;
+  fake = new FakeOpenAI();
+  await fake.start();
+  configDir = mkdtempSync(path.join(os.tmpdir(), 'emergence-e2e-stream-cfg-'));
+  const config = path.join(configDir, 'emergence.toml');
+  writeFileSync(
+    config,
+    [
+      '[[agent]]',
+      'id = "slowbot"',
+      'name = "Slowbot"',
+      'system_prompt = "You answer slowly, one word at a time."',
+      'provider = "openai"',
+      'model = "slow"',
+      '',
+      '[providers]',
+      `openai_base_url = "${fake.url}"`,
+      'openai_api_key = "e2e-fake-key"',
+      '',
+    ].join('\n'),
+  );
+  server = await setupOwnServer({
+    name: 'stream',
+    env: { EMERGENCE_CONFIG: config, OPENAI_BASE_URL: fake.url, OPENAI_API_KEY: 'e2e-fake-key' },
+  });
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close().catch(() => {});
+  await server?.dispose();
+  await fake?.stop();
+  if (configDir) rmSync(configDir, { recursive: true, force: true });
+});
+
+function uniq(prefix) {
+  const r = Math.random().toString(36).slice(2, 8);
+  return `${prefix}_${Date.now().toString(36)}${r}`.slice(0, 32);
+}
+
+/** The words of a text, checked to be exactly w0, w1, …, w(n-1): nothing missing, nothing twice. */
+function checkedWords(text, where) {
+  const words = text.split(/\s+/).filter(Boolean);
+  words.forEach((w, i) => assert.equal(w, `w${i}`, `${where}: word ${i} is "${w}" in "${text.slice(0, 400)}"`));
+  return words.length;
+}
+
+// ---- the test -------------------------------------------------------------------------------------
+
+test('reload mid-answer and the answer continues where it was', { skip: SKIP, timeout: 120_000 }, async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  context.setDefaultTimeout(20_000);
+  context.setDefaultNavigationTimeout(30_000);
+  const page = await context.newPage();
+  const pageErrors = [];
+  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  try {
+    // Register.
+    await page.goto(`${server.url}/`);
+    await page.getByTestId('username').fill(uniq('streamer'));
+    await page.getByTestId('password').fill(PASSWORD);
+    await page.getByTestId('register').click();
+    await page.getByTestId('logout').waitFor();
+
+    // A thread with Slowbot in it.
+    const title = `Slow answers ${uniq('t')}`;
+    const slowbot = page.getByTestId('agent-option').and(page.locator('[value="slowbot"]'));
+    await slowbot.waitFor();
+    assert.equal(await page.getByTestId('agent-option').count(), 1, 'the settings file replaces the default agents');
+    await page.getByTestId('new-thread-title').fill(title);
+    await slowbot.check();
+    await page.getByTestId('create-thread').click();
+    await page.getByRole('heading', { name: title, exact: true }).waitFor();
+    await page.locator('[data-testid="conn-status"][data-state="connected"]').waitFor({ timeout: 30_000 });
+
+    // Ask Slowbot.
+    await page.getByTestId('composer-agent').selectOption('slowbot');
+    await page.getByTestId('composer').fill('Count slowly, please.');
+    await page.getByTestId('send').click();
+    await page.locator('[data-testid="message"][data-state="sent"]').filter({ hasText: 'Count slowly, please.' }).waitFor();
+
+    // Wait until the live answer shows at least 20 words.
+    const streamBody = page.locator('[data-testid="stream"] .msg-body');
+    await page.getByTestId('stream').waitFor({ timeout: 30_000 });
+    await page.waitForFunction(
+      () => (document.querySelector('[data-testid="stream"] .msg-body')?.textContent ?? '').split(/\s+/).filter(Boolean).length >= 20,
+      null,
+      { timeout: 30_000, polling: 50 },
+    );
+    const beforeReload = checkedWords(await streamBody.textContent(), 'before the reload');
+    assert.ok(beforeReload >= 20 && beforeReload < WORDS, `words before the reload: ${beforeReload}`);
+
+    // Reload in the middle of the answer.
+    await page.reload();
+    await page.getByRole('heading', { name: title, exact: true }).waitFor();
+
+    // The stream is back with the text so far (the snapshot), and keeps growing from there.
+    await page.getByTestId('stream').waitFor({ timeout: 15_000 });
+    const samples = [];
+    let finalSeen = false;
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline) {
+      const text = await page.evaluate(() => {
+        const el = document.querySelector('[data-testid="stream"] .msg-body');
+        return el ? el.textContent ?? '' : null;
+      });
+      if (text === null) {
+        finalSeen = true;
+        break;
+      }
+      samples.push(checkedWords(text, `stream after the reload (sample ${samples.length})`));
+      if (samples.length === 3) {
+        mkdirSync(ARTIFACTS_DIR, { recursive: true });
+        await page.screenshot({ path: path.join(ARTIFACTS_DIR, 'stream.png') });
+      }
+      await sleep(40);
+    }
+    assert.ok(finalSeen, 'the stream ended');
+    assert.ok(samples.length >= 3, `the stream was seen after the reload (${samples.length} samples)`);
+    assert.ok(samples[0] >= beforeReload, `after the reload the stream starts where it was (${samples[0]} >= ${beforeReload})`);
+    for (let i = 1; i < samples.length; i++) {
+      assert.ok(samples[i] >= samples[i - 1], `the stream never goes back (${samples[i - 1]} → ${samples[i]})`);
+    }
+    assert.ok(samples.at(-1) > samples[0], `the stream continued after the reload (${samples[0]} → ${samples.at(-1)} words)`);
+
+    // The stored answer: the complete text, exactly once.
+    const answers = page.getByTestId('message').filter({ has: page.getByTestId('message-body').getByText('w119', { exact: false }) });
+    await answers.first().waitFor({ timeout: 15_000 });
+    await sleep(1000); // let any duplicate show up
+    assert.equal(await answers.count(), 1, 'the answer is shown once');
+    const body = (await answers.getByTestId('message-body').textContent()).trim();
+    assert.equal(checkedWords(body, 'stored answer'), WORDS);
+    assert.equal(body.replace(/\s+/g, ' '), EXPECTED);
+    assert.equal(await answers.getAttribute('data-author'), 'Slowbot');
+    assert.equal(await page.getByTestId('stream').count(), 0, 'no stream is left on screen');
+    assert.equal(await page.getByTestId('message').count(), 2, 'the question and the answer, nothing else');
+
+    // The same after another reload (from the stored history).
+    await page.reload();
+    await page.getByRole('heading', { name: title, exact: true }).waitFor();
+    await answers.first().waitFor();
+    assert.equal(await answers.count(), 1, 'stored once');
+    assert.equal((await answers.getByTestId('message-body').textContent()).trim(), EXPECTED.trim());
+
+    assert.equal(fake.requests.length, 1, 'the provider was asked exactly once');
+    const req = fake.requests[0];
+    assert.equal(req.body?.model, 'slow');
+    assert.equal(req.body?.stream, true);
+    assert.equal(req.headers.authorization, 'Bearer e2e-fake-key');
+    assert.deepEqual(pageErrors, [], 'no script errors');
+
+    await page.screenshot({ path: path.join(ARTIFACTS_DIR, 'stream-done.png') });
+  } finally {
+    await context.close();
+  }
+});
