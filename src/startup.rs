@@ -389,6 +389,17 @@ fn spawn_background(state: &AppState, stop: CancellationToken) {
             }
         }
     });
+    // Return memory freed by bursts (reconnect storms, outage backlogs) to the system, so RSS
+    // tracks what is really in use.
+    let trim_stop = stop.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = trim_stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(30)) => crate::ops::memory::return_free_memory(),
+            }
+        }
+    });
     // Status frames on every database state change.
     let s = state.clone();
     tokio::spawn(async move {

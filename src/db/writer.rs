@@ -271,6 +271,7 @@ impl MessageWriter {
             };
             if batch.is_empty() {
                 self.inner.db.set_urgent(false);
+                self.release_memory();
                 tokio::select! {
                     _ = self.inner.notify.notified() => continue,
                     _ = shutdown.cancelled() => return,
@@ -318,6 +319,24 @@ impl MessageWriter {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
+        }
+    }
+
+    /// After an outage's backlog is written, give its memory back: the queue keeps no spare
+    /// capacity, and the allocator returns freed pages to the system.
+    fn release_memory(&self) {
+        let shrunk = {
+            let mut p = self.lock();
+            if p.items.is_empty() && p.items.capacity() > 4096 {
+                p.items = VecDeque::new();
+                p.waiters = HashMap::new();
+                true
+            } else {
+                false
+            }
+        };
+        if shrunk {
+            crate::ops::memory::return_free_memory();
         }
     }
 

@@ -3,5 +3,6 @@
 
 pub mod guard;
 pub mod load;
+pub mod memory;
 pub mod metrics;
 pub mod verify;

@@ -56,7 +56,7 @@ async fn soak_mixed_traffic_with_a_database_outage_returns_to_baseline() {
         .local_addr()
         .unwrap()
         .port();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_emergence"))
+    let server = Command::new(env!("CARGO_BIN_EXE_emergence"))
         .arg("serve")
         .env("PORT", port.to_string())
         .env("EMERGENCE_HOST", "127.0.0.1")
@@ -70,6 +70,15 @@ async fn soak_mixed_traffic_with_a_database_outage_returns_to_baseline() {
         .spawn()
         .unwrap();
     let pid = server.id();
+    // Whatever happens, the server does not outlive the test.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let server = KillOnDrop(server);
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     for _ in 0..200 {
@@ -243,8 +252,7 @@ async fn soak_mixed_traffic_with_a_database_outage_returns_to_baseline() {
         "fds back to baseline: {fds0} -> {fds1}"
     );
     drop(idle_clients);
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }
 
 fn pct(a: u64, b: u64) -> f64 {
