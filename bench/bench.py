@@ -242,6 +242,7 @@ class Bench:
         if p.returncode != 0:
             raise RuntimeError(f"emergence load failed ({p.returncode}): {p.stderr.strip()[-2000:]}")
         report = json.loads(p.stdout)
+        report["load_average"] = os.getloadavg()[0]  # other tenants of the machine, for the record
         if p.stderr.strip():
             report["stderr"] = p.stderr.strip()[-500:]
         return report
@@ -261,7 +262,7 @@ class Bench:
                 lat[f"p{q}_ms"] = v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v
         errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
         sock = re.search(r"Socket errors: (.*)", out)
-        return {"rps": rps, **lat, "non2xx": int(errors.group(1)) if errors else 0,
+        return {"rps": rps, **lat, "load_average": os.getloadavg()[0], "non2xx": int(errors.group(1)) if errors else 0,
                 "socket_errors": sock.group(1) if sock else None}
 
     # -- scenarios -------------------------------------------------------------------------
@@ -306,11 +307,12 @@ class Bench:
         return r
 
     @staticmethod
-    def fanout_ok(runs: list[dict]) -> tuple[bool, float | None]:
+    def fanout_ok(runs: list[dict], limit_ms: float = 50.0) -> tuple[bool, float | None]:
+        """A step passes when the median run keeps p99 within `limit_ms` and loses nothing."""
         p99 = median([r["latency_ms"]["p99"] for r in runs])
         missing = median([r["missing_fraction"] for r in runs])
-        unsent = median([r["unsent"] for r in runs])
-        ok = p99 is not None and p99 <= 50.0 and missing <= 0.001 and unsent == 0
+        unsent = median([r["unsent"] / max(1, r.get("sent", 0) + r["unsent"]) for r in runs])
+        ok = p99 is not None and p99 <= limit_ms and missing <= 0.001 and unsent <= 0.001
         return ok, p99
 
     def scenario_fanout(self) -> dict:
@@ -319,7 +321,7 @@ class Bench:
         rates = [float(x) for x in self.args.rates.split(",")]
         systems = [self.emergence(), self.node(), self.fastapi()]
         out: dict = {"clients": clients, "seconds_per_run": secs, "senders": 1, "rates": rates,
-                     "steps": {s.name: [] for s in systems}, "last_ok": {}, "first_fail": {}}
+                     "steps": {s.name: [] for s in systems}, "last_ok": {}, "first_fail": {}, "capacity": {}}
         active = list(systems)
         try:
             for s in systems:
@@ -343,15 +345,22 @@ class Bench:
                         time.sleep(1)
                 for s in list(active):
                     ok, p99 = self.fanout_ok(runs[s.name])
-                    step = {"rate": rate, "ok": ok, "p99_ms": p99,
+                    keeps_up, _ = self.fanout_ok(runs[s.name], limit_ms=1000.0)
+                    step = {"rate": rate, "ok": ok, "keeps_up": keeps_up, "p99_ms": p99,
                             "deliveries_per_sec": median([r["throughput_per_sec"] for r in runs[s.name]]),
                             "p50_ms": median([r["latency_ms"].get("p50") for r in runs[s.name]]),
                             "runs": runs[s.name]}
                     out["steps"][s.name].append(step)
-                    if ok:
-                        out["last_ok"][s.name] = step
+                    # The target figure is taken where p99 first passes 50 ms; the ramp goes on
+                    # (for context) until the system stops keeping up: p99 over 1 s or losses.
+                    if s.name not in out["first_fail"]:
+                        if ok:
+                            out["last_ok"][s.name] = step
+                        else:
+                            out["first_fail"][s.name] = step
+                    if keeps_up:
+                        out["capacity"][s.name] = step
                     else:
-                        out["first_fail"][s.name] = step
                         active.remove(s)
         finally:
             for s in systems:
@@ -360,6 +369,8 @@ class Bench:
                                      for s in systems}
         out["peak_deliveries"] = {s.name: max([st["deliveries_per_sec"] or 0 for st in out["steps"][s.name]] or [0])
                                   for s in systems}
+        out["deliveries_keeping_up"] = {s.name: (out["capacity"].get(s.name) or {}).get("deliveries_per_sec", 0)
+                                        for s in systems}
         # Strip the bulky per-run histograms from the summary copy.
         return out
 
@@ -549,36 +560,90 @@ class Bench:
         return out
 
     def scenario_profile(self) -> dict:
-        """Where the server's time goes under fan-out: syscall counts, then a CPU profile."""
-        rate, secs = self.args.profile_rate, 10
-        out: dict = {"rate": rate, "clients": self.args.fanout_clients, "seconds": secs}
+        """Where the Emergence server's time goes: `strace -c -f` syscall counts and a `perf` CPU
+        profile of the server process, under fan-out and under persist (SQLite, PostgreSQL)."""
         tmp = RESULTS / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        clients, rate, secs = self.args.fanout_clients, self.args.profile_rate, 8
+        out: dict = {"fanout": {"clients": clients, "rate": rate, "seconds": secs}}
+
+        def fanout(s):
+            return self.fanout_run(s, rate, secs, clients)
+
+        def persist(s):
+            return self.load(s.url, "--mode", "persist", "--senders", str(self.args.persist_senders), "--window",
+                             str(self.args.persist_window), "--duration", str(secs), "--threads",
+                             str(self.args.load_threads), "--token", s.token, "--thread", s.thread)
+
+        def prepare(s):
+            # Register before the profiler attaches: password hashing (argon2) is setup, not load.
+            name = "prof_" + os.urandom(3).hex()
+            s.token = http_json("POST", s.url + "/api/auth/register",
+                                {"username": name, "password": "profile-password"})["token"]
+            s.thread = http_json("POST", s.url + "/api/threads", {"title": "profile"}, s.token)["id"]
+
+        def summary(r):
+            return {"throughput_per_sec": r["throughput_per_sec"], "latency_ms": r["latency_ms"],
+                    "sent": r["sent"], "delivered": r.get("delivered"), "persisted": r.get("persisted")}
+
+        def under(tool, s, work):
+            if tool == "strace":
+                if not shutil.which("strace"):
+                    return None
+                path = tmp / f"strace-{s.pid}.txt"
+                cmd = ["strace", "-c", "-f", "-o", str(path), "-p", str(s.pid)]
+            else:
+                if not shutil.which("perf"):
+                    return None
+                path = tmp / f"perf-{s.pid}.data"
+                cmd = ["perf", "record", "-F", "499", "-g", "-o", str(path), "-p", str(s.pid)]
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+            try:
+                r = work(s)
+            finally:
+                proc.send_signal(signal.SIGINT)
+                proc.wait(timeout=60)
+            if tool == "strace":
+                return {"load": summary(r), "syscalls": path.read_text()[-5000:]}
+            rep = subprocess.run(["perf", "report", "-i", str(path), "--no-children", "--stdio", "--sort", "sym",
+                                  "-g", "none", "--percent-limit", "0.8"],
+                                 capture_output=True, text=True, timeout=600)
+            top = [l for l in rep.stdout.splitlines() if l.strip() and not l.startswith("#")]
+            split = subprocess.run(["perf", "report", "-i", str(path), "--no-children", "--stdio", "--sort", "dso",
+                                    "-g", "none"], capture_output=True, text=True, timeout=600)
+            dso = [l.strip() for l in split.stdout.splitlines() if l.strip() and not l.startswith("#")]
+            path.unlink(missing_ok=True)
+            return {"load": summary(r), "by_dso": dso[:4],
+                    "top_symbols": "\n".join(top[:45]) or rep.stderr.strip()[-1000:]}
+
+        index = (DIST / "index.html").read_text()
+        bundle = re.search(r'src="(/assets/index-[^"]+\.js)"', index).group(1)
+
+        def static(s):
+            r = self.wrk(s.url + bundle, secs, 64, {"Accept-Encoding": "br, gzip"})
+            return {"throughput_per_sec": r["rps"], "latency_ms": {"p99": r.get("p99_ms")}, "sent": None}
+
         with self.emergence() as s:
             s.start()
-            if shutil.which("strace"):
-                trace = tmp / f"strace-{s.pid}.txt"
-                st = subprocess.Popen(["strace", "-c", "-f", "-o", str(trace), "-p", str(s.pid)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                time.sleep(0.5)
-                r = self.fanout_run(s, rate, secs, self.args.fanout_clients)
-                st.send_signal(signal.SIGINT)
-                st.wait(timeout=30)
-                out["strace"] = {"load": {"deliveries_per_sec": r["throughput_per_sec"], "latency_ms": r["latency_ms"],
-                                          "sent": r["sent"], "delivered": r["delivered"]},
-                                 "summary": trace.read_text()[-6000:]}
-            if shutil.which("perf"):
-                data = tmp / f"perf-{s.pid}.data"
-                pf = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-o", str(data), "-p", str(s.pid)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                time.sleep(0.5)
-                r = self.fanout_run(s, rate, secs, self.args.fanout_clients)
-                pf.send_signal(signal.SIGINT)
-                pf.wait(timeout=60)
-                rep = subprocess.run(["perf", "report", "-i", str(data), "--no-children", "--stdio",
-                                      "--sort", "dso,sym", "-g", "none", "--percent-limit", "0.7"],
-                                     capture_output=True, text=True, timeout=300)
-                out["perf"] = {"load": {"deliveries_per_sec": r["throughput_per_sec"], "latency_ms": r["latency_ms"]},
-                               "report": "\n".join(l for l in rep.stdout.splitlines() if l and not l.startswith("#"))[:8000]}
+            out["static"] = {"strace": under("strace", s, static), "perf": under("perf", s, static)}
+            out["fanout"]["strace"] = under("strace", s, fanout)
+            out["fanout"]["perf"] = under("perf", s, fanout)
+            prepare(s)
+            out["persist_sqlite"] = {"strace": under("strace", s, persist), "perf": under("perf", s, persist)}
+        pg_name = "emergence_bench_" + os.urandom(4).hex()
+        if self.pg_admin(f"CREATE DATABASE {pg_name}"):
+            try:
+                with self.emergence(database_url=PG_ADMIN.rsplit("/", 1)[0] + "/" + pg_name) as s:
+                    s.start()
+                    prepare(s)
+                    out["persist_postgres"] = {"strace": under("strace", s, persist), "perf": under("perf", s, persist)}
+            finally:
+                self.pg_admin(f"DROP DATABASE IF EXISTS {pg_name} WITH (FORCE)")
+        for k, v in out.items():
+            for tool in ("strace", "perf"):
+                if v.get(tool):
+                    log(f"profile {k} under {tool}: {v[tool]['load']['throughput_per_sec']:.0f}/s")
         return out
 
     # -- driver ----------------------------------------------------------------------------
@@ -697,6 +762,11 @@ def table_rows(sc: dict) -> list[dict]:
                 met = r >= want
             add("(2) fan-out, 1,000 subscribers", "deliveries/s at p99 ≤ 50 ms", d.get("emergence"), label,
                 d.get(peer), r, f"≥ {want:g}× {label}", met)
+        cap = f.get("deliveries_keeping_up") or {}
+        for peer, label in (("node-ws", "Node ws"), ("fastapi", "FastAPI")):
+            if cap.get(peer) is not None:
+                add("(2) context", "deliveries/s still keeping up (p99 ≤ 1 s, no loss)", cap.get("emergence"), label,
+                    cap.get(peer), ratio(cap.get("emergence"), cap.get(peer)), "(context)", None)
     i = sc.get("idle")
     if i and "runs" in i and "emergence" in i["runs"]:
         e = i["runs"]["emergence"]
@@ -758,11 +828,14 @@ def render_markdown(results: dict, rows: list[dict]) -> str:
                 if st is None:
                     cells += ["", ""]
                 else:
-                    p99 = fmt(st["p99_ms"]) + ("" if st["ok"] else " ✗")
+                    p99 = fmt(st["p99_ms"]) + ("" if st["ok"] else " ✗") + ("" if st.get("keeps_up", True) else " ✗✗")
                     cells += [fmt(st["deliveries_per_sec"]), p99]
             lines.append(f"| {rate:g} | " + " | ".join(cells) + " |")
         lines.append("")
-        lines.append("Peak deliveries/s seen (any latency): " +
+        lines.append("✗: p99 over 50 ms; ✗✗: no longer keeping up (p99 over 1 s, or deliveries lost). "
+                     "Highest rate still keeping up: " +
+                     ", ".join(f"{k} {fmt(v)} deliveries/s" for k, v in f["deliveries_keeping_up"].items()) +
+                     ". Peak deliveries/s seen (any latency): " +
                      ", ".join(f"{k} {fmt(v)}" for k, v in f["peak_deliveries"].items()) + ".")
     if "idle" in sc and "runs" in sc["idle"]:
         lines += ["", "(3) idle connections (RSS of the server process tree, KiB):", "",
@@ -790,6 +863,17 @@ def render_markdown(results: dict, rows: list[dict]) -> str:
                       f"{fmt(x['emergence_load']['deliveries_per_sec'])} deliveries/s; "
                       f"k6 p50 {fmt(x['k6']['latency_ms']['p50'])} ms, p99 {fmt(x['k6']['latency_ms']['p99'])} ms, "
                       f"{x['k6']['deliveries']} of {x['k6']['expected']} deliveries."]
+    prof = sc.get("profile") or {}
+    for phase, v in prof.items():
+        if not isinstance(v, dict):
+            continue
+        for tool in ("strace", "perf"):
+            t = v.get(tool)
+            if not t:
+                continue
+            split = f" CPU samples by object: {'; '.join(t['by_dso'])}." if t.get("by_dso") else ""
+            lines += ["", f"Profile: {phase} under {tool} ({fmt(t['load']['throughput_per_sec'])}/s during the run)."
+                          f"{split}", "", "```", (t.get("syscalls") or t.get("top_symbols") or "").strip(), "```"]
     for k, v in sc.items():
         if "failed" in v:
             lines += ["", f"Scenario {k} FAILED: {v['failed']}"]
@@ -806,7 +890,7 @@ def main() -> int:
     ap.add_argument("--bin", default=os.environ.get("EMERGENCE_BIN", str(ROOT / "target" / "release" / "emergence")))
     ap.add_argument("--load-threads", type=int, default=2, help="worker threads of `emergence load`")
     ap.add_argument("--fanout-clients", type=int, default=1000)
-    ap.add_argument("--rates", default="10,20,50,100,150,200,300,400,500,750,1000,1500,2000",
+    ap.add_argument("--rates", default="10,20,30,50,75,100,150,200,300,400,500,750,1000,1500,2000",
                     help="fan-out send rates to ramp through (msg/s)")
     ap.add_argument("--idle-clients", type=int, default=10000)
     ap.add_argument("--idle-emergence-only", action="store_true")

@@ -4,7 +4,7 @@
 //! The generator gets a tokio runtime of its own, sized by `--threads`, on a separate OS thread,
 //! so its CPU use is what the flag says and not whatever the CLI's runtime happens to have.
 
-use std::{process::ExitCode, time::Duration};
+use std::{io::Write, process::ExitCode, time::Duration};
 
 use anyhow::Context;
 use clap::Args;
@@ -16,7 +16,8 @@ pub struct LoadArgs {
     /// Base URL of the server, e.g. http://127.0.0.1:8080.
     #[arg(long)]
     pub url: String,
-    /// fanout: subscribers in one thread; idle: connections to hold open.
+    /// fanout: subscribers in one thread; idle: connections to hold open. Each is a socket: raise
+    /// the open-files limit first (`ulimit -n 65536`, or as far as the hard limit allows).
     #[arg(long, default_value_t = 100)]
     pub clients: usize,
     /// Sending connections (fanout, persist); each gets its own user unless --token is given.
@@ -97,10 +98,13 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("waiting for the generator")?
         .map_err(|_| anyhow::anyhow!("the generator panicked"))??;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    let text = if json {
+        serde_json::to_string_pretty(&report)? + "\n"
     } else {
-        print!("{}", report.to_text());
-    }
+        report.to_text()
+    };
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
     Ok(ExitCode::SUCCESS)
 }

@@ -249,10 +249,10 @@ async fn wait_ready(port: u16) {
             .get(format!("http://127.0.0.1:{port}/readyz"))
             .send()
             .await
+            && r.status() == 200
+            && r.text().await.unwrap_or_default().contains("\"ready\"")
         {
-            if r.status() == 200 && r.text().await.unwrap_or_default().contains("\"ready\"") {
-                return;
-            }
+            return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -161,9 +161,9 @@ async fn soak_mixed_traffic_with_a_database_outage_returns_to_baseline() {
                             tally.lock().unwrap().sent.insert(cid.clone(), body.clone());
                             pending.insert(cid.clone(), body.clone());
                             let mut frame = json!({"type":"send","thread":thread,"client_id":cid,"body":body});
-                            if n % 50 == 0 { frame["agent"] = json!("anima"); }
+                            if n.is_multiple_of(50) { frame["agent"] = json!("anima"); }
                             if ws.send_raw(tokio_tungstenite::tungstenite::Message::Text(frame.to_string().into())).await.is_err() { break; }
-                            if n % 40 == 0 {
+                            if n.is_multiple_of(40) {
                                 let _ = http.get(format!("{base}/api/threads/{thread}/messages?limit=20")).bearer_auth(&token).send().await;
                             }
                         }
@@ -205,7 +205,7 @@ async fn soak_mixed_traffic_with_a_database_outage_returns_to_baseline() {
             proxy.set(Mode::Pass);
             outage_done = true;
         }
-        if started.elapsed().as_secs() % 60 == 0 {
+        if started.elapsed().as_secs().is_multiple_of(60) {
             eprintln!(
                 "soak: {:?} RSS {} KiB, {} fds",
                 started.elapsed(),
@@ -230,7 +230,10 @@ async fn soak_mixed_traffic_with_a_database_outage_returns_to_baseline() {
         pct(rss0, rss1),
         pct(fds0 as u64, fds1 as u64)
     );
-    let t = tally.lock().unwrap();
+    let (acked, sent_count) = {
+        let t = tally.lock().unwrap();
+        (t.acked.clone(), t.sent.len())
+    };
     let pool = sqlx::PgPool::connect(&db.url()).await.unwrap();
     let rows: Vec<(String, i64)> =
         sqlx::query_as("SELECT client_id, seq FROM messages WHERE author_kind = 'user'")
@@ -238,11 +241,11 @@ async fn soak_mixed_traffic_with_a_database_outage_returns_to_baseline() {
             .await
             .unwrap();
     let stored: HashMap<String, i64> = rows.into_iter().collect();
-    for (cid, seq) in &t.acked {
+    for (cid, seq) in &acked {
         assert_eq!(stored.get(cid), Some(seq), "acknowledged {cid} is stored");
     }
-    assert_eq!(stored.len(), t.sent.len(), "every send stored exactly once");
-    eprintln!("soak: {} messages sent and stored", t.sent.len());
+    assert_eq!(stored.len(), sent_count, "every send stored exactly once");
+    eprintln!("soak: {sent_count} messages sent and stored");
     assert!(
         pct(rss0, rss1).abs() <= 5.0 || rss1 <= rss0,
         "RSS back to baseline: {rss0} -> {rss1} KiB"
