@@ -662,7 +662,7 @@ class Bench:
             except Exception as e:
                 log(f"scenario {name} failed: {e}")
                 res = {"failed": str(e)}
-            res["seconds"] = round(time.monotonic() - t, 1)
+            res["elapsed_seconds"] = round(time.monotonic() - t, 1)
             res["load_average_after"] = os.getloadavg()
             self.results["scenarios"][name] = res
         self.results["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
