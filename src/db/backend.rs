@@ -440,7 +440,10 @@ impl Store {
             store.ping().await?;
             Ok(store)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let options = sqlx::postgres::PgConnectOptions::from_str(url)?;
+            // Plan each execution with its parameters: the idempotency lookup's generic plan,
+            // cached while a table is tiny, degrades into a thread scan as threads grow.
+            let options = sqlx::postgres::PgConnectOptions::from_str(url)?
+                .options([("plan_cache_mode", "force_custom_plan")]);
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(connect_timeout)

@@ -124,7 +124,7 @@ async fn upgrade(
     // default 128 KiB per socket would dominate the memory of 10,000 idle clients).
     ws.max_message_size(max)
         .max_frame_size(max)
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(2 * 1024)
         .on_upgrade(move |socket| run(state, socket, auth))
 }
 
@@ -256,25 +256,36 @@ struct Session {
     handle: Arc<ConnHandle>,
     claims: Claims,
     threads: HashSet<String>,
-    events_tx: mpsc::UnboundedSender<WriteEvent>,
-    events_rx: mpsc::UnboundedReceiver<WriteEvent>,
+    /// Acks from the writer; created on the first send, so idle sockets do not pay for it.
+    events_tx: Option<mpsc::UnboundedSender<WriteEvent>>,
+    events_rx: Option<mpsc::UnboundedReceiver<WriteEvent>>,
     strikes: VecDeque<Instant>,
     frame_tokens: (f64, Instant),
 }
 
 impl Session {
     fn new(state: AppState, handle: Arc<ConnHandle>, claims: Claims) -> Self {
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
         Self {
             state,
             handle,
             claims,
             threads: HashSet::new(),
-            events_tx,
-            events_rx,
+            events_tx: None,
+            events_rx: None,
             strikes: VecDeque::new(),
             frame_tokens: (FRAME_BURST, Instant::now()),
         }
+    }
+
+    /// Where the writer sends acks for this socket's sends.
+    fn reply(&mut self) -> mpsc::UnboundedSender<WriteEvent> {
+        if let Some(tx) = &self.events_tx {
+            return tx.clone();
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.events_tx = Some(tx.clone());
+        self.events_rx = Some(rx);
+        tx
     }
 
     fn send(&self, frame: protocol::Frame) {
@@ -344,7 +355,7 @@ impl Session {
                         Some(Ok(_)) => {} // ping/pong: liveness only
                     }
                 }
-                Some(event) = self.events_rx.recv() => self.on_write_event(event),
+                Some(event) = next_event(&mut self.events_rx) => self.on_write_event(event),
                 Some(Control::FillGap { thread, from, to }) = control.recv() => self.fill_gap(thread, from, to),
                 () = &mut expiry => {
                     self.error(ErrorFrame::new("unauthorized", "the session has expired"));
@@ -478,8 +489,8 @@ impl Session {
                     body,
                     agent,
                 };
-                if let Err(e) = submit(&self.state, &self.claims, req, self.events_tx.clone()).await
-                {
+                let reply = self.reply();
+                if let Err(e) = submit(&self.state, &self.claims, req, reply).await {
                     return self.send_refused(e, &cid);
                 }
             }
@@ -491,6 +502,7 @@ impl Session {
                 rounds,
             } => {
                 let cid = client_id.as_str().to_string();
+                let reply = self.reply();
                 if let Err(e) = crate::agents::start_debate(
                     &self.state,
                     &self.claims,
@@ -499,7 +511,7 @@ impl Session {
                     topic,
                     agents,
                     rounds,
-                    self.events_tx.clone(),
+                    reply,
                 )
                 .await
                 {
@@ -714,6 +726,14 @@ impl Session {
             self.state.realtime.hub.unsubscribe(&t, self.handle.id);
             self.state.realtime.streams.detach(&t, self.handle.id);
         }
+    }
+}
+
+/// The next writer event, or never while no send was made.
+async fn next_event(rx: &mut Option<mpsc::UnboundedReceiver<WriteEvent>>) -> Option<WriteEvent> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
