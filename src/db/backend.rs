@@ -277,7 +277,9 @@ macro_rules! impl_store {
                             list.push_bind(batch[*i].client_id.as_str());
                         }
                         qb.push(")");
-                        for row in qb.build().fetch_all(&mut *tx).await? {
+                        // Not cached: the text varies with the batch size, and caching every size
+                        // would hold prepared statements (and memory) for each one.
+                        for row in qb.build().persistent(false).fetch_all(&mut *tx).await? {
                             let m = Self::message_row(&row)?;
                             stored.insert((*thread, m.client_id.clone()), m);
                         }
@@ -339,7 +341,7 @@ macro_rules! impl_store {
                             .push_bind(m.prompt_tokens)
                             .push_bind(m.completion_tokens);
                     });
-                    qb.build().execute(&mut *tx).await?;
+                    qb.build().persistent(false).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 let as_message = |i: usize| {
