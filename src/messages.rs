@@ -13,6 +13,7 @@ use axum::{
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::db::AgentRequest;
 use crate::{
     auth::{Claims, CurrentUser},
     db::{
@@ -41,7 +42,16 @@ pub struct SendRequest {
     pub thread: String,
     pub client_id: ClientId,
     pub body: MessageBody,
-    pub agent: Option<String>,
+    pub agent: Option<AgentAsk>,
+}
+
+/// What a send asks of the agents.
+#[derive(Debug, Clone)]
+pub enum AgentAsk {
+    /// One agent answers (an unknown agent is `not_found`).
+    Answer(String),
+    /// Agents debate in turn (their ids are checked by the caller).
+    Debate { agents: Vec<String>, rounds: u32 },
 }
 
 /// Why a send was refused before reaching the writer.
@@ -82,7 +92,7 @@ pub async fn submit(
             });
         }
     }
-    if let Some(agent) = &req.agent
+    if let Some(AgentAsk::Answer(agent)) = &req.agent
         && !state.agents.knows(agent)
     {
         return Err(SendError::NotFound("unknown agent"));
@@ -110,9 +120,16 @@ pub async fn submit(
         status: None,
         prompt_tokens: None,
         completion_tokens: None,
-        agent: req.agent.map(|agent| crate::db::AgentRequest::Answer {
-            agent,
-            requester: user.uid.clone(),
+        agent: req.agent.map(|ask| match ask {
+            AgentAsk::Answer(agent) => AgentRequest::Answer {
+                agent,
+                requester: user.uid.clone(),
+            },
+            AgentAsk::Debate { agents, rounds } => AgentRequest::Debate {
+                agents,
+                rounds,
+                requester: user.uid.clone(),
+            },
         }),
         defer_publish: false,
     };
@@ -135,7 +152,9 @@ async fn post_message(
     let client_id = f.parse("client_id", client_id, ClientId::parse);
     let text = f.string("body");
     let text = f.parse("body", text, MessageBody::parse);
-    let agent = f.opt_string("agent").map(str::to_string);
+    let agent = f
+        .opt_string("agent")
+        .map(|a| AgentAsk::Answer(a.to_string()));
     f.finish()?;
     let req = SendRequest {
         thread,

@@ -3,7 +3,6 @@
 //! shutdown handle) and then drains. Tests and `main` start the server only this way.
 
 use std::{
-    net::SocketAddr,
     sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
@@ -555,9 +554,4 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.counter.fetch_sub(1, Ordering::AcqRel);
     }
-}
-
-/// For tests and tools: the address a built application listens on.
-pub fn local_addr(app: &Application) -> Option<SocketAddr> {
-    app.listener.local_addr().ok()
 }

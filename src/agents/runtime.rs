@@ -740,49 +740,14 @@ pub async fn start_debate(
     if let Some(unknown) = agents.iter().find(|a| !state.agents.knows(a)) {
         return Err(SendError::Validation(format!("unknown agent {unknown:?}")));
     }
-    match is_member(state, &thread, &user.uid).await {
-        Ok(true) => {}
-        Ok(false) => return Err(SendError::NotFound("thread not found")),
-        Err(_) => {
-            return Err(SendError::Unavailable {
-                retry_after_ms: 2000,
-            });
-        }
-    }
-    state.agents.check_capacity(&user.uid)?;
-    if let Err(wait) = state.limits.send.check(&user.uid) {
-        state.metrics.rate_limited.with(&["send"]).inc();
-        return Err(SendError::RateLimited {
-            retry_after_ms: wait.as_millis().max(1) as u64,
-        });
-    }
-    let message = NewMessage {
-        id: uuid::Uuid::now_v7().to_string(),
-        thread_id: thread,
-        client_id: client_id.as_str().to_string(),
-        author: Author {
-            kind: AuthorKind::User,
-            id: user.uid.clone(),
-            name: user.name.clone(),
-        },
-        body: topic.into_string(),
-        created_at: now_ms(),
-        status: None,
-        prompt_tokens: None,
-        completion_tokens: None,
-        agent: Some(AgentRequest::Debate {
-            agents,
-            rounds,
-            requester: user.uid.clone(),
-        }),
-        defer_publish: false,
+    // The topic is an ordinary send (membership, limits, idempotency) that asks for a debate.
+    let req = crate::messages::SendRequest {
+        thread,
+        client_id,
+        body: topic,
+        agent: Some(crate::messages::AgentAsk::Debate { agents, rounds }),
     };
-    state
-        .writer
-        .submit(message, reply)
-        .map_err(|_| SendError::Unavailable {
-            retry_after_ms: 1000,
-        })
+    crate::messages::submit(state, user, req, reply).await
 }
 
 /// Stop a stream (or the debate it belongs to), from any member, on any instance.

@@ -141,10 +141,6 @@ impl Streams {
             .collect()
     }
 
-    pub fn count(&self) -> usize {
-        self.by_id.read().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
     /// Apply a stream event: update the text and tell the watchers.
     pub fn apply(&self, event: &StreamEvent, hub: &Hub) -> Follow {
         match event {

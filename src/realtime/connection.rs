@@ -487,7 +487,7 @@ impl Session {
                     thread,
                     client_id,
                     body,
-                    agent,
+                    agent: agent.map(crate::messages::AgentAsk::Answer),
                 };
                 let reply = self.reply();
                 if let Err(e) = submit(&self.state, &self.claims, req, reply).await {

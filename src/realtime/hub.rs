@@ -97,10 +97,6 @@ impl ConnHandle {
     pub fn kill_token(&self) -> CancellationToken {
         self.kill.clone()
     }
-
-    pub fn is_closed(&self) -> bool {
-        self.kill.is_cancelled() || self.out.is_closed()
-    }
 }
 
 enum SubState {
@@ -188,18 +184,6 @@ impl Hub {
         for sub in room.subs.values_mut() {
             deliver(sub, &message.thread_id, message.seq, &frame);
         }
-    }
-
-    /// Send a frame that is not a message (agent stream events) to every subscriber.
-    pub fn broadcast(&self, thread: &str, frame: &Frame) -> usize {
-        let Some(room) = self.existing(thread) else {
-            return 0;
-        };
-        let room = room.lock().unwrap_or_else(|e| e.into_inner());
-        room.subs
-            .values()
-            .filter(|s| s.conn.send(frame.clone()))
-            .count()
     }
 
     /// Start (or restart) a subscription; live messages are buffered until [`Hub::activate`].
@@ -347,13 +331,6 @@ impl Hub {
             .filter(|s| matches!(s.state, SubState::Live { .. }))
             .map(|s| s.conn.clone())
             .collect()
-    }
-
-    /// Subscribers of a thread on this instance.
-    pub fn subscriber_count(&self, thread: &str) -> usize {
-        self.existing(thread)
-            .map(|r| r.lock().unwrap_or_else(|e| e.into_inner()).subs.len())
-            .unwrap_or(0)
     }
 }
 

@@ -256,10 +256,20 @@ async fn a_slow_consumer_is_disconnected_without_slowing_the_others() {
     let total = 1500;
     let sender = app.ws(&alice).await;
     let (mut tx, mut rx) = futures_util::StreamExt::split(sender.stream);
-    // The sender reads its acks, so it is not a slow consumer itself.
-    tokio::spawn(async move { while futures_util::StreamExt::next(&mut rx).await.is_some() {} });
+    // The sender reads its acks and never has more than 64 unread, so it is not a slow consumer
+    // itself even when the machine is busy.
+    let acks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = acks.clone();
+    tokio::spawn(async move {
+        while futures_util::StreamExt::next(&mut rx).await.is_some() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
     let send_all = async {
         for i in 0..total {
+            while i >= acks.load(std::sync::atomic::Ordering::Relaxed) + 64 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
             let frame = json!({"type": "send", "thread": thread, "client_id": format!("f{i}"), "body": body});
             futures_util::SinkExt::send(
                 &mut tx,
