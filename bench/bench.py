@@ -890,7 +890,7 @@ def main() -> int:
     ap.add_argument("--bin", default=os.environ.get("EMERGENCE_BIN", str(ROOT / "target" / "release" / "emergence")))
     ap.add_argument("--load-threads", type=int, default=2, help="worker threads of `emergence load`")
     ap.add_argument("--fanout-clients", type=int, default=1000)
-    ap.add_argument("--rates", default="10,20,30,50,75,100,150,200,300,400,500,750,1000,1500,2000",
+    ap.add_argument("--rates", default="10,20,30,50,75,100,150,200,250,300,400,500,750,1000,1500,2000",
                     help="fan-out send rates to ramp through (msg/s)")
     ap.add_argument("--idle-clients", type=int, default=10000)
     ap.add_argument("--idle-emergence-only", action="store_true")

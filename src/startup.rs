@@ -15,6 +15,7 @@ use axum::{
     middleware::{self, Next},
     response::{IntoResponse, Response},
 };
+use futures_util::future::Either;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto::Builder, graceful::GracefulShutdown},
@@ -192,6 +193,7 @@ impl Application {
             tokio::spawn(serve(
                 l,
                 app,
+                None,
                 shutdown.clone(),
                 Duration::from_secs(1),
                 header_timeout(&state),
@@ -204,9 +206,11 @@ impl Application {
             "emergence serving"
         );
         let deadline = Duration::from_millis(state.settings.server.shutdown_deadline_ms);
+        let fast_assets = Arc::new(crate::assets::FastAssets::new(&state.metrics));
         let server = tokio::spawn(serve(
             listener,
             app,
+            Some(fast_assets),
             shutdown.clone(),
             deadline,
             header_timeout(&state),
@@ -274,6 +278,7 @@ async fn wait_for_signal() {
 async fn serve(
     listener: TcpListener,
     app: Router,
+    fast_assets: Option<Arc<crate::assets::FastAssets>>,
     shutdown: CancellationToken,
     deadline: Duration,
     header_timeout: Duration,
@@ -311,10 +316,14 @@ async fn serve(
         // of its own).
         let seen_request = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let seen = seen_request.clone();
+        let fast = fast_assets.clone();
         let service = tower::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             seen.store(true, Ordering::Relaxed);
+            if let Some(response) = fast.as_ref().and_then(|f| f.serve(&req)) {
+                return Either::Left(std::future::ready(Ok(response)));
+            }
             req.extensions_mut().insert(ConnectInfo(peer));
-            app.clone().oneshot(req.map(axum::body::Body::new))
+            Either::Right(app.clone().oneshot(req.map(axum::body::Body::new)))
         });
         let conn = builder.serve_connection_with_upgrades(
             TokioIo::new(stream),

@@ -258,7 +258,18 @@ macro_rules! impl_store {
             /// `seq` of its thread, in batch order. A handful of statements per batch: one
             /// idempotency lookup and one `last_seq` bump per thread, then multi-row inserts.
             pub async fn insert_messages(&self, batch: &[NewMessage]) -> Result<Vec<InsertOutcome>> {
-                let mut tx = self.pool.begin().await?;
+                let mut conn = self.pool.acquire().await?;
+                let outcomes = self.insert_batch(&mut conn, batch).await;
+                if batch.len() > 64 {
+                    // A backlog batch (after an outage) grows the connection's buffers to its
+                    // size; they would stay that large for the connection's life.
+                    sqlx::Connection::shrink_buffers(&mut *conn);
+                }
+                outcomes
+            }
+
+            async fn insert_batch(&self, conn: &mut <$db as sqlx::Database>::Connection, batch: &[NewMessage]) -> Result<Vec<InsertOutcome>> {
+                let mut tx = sqlx::Connection::begin(conn).await?;
                 let mut by_thread: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
                 for (i, m) in batch.iter().enumerate() {
                     by_thread.entry(m.thread_id.as_str()).or_default().push(i);
@@ -267,20 +278,8 @@ macro_rules! impl_store {
                 let mut stored: HashMap<(&str, String), Message> = HashMap::new();
                 for (thread, idxs) in &by_thread {
                     for chunk in idxs.chunks(500) {
-                        let mut qb = sqlx::QueryBuilder::<$db>::new(concat!(
-                            "SELECT ", message_columns!(), " FROM messages WHERE thread_id = "
-                        ));
-                        qb.push_bind(*thread);
-                        qb.push(" AND client_id IN (");
-                        let mut list = qb.separated(", ");
-                        for i in chunk {
-                            list.push_bind(batch[*i].client_id.as_str());
-                        }
-                        qb.push(")");
-                        // Not cached: the text varies with the batch size, and caching every size
-                        // would hold prepared statements (and memory) for each one.
-                        for row in qb.build().persistent(false).fetch_all(&mut *tx).await? {
-                            let m = Self::message_row(&row)?;
+                        let ids: Vec<&str> = chunk.iter().map(|i| batch[*i].client_id.as_str()).collect();
+                        for m in Self::stored_client_ids(&mut tx, thread, &ids).await? {
                             stored.insert((*thread, m.client_id.clone()), m);
                         }
                     }
@@ -322,26 +321,8 @@ macro_rules! impl_store {
                 let mut order: Vec<usize> = seqs.keys().copied().collect();
                 order.sort_unstable();
                 for chunk in order.chunks(1000) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO messages (id, thread_id, seq, client_id, author_kind, author_id, author_name, \
-                         body, created_at, status, prompt_tokens, completion_tokens) ",
-                    );
-                    qb.push_values(chunk, |mut b, i| {
-                        let m = &batch[*i];
-                        b.push_bind(m.id.as_str())
-                            .push_bind(m.thread_id.as_str())
-                            .push_bind(seqs[i])
-                            .push_bind(m.client_id.as_str())
-                            .push_bind(m.author.kind.as_str())
-                            .push_bind(m.author.id.as_str())
-                            .push_bind(m.author.name.as_str())
-                            .push_bind(m.body.as_str())
-                            .push_bind(m.created_at)
-                            .push_bind(m.status.as_deref())
-                            .push_bind(m.prompt_tokens)
-                            .push_bind(m.completion_tokens);
-                    });
-                    qb.build().persistent(false).execute(&mut *tx).await?;
+                    let rows: Vec<(&NewMessage, i64)> = chunk.iter().map(|i| (&batch[*i], seqs[i])).collect();
+                    Self::insert_rows(&mut tx, &rows).await?;
                 }
                 tx.commit().await?;
                 let as_message = |i: usize| {
@@ -385,6 +366,117 @@ macro_rules! impl_store {
 
 impl_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow);
 impl_store!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow);
+
+impl SqliteStore {
+    /// Messages of `thread` already stored under these client ids.
+    async fn stored_client_ids(
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        thread: &str,
+        ids: &[&str],
+    ) -> Result<Vec<Message>> {
+        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE thread_id = "
+        ));
+        qb.push_bind(thread);
+        qb.push(" AND client_id IN (");
+        let mut list = qb.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        qb.push(")");
+        // Not cached: the text varies with the batch size, and caching every size would hold
+        // prepared statements (and memory) for each one.
+        let rows = qb.build().persistent(false).fetch_all(&mut **tx).await?;
+        rows.iter().map(Self::message_row).collect()
+    }
+
+    /// One multi-row INSERT (SQLite has no array parameters).
+    async fn insert_rows(
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        rows: &[(&NewMessage, i64)],
+    ) -> Result<()> {
+        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO messages (id, thread_id, seq, client_id, author_kind, author_id, author_name, \
+             body, created_at, status, prompt_tokens, completion_tokens) ",
+        );
+        qb.push_values(rows, |mut b, (m, seq)| {
+            b.push_bind(m.id.as_str())
+                .push_bind(m.thread_id.as_str())
+                .push_bind(*seq)
+                .push_bind(m.client_id.as_str())
+                .push_bind(m.author.kind.as_str())
+                .push_bind(m.author.id.as_str())
+                .push_bind(m.author.name.as_str())
+                .push_bind(m.body.as_str())
+                .push_bind(m.created_at)
+                .push_bind(m.status.as_deref())
+                .push_bind(m.prompt_tokens)
+                .push_bind(m.completion_tokens);
+        });
+        qb.build().persistent(false).execute(&mut **tx).await?;
+        Ok(())
+    }
+}
+
+impl PgStore {
+    /// Messages of `thread` already stored under these client ids: one statement text for every
+    /// batch size (an array parameter), so it is prepared once per connection, and a shape that
+    /// can only use the `(thread_id, client_id)` index.
+    async fn stored_client_ids(
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        thread: &str,
+        ids: &[&str],
+    ) -> Result<Vec<Message>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE thread_id = $1 AND client_id = ANY($2::text[])"
+        ))
+        .bind(thread)
+        .bind(ids)
+        .fetch_all(&mut **tx)
+        .await?;
+        rows.iter().map(Self::message_row).collect()
+    }
+
+    /// One `INSERT ... SELECT FROM unnest(...)` with a column array per field: one prepared
+    /// statement for every batch size, and no per-row parameter parsing.
+    async fn insert_rows(
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        rows: &[(&NewMessage, i64)],
+    ) -> Result<()> {
+        let col =
+            |f: fn(&NewMessage) -> &str| rows.iter().map(|(m, _)| f(m)).collect::<Vec<&str>>();
+        let seqs: Vec<i64> = rows.iter().map(|(_, s)| *s).collect();
+        let created: Vec<i64> = rows.iter().map(|(m, _)| m.created_at).collect();
+        let status: Vec<Option<&str>> = rows.iter().map(|(m, _)| m.status.as_deref()).collect();
+        let prompt: Vec<Option<i64>> = rows.iter().map(|(m, _)| m.prompt_tokens).collect();
+        let completion: Vec<Option<i64>> = rows.iter().map(|(m, _)| m.completion_tokens).collect();
+        sqlx::query(
+            "INSERT INTO messages (id, thread_id, seq, client_id, author_kind, author_id, author_name, \
+             body, created_at, status, prompt_tokens, completion_tokens) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], \
+             $6::text[], $7::text[], $8::text[], $9::int8[], $10::text[], $11::int8[], $12::int8[])",
+        )
+        .bind(col(|m| m.id.as_str()))
+        .bind(col(|m| m.thread_id.as_str()))
+        .bind(seqs)
+        .bind(col(|m| m.client_id.as_str()))
+        .bind(col(|m| m.author.kind.as_str()))
+        .bind(col(|m| m.author.id.as_str()))
+        .bind(col(|m| m.author.name.as_str()))
+        .bind(col(|m| m.body.as_str()))
+        .bind(created)
+        .bind(status)
+        .bind(prompt)
+        .bind(completion)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
 
 /// The configured backend.
 #[derive(Clone)]

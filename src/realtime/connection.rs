@@ -1,14 +1,19 @@
 //! The WebSocket endpoint `GET /ws`: admission before the upgrade (rate limit, capacity,
 //! cross-origin cookies), then one session per socket.
 //!
-//! Each socket has two tasks: the session (reads client frames, owns subscriptions, turns writer
-//! events into acks) and the writer (drains a bounded queue into the socket, coalescing whatever
-//! is queued into one flush). A client that cannot keep up fills its queue and is disconnected;
-//! nobody else waits for it. Nothing here needs the database to accept or keep a connection.
+//! Each socket has one task, which owns the socket unsplit: it reads client frames, owns the
+//! subscriptions, turns writer events into acks, and drains the connection's queue
+//! ([`ConnHandle`]) into the socket, coalescing whatever is queued into one flush. Deliveries keep
+//! flowing while a frame's handling waits (a subscribe reading the database). A client that cannot
+//! keep up fills its queue and is disconnected; nobody else waits for it. Nothing here needs the
+//! database to accept or keep a connection.
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
+    future::Future,
+    pin::Pin,
     sync::Arc,
+    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
@@ -22,7 +27,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use futures_util::{SinkExt, StreamExt, stream::SplitSink};
+use futures_util::{Sink, SinkExt, Stream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -128,16 +133,7 @@ async fn upgrade(
         .on_upgrade(move |socket| run(state, socket, auth))
 }
 
-async fn run(state: AppState, socket: WebSocket, auth: Result<Claims, AuthError>) {
-    let (sink, stream) = socket.split();
-    let (out_tx, out_rx) = mpsc::channel(state.settings.realtime.socket_queue);
-    let kill = CancellationToken::new();
-    let writer = tokio::spawn(write_loop(
-        sink,
-        out_rx,
-        kill.clone(),
-        state.metrics.clone(),
-    ));
+async fn run(state: AppState, mut socket: WebSocket, auth: Result<Claims, AuthError>) {
     let claims = match auth {
         Ok(claims) => claims,
         Err(e) => {
@@ -146,31 +142,43 @@ async fn run(state: AppState, socket: WebSocket, auth: Result<Claims, AuthError>
                 _ => ("unauthorized", 4401),
             };
             state.metrics.ws_connections.with(&["rejected"]).inc();
-            let _ = out_tx.try_send(Outbound::Frame(
-                ErrorFrame::new(code, "authentication failed").to_frame(),
-            ));
-            let _ = out_tx.try_send(Outbound::Close(close, code));
-            drop(out_tx);
-            let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+            let refuse = async {
+                let error = ErrorFrame::new(code, "authentication failed").to_frame();
+                socket.send(WsMessage::Text(error)).await?;
+                socket
+                    .send(WsMessage::Close(Some(CloseFrame {
+                        code: close,
+                        reason: code.into(),
+                    })))
+                    .await
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(5), refuse).await;
             return;
         }
     };
     state.metrics.ws_connections.with(&["accepted"]).inc();
     state.metrics.ws_active.inc();
-    let (control_tx, control_rx) = mpsc::unbounded_channel();
+    let kill = CancellationToken::new();
     let handle = Arc::new(ConnHandle::new(
         state.realtime.next_conn_id(),
         claims.uid.clone(),
         claims.sid.clone(),
-        out_tx,
-        control_tx,
+        state.settings.realtime.socket_queue,
         kill.clone(),
         state.metrics.clone(),
     ));
     state.realtime.register(handle.clone());
+    let mut wire = Wire {
+        socket,
+        handle: handle.clone(),
+        frames_out: state.metrics.ws_frames.with(&["out"]),
+        unflushed: false,
+        closing: false,
+        failed: false,
+    };
     let span = tracing::info_span!("ws", connection_id = handle.id, user_id = %claims.uid);
     let mut session = Session::new(state.clone(), handle.clone(), claims);
-    let outcome = tracing::Instrument::instrument(session.serve(stream, control_rx), span).await;
+    let outcome = tracing::Instrument::instrument(session.serve(&mut wire), span).await;
     if outcome == End::Error {
         state.metrics.ws_connections.with(&["error"]).inc();
     }
@@ -179,66 +187,131 @@ async fn run(state: AppState, socket: WebSocket, auth: Result<Claims, AuthError>
     state.metrics.ws_active.dec();
     drop(session);
     drop(handle);
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
-    kill.cancel();
-}
-
-/// Drain the queue into the socket; everything already queued goes out in one flush.
-async fn write_loop(
-    mut sink: SplitSink<WebSocket, WsMessage>,
-    mut rx: mpsc::Receiver<Outbound>,
-    kill: CancellationToken,
-    metrics: Arc<crate::ops::metrics::Metrics>,
-) {
-    let frames_out = metrics.ws_frames.with(&["out"]);
-    let mut batch = Vec::with_capacity(64);
-    'outer: loop {
-        let first = tokio::select! {
-            _ = kill.cancelled() => break,
-            m = rx.recv() => match m { Some(m) => m, None => break },
-        };
-        batch.push(first);
-        while batch.len() < 256 {
-            match rx.try_recv() {
-                Ok(m) => batch.push(m),
-                Err(_) => break,
-            }
-        }
-        let mut closing = false;
-        let write = async {
-            for m in batch.drain(..) {
-                let msg = match m {
-                    Outbound::Frame(f) => {
-                        frames_out.inc();
-                        WsMessage::Text(f)
-                    }
-                    Outbound::Ping => WsMessage::Ping(Default::default()),
-                    Outbound::Close(code, reason) => {
-                        closing = true;
-                        WsMessage::Close(Some(CloseFrame {
-                            code,
-                            reason: reason.into(),
-                        }))
-                    }
-                };
-                sink.feed(msg).await?;
-                if closing {
-                    break;
-                }
-            }
-            sink.flush().await
-        };
-        let result = tokio::select! {
-            r = write => r,
-            _ = kill.cancelled() => break 'outer,
-        };
-        batch.clear();
-        if result.is_err() || closing {
-            break;
-        }
+    if !kill.is_cancelled() {
+        // What is still queued (a close frame, an error) goes out, within bounds.
+        let _ = tokio::time::timeout(Duration::from_secs(5), wire.drain()).await;
     }
     kill.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+    // The closing handshake: read (and drop) until the peer's close frame, so unread client
+    // frames do not turn our close into a reset that loses the close frame on the way.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = wire.socket.close().await;
+        while let Some(Ok(_)) = futures_util::StreamExt::next(&mut wire.socket).await {}
+    })
+    .await;
+}
+
+/// The socket and its write state, owned by the connection's task.
+struct Wire {
+    socket: WebSocket,
+    handle: Arc<ConnHandle>,
+    frames_out: Arc<crate::ops::metrics::Counter>,
+    /// Frames were handed to the socket since its last flush.
+    unflushed: bool,
+    /// A close frame was written: nothing more goes out.
+    closing: bool,
+    failed: bool,
+}
+
+/// What the socket has for the connection's task.
+enum Io {
+    Read(Option<Result<WsMessage, axum::Error>>),
+    Control(Control),
+    /// The close frame is out, or the socket failed.
+    Done,
+}
+
+impl Wire {
+    /// Hand everything queued to the socket and flush once (one write for many frames);
+    /// `Ready` once the socket is finished (close frame written, or failed).
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.failed {
+            return Poll::Ready(());
+        }
+        while !self.closing {
+            match Pin::new(&mut self.socket).poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => {
+                    self.failed = true;
+                    return Poll::Ready(());
+                }
+                Poll::Pending => break, // woken when the socket drains
+            }
+            let Some(m) = self.handle.next_outbound(cx.waker()) else {
+                break; // woken by the next send
+            };
+            let msg = match m {
+                Outbound::Frame(f) => {
+                    self.frames_out.inc();
+                    WsMessage::Text(f)
+                }
+                Outbound::Ping => WsMessage::Ping(Default::default()),
+                Outbound::Close(code, reason) => {
+                    self.closing = true;
+                    WsMessage::Close(Some(CloseFrame {
+                        code,
+                        reason: reason.into(),
+                    }))
+                }
+            };
+            if Pin::new(&mut self.socket).start_send(msg).is_err() {
+                self.failed = true;
+                return Poll::Ready(());
+            }
+            self.unflushed = true;
+        }
+        if self.unflushed {
+            match Pin::new(&mut self.socket).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(_)) => {
+                    self.failed = true;
+                    return Poll::Ready(());
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if self.closing {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<Io> {
+        if self.poll_write(cx).is_ready() {
+            return Poll::Ready(Io::Done);
+        }
+        if let Some(c) = self.handle.next_control(cx.waker()) {
+            return Poll::Ready(Io::Control(c));
+        }
+        Pin::new(&mut self.socket).poll_next(cx).map(Io::Read)
+    }
+
+    /// Until everything queued is written (or the socket is finished).
+    async fn drain(&mut self) {
+        std::future::poll_fn(|cx| {
+            let done = self.poll_write(cx).is_ready();
+            if done || (!self.unflushed && self.handle.queue_is_empty()) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Run `op` while the queue keeps flowing out (reads wait; deliveries do not).
+    async fn pumping<T>(&mut self, op: impl Future<Output = T>) -> T {
+        let mut op = std::pin::pin!(op);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(v) = op.as_mut().poll(cx) {
+                return Poll::Ready(v);
+            }
+            let _ = self.poll_write(cx);
+            Poll::Pending
+        })
+        .await
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -296,11 +369,7 @@ impl Session {
         self.send(e.to_frame());
     }
 
-    async fn serve(
-        &mut self,
-        mut stream: futures_util::stream::SplitStream<WebSocket>,
-        mut control: mpsc::UnboundedReceiver<Control>,
-    ) -> End {
+    async fn serve(&mut self, wire: &mut Wire) -> End {
         let rt = &self.state.settings.realtime;
         let (ping_every, dead_after, idle_after) = (
             Duration::from_millis(rt.ping_interval_ms),
@@ -334,7 +403,15 @@ impl Session {
         loop {
             tokio::select! {
                 _ = kill.cancelled() => return End::Normal,
-                frame = stream.next() => {
+                io = std::future::poll_fn(|cx| wire.poll_io(cx)) => {
+                    let frame = match io {
+                        Io::Done => return End::Normal,
+                        Io::Control(Control::FillGap { thread, from, to }) => {
+                            self.fill_gap(thread, from, to);
+                            continue;
+                        }
+                        Io::Read(frame) => frame,
+                    };
                     last_seen = Instant::now();
                     match frame {
                         None => return End::Normal,
@@ -342,7 +419,9 @@ impl Session {
                         Some(Ok(WsMessage::Text(text))) => {
                             frames_in.inc();
                             last_frame = Instant::now();
-                            if !self.on_text(text.as_str()).await {
+                            // Boxed: the frame handlers' futures (database reads) would
+                            // otherwise make every idle connection's task as large as they are.
+                            if !wire.pumping(Box::pin(self.on_text(text.as_str()))).await {
                                 return End::Normal;
                             }
                         }
@@ -356,7 +435,6 @@ impl Session {
                     }
                 }
                 Some(event) = next_event(&mut self.events_rx) => self.on_write_event(event),
-                Some(Control::FillGap { thread, from, to }) = control.recv() => self.fill_gap(thread, from, to),
                 () = &mut expiry => {
                     self.error(ErrorFrame::new("unauthorized", "the session has expired"));
                     self.handle.close(4401, "unauthorized");

@@ -10,15 +10,15 @@
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
     sync::{Arc, Mutex, RwLock},
+    task::Waker,
 };
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::protocol::{Frame, message_frame};
 use crate::{db::Message, ops::metrics::Metrics};
 
-/// What a connection's writer task sends.
+/// What a connection's task writes to its socket.
 #[derive(Debug)]
 pub enum Outbound {
     Frame(Frame),
@@ -26,11 +26,24 @@ pub enum Outbound {
     Close(u16, &'static str),
 }
 
-/// Requests from the hub to a connection's session task.
+/// Requests from the hub to a connection's task.
 #[derive(Debug)]
 pub enum Control {
     /// Read messages `from..=to` of `thread` from the database and hand them to [`Hub::fill`].
     FillGap { thread: String, from: i64, to: i64 },
+}
+
+/// A connection's outgoing queue: filled by whoever sends to it (the hub, streams, the
+/// connection itself), drained by the connection's one task. A plain locked queue plus the
+/// task's waker: no channel blocks are allocated for an idle socket, and a send is a push and
+/// at most one wake-up.
+#[derive(Default)]
+struct Outbox {
+    frames: VecDeque<Outbound>,
+    control: Vec<Control>,
+    waker: Option<Waker>,
+    /// A close frame is queued (or the connection is gone): nothing more is accepted.
+    closed: bool,
 }
 
 /// The hub's handle on one WebSocket connection.
@@ -38,8 +51,8 @@ pub struct ConnHandle {
     pub id: u64,
     pub user_id: String,
     pub session_id: String,
-    out: mpsc::Sender<Outbound>,
-    control: mpsc::UnboundedSender<Control>,
+    outbox: Mutex<Outbox>,
+    capacity: usize,
     kill: CancellationToken,
     metrics: Arc<Metrics>,
 }
@@ -49,8 +62,7 @@ impl ConnHandle {
         id: u64,
         user_id: String,
         session_id: String,
-        out: mpsc::Sender<Outbound>,
-        control: mpsc::UnboundedSender<Control>,
+        capacity: usize,
         kill: CancellationToken,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -58,18 +70,44 @@ impl ConnHandle {
             id,
             user_id,
             session_id,
-            out,
-            control,
+            outbox: Mutex::default(),
+            capacity: capacity.max(1),
             kill,
             metrics,
         }
     }
 
+    fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queue `m` unless closed; `Err(true)` when the queue is full.
+    fn push(&self, m: Outbound, always: bool) -> Result<(), bool> {
+        let waker = {
+            let mut o = self.outbox();
+            if o.closed {
+                return Err(false);
+            }
+            if !always && o.frames.len() >= self.capacity {
+                return Err(true);
+            }
+            if matches!(m, Outbound::Close(..)) {
+                o.closed = true;
+            }
+            o.frames.push_back(m);
+            o.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        Ok(())
+    }
+
     /// Queue a frame; a full queue means a slow consumer, which is disconnected.
     pub fn send(&self, frame: Frame) -> bool {
-        match self.out.try_send(Outbound::Frame(frame)) {
+        match self.push(Outbound::Frame(frame), false) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(true) => {
                 if !self.kill.is_cancelled() {
                     self.metrics.slow_consumer_disconnects.inc();
                     tracing::info!(conn = self.id, "slow consumer disconnected");
@@ -77,25 +115,70 @@ impl ConnHandle {
                 }
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(false) => false,
         }
     }
 
-    /// Close the connection with a WebSocket close code.
+    /// Close the connection with a WebSocket close code (after what is already queued).
     pub fn close(&self, code: u16, reason: &'static str) {
-        if self.out.try_send(Outbound::Close(code, reason)).is_err() {
+        let full = self.outbox().frames.len() >= self.capacity;
+        if full || self.push(Outbound::Close(code, reason), true).is_err() {
             self.kill.cancel();
         }
     }
 
     /// Queue a WebSocket ping (liveness of the peer).
     pub fn ping(&self) -> bool {
-        self.out.try_send(Outbound::Ping).is_ok()
+        self.push(Outbound::Ping, false).is_ok()
+    }
+
+    /// Ask the connection's task to fill a delivery gap.
+    fn control(&self, c: Control) {
+        let waker = {
+            let mut o = self.outbox();
+            o.control.push(c);
+            o.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// The next queued frame, or `None` after registering `waker` to be woken by the next one.
+    pub(crate) fn next_outbound(&self, waker: &Waker) -> Option<Outbound> {
+        let mut o = self.outbox();
+        let next = o.frames.pop_front();
+        if next.is_none() {
+            register(&mut o.waker, waker);
+        }
+        next
+    }
+
+    /// The next hub request, or `None` after registering `waker`.
+    pub(crate) fn next_control(&self, waker: &Waker) -> Option<Control> {
+        let mut o = self.outbox();
+        let next = o.control.pop();
+        if next.is_none() {
+            register(&mut o.waker, waker);
+        }
+        next
+    }
+
+    /// Nothing is waiting to be written.
+    pub(crate) fn queue_is_empty(&self) -> bool {
+        self.outbox().frames.is_empty()
     }
 
     /// Cancelled when the connection must end (slow consumer, closed).
     pub fn kill_token(&self) -> CancellationToken {
         self.kill.clone()
+    }
+}
+
+fn register(slot: &mut Option<Waker>, waker: &Waker) {
+    match slot {
+        Some(w) if w.will_wake(waker) => {}
+        _ => *slot = Some(waker.clone()),
     }
 }
 
@@ -349,7 +432,7 @@ fn deliver(sub: &mut Sub, thread: &str, seq: i64, frame: &Frame) {
                 held.insert(seq, frame.clone());
                 if !*filling {
                     *filling = true;
-                    let _ = sub.conn.control.send(Control::FillGap {
+                    sub.conn.control(Control::FillGap {
                         thread: thread.to_string(),
                         from: *last + 1,
                         to: seq - 1,
