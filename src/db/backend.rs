@@ -536,8 +536,14 @@ impl Store {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             // Plan each execution with its parameters: the idempotency lookup's generic plan,
             // cached while a table is tiny, degrades into a thread scan as threads grow.
-            let options = sqlx::postgres::PgConnectOptions::from_str(url)?
-                .options([("plan_cache_mode", "force_custom_plan")]);
+            // A transaction cut off by a network fault (a blackhole: the server never sees the
+            // connection close) would otherwise keep its row locks (the thread's `last_seq`)
+            // for hours and block every later write to the thread; our transactions are never
+            // idle for more than a round trip, so the server ends such a session after 5 s.
+            let options = sqlx::postgres::PgConnectOptions::from_str(url)?.options([
+                ("plan_cache_mode", "force_custom_plan"),
+                ("idle_in_transaction_session_timeout", "5000"),
+            ]);
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(connect_timeout)

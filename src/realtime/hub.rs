@@ -122,9 +122,13 @@ impl ConnHandle {
     /// Close the connection with a WebSocket close code (after what is already queued).
     pub fn close(&self, code: u16, reason: &'static str) {
         let full = self.outbox().frames.len() >= self.capacity;
-        if full || self.push(Outbound::Close(code, reason), true).is_err() {
+        if full {
             self.kill.cancel();
+            return;
         }
+        // Already closing (a second close, say a revocation seen twice): the first close
+        // frame stands and goes out.
+        let _ = self.push(Outbound::Close(code, reason), true);
     }
 
     /// Queue a WebSocket ping (liveness of the peer).

@@ -294,12 +294,23 @@ async fn scenario(fault: Fault) {
         .is_err()
     {
         done.cancel();
-        let s = seen.lock().unwrap();
-        panic!(
-            "not every send was acknowledged: {} sent, {} acked",
-            s.sent.len(),
-            s.acked.len()
-        );
+        let (sent, acked) = {
+            let s = seen.lock().unwrap();
+            (s.sent.len(), s.acked.len())
+        };
+        let mut state = String::new();
+        for m in [
+            "db_up",
+            "messages_persisted_total",
+            "ws_slow_consumer_disconnects_total",
+            "ws_connections_total",
+            "db_connection_failures_total",
+            "db_reconnect_attempts_total",
+            "db_reconnect_success_total",
+        ] {
+            state.push_str(&format!(" {m}={}", app.metric(m).await));
+        }
+        panic!("not every send was acknowledged: {sent} sent, {acked} acked;{state}");
     }
 
     // Read the database directly.
