@@ -434,7 +434,14 @@ impl Session {
                         Some(Ok(_)) => {} // ping/pong: liveness only
                     }
                 }
-                Some(event) = next_event(&mut self.events_rx) => self.on_write_event(event),
+                Some(event) = next_event(&mut self.events_rx) => {
+                    // A commit answers many sends at once: turn them all into frames before
+                    // the socket is written, so they leave in one write.
+                    self.on_write_event(event);
+                    while let Some(event) = self.events_rx.as_mut().and_then(|rx| rx.try_recv().ok()) {
+                        self.on_write_event(event);
+                    }
+                }
                 () = &mut expiry => {
                     self.error(ErrorFrame::new("unauthorized", "the session has expired"));
                     self.handle.close(4401, "unauthorized");
