@@ -3,8 +3,7 @@
 //! A message's path: HTTP `POST` or WebSocket `send` → [`messages`] (authorise, rate-limit) →
 //! [`db::writer`] (queue, group commit, gapless `seq`) → [`realtime`] (hub fan-out here, broker
 //! to other instances) → each subscriber's connection task, which writes what is queued for its
-//! socket in one go. [`agents`] answer messages that name
-//! them; [`ops`] measures all of it.
+//! socket in one go. [`agents`] answer messages that name them; [`ops`] measures all of it.
 
 /// The allocator: jemalloc, whose background thread returns freed memory to the system after a
 /// burst (glibc malloc keeps it; mimalloc costs more per idle connection): measured side by side
