@@ -2,7 +2,7 @@
 
 use std::{
     collections::BTreeMap,
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -16,6 +16,7 @@ use crate::{
         TestApp, TestDb, WsClient,
         fake_llm::FakeLlm,
         fault_proxy::{FaultProxy, Mode},
+        process::{BUILT, free_port, spawn_server, wait_ready},
         start, test_settings,
     },
 };
@@ -215,48 +216,18 @@ async fn roaming_client(
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The real binary, as a process that can be killed with SIGKILL.
 fn spawn_binary(port: u16, db_url: &str, redis_url: &str, channel: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_emergence"))
-        .arg("serve")
-        .env("PORT", port.to_string())
-        .env("EMERGENCE_HOST", "127.0.0.1")
-        .env("DATABASE_URL", db_url)
-        .env("EMERGENCE_BROKER_URL", redis_url)
-        .env("EMERGENCE_BROKER_CHANNEL", channel)
-        .env("EMERGENCE_SEND_RATE_PER_SEC", "0")
-        .env("EMERGENCE_AUTH_RATE_PER_MIN", "0")
-        .env("EMERGENCE_WS_CONNECT_RATE_PER_MIN", "0")
-        .env("EMERGENCE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the emergence binary starts")
-}
-
-async fn wait_ready(port: u16) {
-    let http = reqwest::Client::new();
-    for _ in 0..300 {
-        if let Ok(r) = http
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await
-            && r.status() == 200
-            && r.text().await.unwrap_or_default().contains("\"ready\"")
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("instance on {port} never became ready");
+    spawn_server(
+        BUILT,
+        port,
+        &[
+            ("DATABASE_URL", db_url),
+            ("EMERGENCE_BROKER_URL", redis_url),
+            ("EMERGENCE_BROKER_CHANNEL", channel),
+        ],
+        false,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,6 @@
 
 use std::{
     collections::HashMap,
-    process::{Command, Stdio},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -25,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::support::{
     TestDb, WsClient,
     fault_proxy::{FaultProxy, Mode},
+    process::{BUILT, KillOnDrop, free_port, spawn_server, wait_ready},
 };
 
 fn rss_kib(pid: u32) -> u64 {
@@ -59,38 +59,13 @@ async fn soak_mixed_traffic_with_a_database_outage_returns_to_baseline() {
         .unwrap_or(600);
     let db = TestDb::postgres().await;
     let proxy = FaultProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
+    let db_url = db.url_via(proxy.port);
     // EMERGENCE_BIN: another build of the server (the allocator comparison in
-    // docs/performance.md runs the same scenario against each).
-    let bin =
-        std::env::var("EMERGENCE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_emergence").into());
-    let server = Command::new(bin)
-        .arg("serve")
-        .env("PORT", port.to_string())
-        .env("EMERGENCE_HOST", "127.0.0.1")
-        .env("DATABASE_URL", db.url_via(proxy.port))
-        .env("EMERGENCE_SEND_RATE_PER_SEC", "0")
-        .env("EMERGENCE_AUTH_RATE_PER_MIN", "0")
-        .env("EMERGENCE_WS_CONNECT_RATE_PER_MIN", "0")
-        .env("EMERGENCE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let pid = server.id();
-    // Whatever happens, the server does not outlive the test.
-    struct KillOnDrop(std::process::Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let server = KillOnDrop(server);
+    // docs/performance.md runs this scenario against each).
+    let bin = std::env::var("EMERGENCE_BIN").unwrap_or_else(|_| BUILT.into());
+    let server = KillOnDrop(spawn_server(&bin, port, &[("DATABASE_URL", &db_url)], true));
+    let pid = server.0.id();
     let base = format!("http://127.0.0.1:{port}");
     // No idle keep-alive connections: each history read is its own connection, so open
     // descriptors count the server's own, not the client pool's.
@@ -98,16 +73,7 @@ async fn soak_mixed_traffic_with_a_database_outage_returns_to_baseline() {
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();
-    // Listening comes first (`degraded`), then the database (`ready`).
-    for _ in 0..400 {
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
-            && let Ok(v) = r.json::<serde_json::Value>().await
-            && v["status"] == "ready"
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_ready(port).await;
     let reg: serde_json::Value = http
         .post(format!("{base}/api/auth/register"))
         .json(&json!({"username":"soaker","password":"correct horse battery"}))

@@ -5,6 +5,7 @@
 
 pub mod fake_llm;
 pub mod fault_proxy;
+pub mod process;
 pub mod ws;
 
 use std::{path::PathBuf, time::Duration};

@@ -1,0 +1,70 @@
+//! The real `emergence` binary as a child process (for SIGKILL, SIGTERM and RSS/fd
+//! measurements), with load-test limits off and a free loopback port.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+/// A free port on 127.0.0.1 (bound and released; the server binds it next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The binary built with these tests.
+pub const BUILT: &str = env!("CARGO_BIN_EXE_emergence");
+
+/// Start `bin` serving on `port`, with the per-user and per-IP limits off and `env` on top. Its
+/// stderr is shown when `show_logs`.
+pub fn spawn_server(bin: &str, port: u16, env: &[(&str, &str)], show_logs: bool) -> Child {
+    let mut cmd = Command::new(bin);
+    cmd.arg("serve")
+        .env("PORT", port.to_string())
+        .env("EMERGENCE_HOST", "127.0.0.1")
+        .env("EMERGENCE_SEND_RATE_PER_SEC", "0")
+        .env("EMERGENCE_AUTH_RATE_PER_MIN", "0")
+        .env("EMERGENCE_WS_CONNECT_RATE_PER_MIN", "0")
+        .env("EMERGENCE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(if show_logs {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        });
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("the emergence binary starts")
+}
+
+/// Until `/readyz` says `"ready"` (listening and database up).
+pub async fn wait_ready(port: u16) {
+    let http = reqwest::Client::new();
+    for _ in 0..400 {
+        if let Ok(r) = http
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            && r.status() == 200
+            && r.text().await.unwrap_or_default().contains("\"ready\"")
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("instance on {port} never became ready");
+}
+
+/// Whatever happens in the test, the process does not outlive it.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
