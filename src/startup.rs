@@ -398,8 +398,10 @@ fn spawn_background(state: &AppState, stop: CancellationToken) {
         }
     });
     // Return memory freed by bursts (reconnect storms, outage backlogs) to the system, so RSS
-    // tracks what is really in use.
+    // tracks what is really in use (jemalloc's background thread does this on its own).
+    #[cfg(not(feature = "jemalloc"))]
     let trim_stop = stop.clone();
+    #[cfg(not(feature = "jemalloc"))]
     tokio::spawn(async move {
         loop {
             tokio::select! {

@@ -145,12 +145,7 @@ async fn run(state: AppState, mut socket: WebSocket, auth: Result<Claims, AuthEr
             let refuse = async {
                 let error = ErrorFrame::new(code, "authentication failed").to_frame();
                 socket.send(WsMessage::Text(error)).await?;
-                socket
-                    .send(WsMessage::Close(Some(CloseFrame {
-                        code: close,
-                        reason: code.into(),
-                    })))
-                    .await
+                socket.send(close_message(close, code)).await
             };
             let _ = tokio::time::timeout(Duration::from_secs(5), refuse).await;
             return;
@@ -173,8 +168,7 @@ async fn run(state: AppState, mut socket: WebSocket, auth: Result<Claims, AuthEr
         handle: handle.clone(),
         frames_out: state.metrics.ws_frames.with(&["out"]),
         unflushed: false,
-        closing: false,
-        failed: false,
+        finished: false,
     };
     let span = tracing::info_span!("ws", connection_id = handle.id, user_id = %claims.uid);
     let mut session = Session::new(state.clone(), handle.clone(), claims);
@@ -201,6 +195,13 @@ async fn run(state: AppState, mut socket: WebSocket, auth: Result<Claims, AuthEr
     .await;
 }
 
+fn close_message(code: u16, reason: &'static str) -> WsMessage {
+    WsMessage::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
+}
+
 /// The socket and its write state, owned by the connection's task.
 struct Wire {
     socket: WebSocket,
@@ -208,9 +209,8 @@ struct Wire {
     frames_out: Arc<crate::ops::metrics::Counter>,
     /// Frames were handed to the socket since its last flush.
     unflushed: bool,
-    /// A close frame was written: nothing more goes out.
-    closing: bool,
-    failed: bool,
+    /// A close frame was handed to the socket, or the socket failed: nothing more goes out.
+    finished: bool,
 }
 
 /// What the socket has for the connection's task.
@@ -225,16 +225,10 @@ impl Wire {
     /// Hand everything queued to the socket and flush once (one write for many frames);
     /// `Ready` once the socket is finished (close frame written, or failed).
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.failed {
-            return Poll::Ready(());
-        }
-        while !self.closing {
+        while !self.finished {
             match Pin::new(&mut self.socket).poll_ready(cx) {
                 Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(_)) => {
-                    self.failed = true;
-                    return Poll::Ready(());
-                }
+                Poll::Ready(Err(_)) => return self.fail(),
                 Poll::Pending => break, // woken when the socket drains
             }
             let Some(m) = self.handle.next_outbound(cx.waker()) else {
@@ -247,34 +241,33 @@ impl Wire {
                 }
                 Outbound::Ping => WsMessage::Ping(Default::default()),
                 Outbound::Close(code, reason) => {
-                    self.closing = true;
-                    WsMessage::Close(Some(CloseFrame {
-                        code,
-                        reason: reason.into(),
-                    }))
+                    self.finished = true;
+                    close_message(code, reason)
                 }
             };
             if Pin::new(&mut self.socket).start_send(msg).is_err() {
-                self.failed = true;
-                return Poll::Ready(());
+                return self.fail();
             }
             self.unflushed = true;
         }
         if self.unflushed {
             match Pin::new(&mut self.socket).poll_flush(cx) {
                 Poll::Ready(Ok(())) => self.unflushed = false,
-                Poll::Ready(Err(_)) => {
-                    self.failed = true;
-                    return Poll::Ready(());
-                }
+                Poll::Ready(Err(_)) => return self.fail(),
                 Poll::Pending => return Poll::Pending,
             }
         }
-        if self.closing {
+        if self.finished {
             Poll::Ready(())
         } else {
             Poll::Pending
         }
+    }
+
+    fn fail(&mut self) -> Poll<()> {
+        self.finished = true;
+        self.unflushed = false;
+        Poll::Ready(())
     }
 
     fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<Io> {

@@ -81,20 +81,11 @@ impl ConnHandle {
         self.outbox.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queue `m` unless closed; `Err(true)` when the queue is full.
-    fn push(&self, m: Outbound, always: bool) -> Result<(), bool> {
+    /// Change the outbox and, if it changed (`Ok`), wake the connection's task if it waits.
+    fn notify(&self, change: impl FnOnce(&mut Outbox) -> Result<(), bool>) -> Result<(), bool> {
         let waker = {
             let mut o = self.outbox();
-            if o.closed {
-                return Err(false);
-            }
-            if !always && o.frames.len() >= self.capacity {
-                return Err(true);
-            }
-            if matches!(m, Outbound::Close(..)) {
-                o.closed = true;
-            }
-            o.frames.push_back(m);
+            change(&mut o)?;
             o.waker.take()
         };
         if let Some(w) = waker {
@@ -103,9 +94,37 @@ impl ConnHandle {
         Ok(())
     }
 
+    /// Take from the outbox, or register `waker` for the next change when there is nothing.
+    fn take<T>(&self, waker: &Waker, take: impl FnOnce(&mut Outbox) -> Option<T>) -> Option<T> {
+        let mut o = self.outbox();
+        let next = take(&mut o);
+        if next.is_none() {
+            match &o.waker {
+                Some(w) if w.will_wake(waker) => {}
+                _ => o.waker = Some(waker.clone()),
+            }
+        }
+        next
+    }
+
+    /// Queue `m` unless a close is already queued; `Err(true)` when the queue is full.
+    fn push(&self, m: Outbound) -> Result<(), bool> {
+        self.notify(|o| {
+            if o.closed {
+                return Err(false);
+            }
+            if o.frames.len() >= self.capacity {
+                return Err(true);
+            }
+            o.closed = matches!(m, Outbound::Close(..));
+            o.frames.push_back(m);
+            Ok(())
+        })
+    }
+
     /// Queue a frame; a full queue means a slow consumer, which is disconnected.
     pub fn send(&self, frame: Frame) -> bool {
-        match self.push(Outbound::Frame(frame), false) {
+        match self.push(Outbound::Frame(frame)) {
             Ok(()) => true,
             Err(true) => {
                 if !self.kill.is_cancelled() {
@@ -119,53 +138,35 @@ impl ConnHandle {
         }
     }
 
-    /// Close the connection with a WebSocket close code (after what is already queued).
+    /// Close the connection with a WebSocket close code (after what is already queued). Already
+    /// closing (a second close, say a revocation seen twice): the first close frame stands.
     pub fn close(&self, code: u16, reason: &'static str) {
-        let full = self.outbox().frames.len() >= self.capacity;
-        if full {
+        if self.push(Outbound::Close(code, reason)) == Err(true) {
             self.kill.cancel();
-            return;
         }
-        // Already closing (a second close, say a revocation seen twice): the first close
-        // frame stands and goes out.
-        let _ = self.push(Outbound::Close(code, reason), true);
     }
 
     /// Queue a WebSocket ping (liveness of the peer).
     pub fn ping(&self) -> bool {
-        self.push(Outbound::Ping, false).is_ok()
+        self.push(Outbound::Ping).is_ok()
     }
 
     /// Ask the connection's task to fill a delivery gap.
     fn control(&self, c: Control) {
-        let waker = {
-            let mut o = self.outbox();
+        let _ = self.notify(|o| {
             o.control.push(c);
-            o.waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
+            Ok(())
+        });
     }
 
     /// The next queued frame, or `None` after registering `waker` to be woken by the next one.
     pub(crate) fn next_outbound(&self, waker: &Waker) -> Option<Outbound> {
-        let mut o = self.outbox();
-        let next = o.frames.pop_front();
-        if next.is_none() {
-            register(&mut o.waker, waker);
-        }
-        next
+        self.take(waker, |o| o.frames.pop_front())
     }
 
     /// The next hub request, or `None` after registering `waker`.
     pub(crate) fn next_control(&self, waker: &Waker) -> Option<Control> {
-        let mut o = self.outbox();
-        let next = o.control.pop();
-        if next.is_none() {
-            register(&mut o.waker, waker);
-        }
-        next
+        self.take(waker, |o| o.control.pop())
     }
 
     /// Nothing is waiting to be written.
@@ -176,13 +177,6 @@ impl ConnHandle {
     /// Cancelled when the connection must end (slow consumer, closed).
     pub fn kill_token(&self) -> CancellationToken {
         self.kill.clone()
-    }
-}
-
-fn register(slot: &mut Option<Waker>, waker: &Waker) {
-    match slot {
-        Some(w) if w.will_wake(waker) => {}
-        _ => *slot = Some(waker.clone()),
     }
 }
 
