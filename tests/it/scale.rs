@@ -370,6 +370,17 @@ async fn a_ten_second_redis_cut_mid_traffic_loses_nothing() {
     for mut ws in listeners {
         receive_all(&mut ws, total).await;
     }
+    // Reconnection backs off with jitter up to 5 s, so an instance may still be waiting for its
+    // next attempt when every message has arrived (the database fills delivery gaps meanwhile):
+    // wait, bounded, for each to be back on Redis before reading what its reconnect did.
+    for app in &apps {
+        for _ in 0..100 {
+            if app.metric("broker_up").await == 1.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     let mut reconnects = 0.0;
     for app in &apps {
         reconnects += app.metric("broker_reconnects_total").await;
