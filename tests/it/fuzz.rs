@@ -727,6 +727,11 @@ fn random_thread_ids_get_404_and_never_disturb_postgresql() {
         2 => "[\\x00-\\x1f'\"%;\\\\]{1,4}",
     ];
     let result = runner.run(&ids, |id| {
+        // "." and ".." cannot travel as a path segment: a WHATWG URL client (reqwest) removes
+        // them, `%2E` included, so the request would be for another route altogether.
+        if id == "." || id == ".." {
+            return Ok(());
+        }
         rt.block_on(async {
             // Each case starts from a healthy database, so a failure is this case's own.
             app.state.db.wait_up(Duration::from_secs(10)).await;
