@@ -199,10 +199,6 @@ fn respond(req_headers: &HeaderMap, method: &Method, b: Body<'_>) -> Response {
         headers.insert(header::ETAG, v);
     }
     headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    headers.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
     if not_modified(req_headers, b.etag) {
         return (StatusCode::NOT_MODIFIED, headers).into_response();
     }
@@ -237,6 +233,7 @@ async fn asset(req: Request) -> Response {
 /// per-request label strings, timeout), with the same headers and the same metrics
 /// (pre-resolved). Anything else (misses, other methods) goes through the router.
 pub struct FastAssets {
+    settings: Arc<Settings>,
     /// `[GET, HEAD] x [200, 304]`.
     requests: [[Arc<Counter>; 2]; 2],
     duration: [Arc<Histogram>; 2],
@@ -245,10 +242,11 @@ pub struct FastAssets {
 const ASSET_ROUTE: &str = "/assets/{*path}";
 
 impl FastAssets {
-    pub fn new(metrics: &Metrics) -> Self {
+    pub fn new(metrics: &Metrics, settings: Arc<Settings>) -> Self {
         let c = |m: &str, s: &str| metrics.http_requests.with(&[ASSET_ROUTE, m, s]);
         let d = |m: &str| metrics.http_duration.with(&[ASSET_ROUTE, m]);
         Self {
+            settings,
             requests: [
                 [c("GET", "200"), c("GET", "304")],
                 [c("HEAD", "200"), c("HEAD", "304")],
@@ -279,6 +277,8 @@ impl FastAssets {
             }
         };
         response.headers_mut().insert("x-request-id", id);
+        let https = crate::auth::served_over_https(req.headers(), &self.settings);
+        crate::http::headers::apply(response.headers_mut(), https);
         let s = usize::from(response.status() == StatusCode::NOT_MODIFIED);
         self.requests[m][s].inc();
         self.duration[m].observe(started.elapsed());
@@ -316,11 +316,6 @@ fn index_response(state: &AppState, req: &Request) -> Response {
     if let Ok(v) = HeaderValue::from_str(&index.csp) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("strict-origin-when-cross-origin"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
 }
 

@@ -32,6 +32,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("request body is larger than 1 MiB")]
     TooLarge,
+    /// A body of a type the route does not take (415).
+    #[error("{0}")]
+    UnsupportedType(String),
     #[error("validation failed")]
     Validation(FieldErrors),
     #[error("{message}")]
@@ -61,6 +64,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -78,6 +82,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::TooLarge => "too_large",
+            ApiError::UnsupportedType(_) => "unsupported_type",
             ApiError::Validation(_) => "validation",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable { .. } => "unavailable",

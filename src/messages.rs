@@ -13,7 +13,7 @@ use axum::{
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::db::AgentRequest;
+use crate::db::{AgentRequest, AgentWork};
 use crate::{
     auth::{Claims, CurrentUser},
     db::{
@@ -97,15 +97,30 @@ pub async fn submit(
     {
         return Err(SendError::NotFound("unknown agent"));
     }
-    if req.agent.is_some() {
-        state.agents.check_capacity(&user.uid)?;
-    }
     if let Err(wait) = state.limits.send.check(&user.uid) {
         state.metrics.rate_limited.with(&["send"]).inc();
         return Err(SendError::RateLimited {
             retry_after_ms: wait.as_millis().max(1) as u64,
         });
     }
+    // An agent request takes its answer slot now, atomically; the slot travels with the message
+    // to the job that runs it, and comes back when every copy is dropped.
+    let slot = match &req.agent {
+        Some(_) => Some(
+            state
+                .limits
+                .answers
+                .reserve(&user.uid)
+                .await
+                .map_err(|limit| {
+                    state.metrics.rate_limited.with(&["agents"]).inc();
+                    SendError::TooMany(format!(
+                        "at most {limit} agent answers may run at once per user"
+                    ))
+                })?,
+        ),
+        None => None,
+    };
     let message = NewMessage {
         id: uuid::Uuid::now_v7().to_string(),
         thread_id: req.thread,
@@ -120,16 +135,13 @@ pub async fn submit(
         status: None,
         prompt_tokens: None,
         completion_tokens: None,
-        agent: req.agent.map(|ask| match ask {
-            AgentAsk::Answer(agent) => AgentRequest::Answer {
-                agent,
-                requester: user.uid.clone(),
+        agent: req.agent.zip(slot).map(|(ask, slot)| AgentRequest {
+            work: match ask {
+                AgentAsk::Answer(agent) => AgentWork::Answer { agent },
+                AgentAsk::Debate { agents, rounds } => AgentWork::Debate { agents, rounds },
             },
-            AgentAsk::Debate { agents, rounds } => AgentRequest::Debate {
-                agents,
-                rounds,
-                requester: user.uid.clone(),
-            },
+            requester: user.uid.clone(),
+            slot,
         }),
         defer_publish: false,
     };

@@ -188,8 +188,19 @@ pub struct LimitSettings {
     pub ws_connect_burst: u32,
     /// Number of trusted reverse proxies in front of the server (Cloud Run: 1); 0 = use the socket peer.
     pub trusted_proxies: usize,
-    /// Concurrent agent streams per user.
+    /// Concurrent agent answers (or debates) per user, on every instance together.
     pub agent_streams_per_user: usize,
+    /// Threads a user may create per minute, and in a burst (0 = off).
+    pub thread_rate_per_min: u32,
+    pub thread_burst: u32,
+    /// Membership changes (adding members) a user may make per minute, and in a burst (0 = off).
+    pub member_rate_per_min: u32,
+    pub member_burst: u32,
+    /// Open WebSockets per user and per client address (IPv6: per /64); 0 = no cap.
+    pub ws_per_user: usize,
+    pub ws_per_ip: usize,
+    /// Password hashes (argon2id, 19 MiB each) computed at once; 0 = one per CPU.
+    pub concurrent_password_hashes: usize,
 }
 
 impl Default for LimitSettings {
@@ -205,6 +216,13 @@ impl Default for LimitSettings {
             ws_connect_burst: 100,
             trusted_proxies: 0,
             agent_streams_per_user: 3,
+            thread_rate_per_min: 30,
+            thread_burst: 20,
+            member_rate_per_min: 20,
+            member_burst: 20,
+            ws_per_user: 50,
+            ws_per_ip: 1000,
+            concurrent_password_hashes: 0,
         }
     }
 }
@@ -295,6 +313,9 @@ impl Env for ProcessEnv {
     }
 }
 
+/// Shortest accepted token signing key: HMAC-SHA256 wants at least its output size.
+pub const MIN_SIGNING_KEY_BYTES: usize = 32;
+
 impl Settings {
     /// Defaults, then the TOML file (if any), then the environment.
     pub fn load(config_path: Option<PathBuf>, env: &dyn Env) -> anyhow::Result<Self> {
@@ -309,7 +330,22 @@ impl Settings {
             None => Settings::default(),
         };
         settings.apply_env(env)?;
+        settings.validate()?;
         Ok(settings)
+    }
+
+    /// Refuse settings that would start an unsafe or broken server.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some(key) = &self.auth.signing_key
+            && key.expose().len() < MIN_SIGNING_KEY_BYTES
+        {
+            anyhow::bail!(
+                "EMERGENCE_SIGNING_KEY (auth.signing_key) is {} bytes; it must be at least \
+                 {MIN_SIGNING_KEY_BYTES} bytes (e.g. `openssl rand -hex 32`)",
+                key.expose().len()
+            );
+        }
+        Ok(())
     }
 
     /// Apply environment variables over the current values.
@@ -362,6 +398,18 @@ impl Settings {
         }
         if let Some(v) = parse(env, "EMERGENCE_WS_CONNECT_RATE_PER_MIN")? {
             self.limits.ws_connect_rate_per_min = v;
+        }
+        if let Some(v) = parse(env, "EMERGENCE_THREAD_RATE_PER_MIN")? {
+            self.limits.thread_rate_per_min = v;
+        }
+        if let Some(v) = parse(env, "EMERGENCE_MEMBER_RATE_PER_MIN")? {
+            self.limits.member_rate_per_min = v;
+        }
+        if let Some(v) = parse(env, "EMERGENCE_WS_PER_USER")? {
+            self.limits.ws_per_user = v;
+        }
+        if let Some(v) = parse(env, "EMERGENCE_WS_PER_IP")? {
+            self.limits.ws_per_ip = v;
         }
         if let Some(v) = parse(env, "EMERGENCE_TRUSTED_PROXIES")? {
             self.limits.trusted_proxies = v;

@@ -65,7 +65,9 @@ impl ShutdownHandle {
 impl Application {
     /// Wire everything and bind the listener(s). Never waits for the database.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        settings.validate()?;
         let settings = Arc::new(settings);
+        let limits = Limits::new(&settings).context("configuring the limits")?;
         let metrics = Arc::new(Metrics::default());
         let background = CancellationToken::new();
         let db = Database::start(
@@ -73,7 +75,10 @@ impl Application {
             metrics.clone(),
             background.clone(),
         );
-        let auth = Arc::new(Auth::new(settings.auth.clone()));
+        let auth = Arc::new(Auth::new(
+            settings.auth.clone(),
+            settings.limits.concurrent_password_hashes,
+        ));
         let members = Arc::new(Membership::default());
         let realtime = Arc::new(Realtime::new(
             settings.database.ring_size,
@@ -121,7 +126,7 @@ impl Application {
             auth,
             realtime,
             members,
-            limits: Arc::new(Limits::new(&settings.limits)),
+            limits: Arc::new(limits),
             metrics,
             lifecycle: Arc::new(Lifecycle::default()),
             agents,
@@ -189,6 +194,10 @@ impl Application {
         if let Some(l) = metrics_listener {
             let app = Router::new()
                 .route("/metrics", axum::routing::get(metrics_endpoint))
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    crate::http::headers::layer,
+                ))
                 .with_state(state.clone());
             tokio::spawn(serve(
                 l,
@@ -206,7 +215,10 @@ impl Application {
             "emergence serving"
         );
         let deadline = Duration::from_millis(state.settings.server.shutdown_deadline_ms);
-        let fast_assets = Arc::new(crate::assets::FastAssets::new(&state.metrics));
+        let fast_assets = Arc::new(crate::assets::FastAssets::new(
+            &state.metrics,
+            state.settings.clone(),
+        ));
         let server = tokio::spawn(serve(
             listener,
             app,
@@ -345,8 +357,9 @@ async fn serve(
     let _ = tokio::time::timeout(deadline, graceful.shutdown()).await;
 }
 
-/// Background work: signing key, revocation refresh, status frames.
+/// Background work: signing key, revocation refresh, answer-slot leases, status frames.
 fn spawn_background(state: &AppState, stop: CancellationToken) {
+    state.limits.answers.spawn_refresher(stop.clone());
     // The signing key: configured, or generated once and kept in the database.
     if !state.auth.has_key() {
         let s = state.clone();
@@ -465,6 +478,10 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
             }),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::http::headers::layer,
+        ))
         .with_state(state)
 }
 

@@ -21,6 +21,7 @@ use crate::{
     domain::{ThreadTitle, Username},
     error::ApiError,
     http::json::{Fields, JsonObject},
+    limits::{RateLimiter, retry_after_secs},
     realtime::Event,
     state::AppState,
 };
@@ -38,11 +39,29 @@ pub fn thread_json(t: &Thread) -> Value {
         "created_at": rfc3339(t.created_at), "last_seq": t.last_seq})
 }
 
+/// Take one request from a per-user limiter, or answer 429 with when to retry.
+fn rate_limit(
+    state: &AppState,
+    limiter: &RateLimiter<String>,
+    scope: &str,
+    user: &CurrentUser,
+) -> Result<(), ApiError> {
+    limiter.check(&user.id().to_string()).map_err(|wait| {
+        state.metrics.rate_limited.with(&[scope]).inc();
+        ApiError::RateLimited {
+            retry_after_secs: retry_after_secs(wait),
+            policy: limiter.policy(),
+            message: format!("too many {scope} requests; slow down"),
+        }
+    })
+}
+
 async fn create(
     State(state): State<AppState>,
     user: CurrentUser,
     JsonObject(body): JsonObject,
 ) -> Result<impl IntoResponse, ApiError> {
+    rate_limit(&state, &state.limits.threads, "threads", &user)?;
     let mut f = Fields::new(&body);
     let title = f.string("title");
     let title = f.parse("title", title, ThreadTitle::parse);
@@ -143,6 +162,8 @@ async fn add_member(
     crate::http::IdPath(id): crate::http::IdPath,
     JsonObject(body): JsonObject,
 ) -> Result<StatusCode, ApiError> {
+    // Every attempt counts, known name or not: probing for usernames is slowed like anything else.
+    rate_limit(&state, &state.limits.members, "members", &user)?;
     let mut f = Fields::new(&body);
     let username = f.string("username").map(str::to_string);
     f.finish()?;

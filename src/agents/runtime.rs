@@ -28,10 +28,14 @@ use super::{
 };
 use crate::{
     auth::{Claims, CurrentUser},
-    db::{AgentRequest, Author, AuthorKind, Message, NewMessage, Page, now_ms, writer::WriteEvent},
+    db::{
+        AgentRequest, AgentWork, Author, AuthorKind, Message, NewMessage, Page, now_ms,
+        writer::WriteEvent,
+    },
     domain::{ClientId, MessageBody},
     error::ApiError,
     http::json::{Fields, JsonObject},
+    limits::SlotLease,
     messages::SendError,
     ops::metrics::Metrics,
     realtime::{Event, WireMessage, protocol::ErrorFrame},
@@ -54,7 +58,8 @@ enum StopReason {
 struct Job {
     token: CancellationToken,
     reason: Arc<OnceLock<StopReason>>,
-    requester: String,
+    /// The requester's answer slot, given back when the job is removed.
+    _slot: Arc<SlotLease>,
 }
 
 /// Configured agents, their providers, and the jobs running here.
@@ -62,7 +67,6 @@ pub struct Agents {
     agents: Vec<AgentSettings>,
     providers: Providers,
     settings: super::ProviderSettings,
-    per_user_limit: usize,
     state: OnceLock<AppState>,
     metrics: Arc<Metrics>,
     /// Running jobs by job id; streams map to their job.
@@ -78,7 +82,6 @@ impl Agents {
             agents: settings.agents.clone(),
             providers: Providers::new(p.clone(), Duration::from_millis(p.connect_timeout_ms)),
             settings: p,
-            per_user_limit: settings.limits.agent_streams_per_user,
             state: OnceLock::new(),
             metrics,
             jobs: Mutex::new(HashMap::new()),
@@ -121,38 +124,15 @@ impl Agents {
         }
     }
 
-    fn active_for(&self, user: &str) -> usize {
-        self.jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .filter(|j| j.requester == user)
-            .count()
-    }
-
-    /// Refuse a new agent request when the user already has the maximum running.
-    pub fn check_capacity(&self, user: &str) -> Result<(), SendError> {
-        if self.active_for(user) >= self.per_user_limit {
-            return Err(SendError::TooMany(format!(
-                "at most {} agent answers may run at once per user",
-                self.per_user_limit
-            )));
-        }
-        Ok(())
-    }
-
     /// A message was stored for the first time: start what it asks for.
     pub fn on_stored(self: &Arc<Self>, message: &Message, new: &NewMessage) {
         let Some(request) = new.agent.clone() else {
             return;
         };
-        let (agents, rounds, requester) = match request {
-            AgentRequest::Answer { agent, requester } => (vec![agent], 1, requester),
-            AgentRequest::Debate {
-                agents,
-                rounds,
-                requester,
-            } => (agents, rounds, requester),
+        let AgentRequest { work, slot, .. } = request;
+        let (agents, rounds) = match work {
+            AgentWork::Answer { agent } => (vec![agent], 1),
+            AgentWork::Debate { agents, rounds } => (agents, rounds),
         };
         let debate = agents.len() > 1;
         let job_id = format!("job-{}", message.id);
@@ -163,7 +143,7 @@ impl Agents {
             Job {
                 token: token.clone(),
                 reason: reason.clone(),
-                requester,
+                _slot: slot,
             },
         );
         let me = self.clone();

@@ -36,15 +36,17 @@ pub enum AuthError {
     KeyUnknown,
 }
 
-/// Keys, revocations and cookie policy.
+/// Keys, revocations, password hashing and cookie policy.
 pub struct Auth {
     key: RwLock<Option<SigningKey>>,
     pub revocations: Revocations,
+    pub passwords: password::Hasher,
     pub settings: AuthSettings,
 }
 
 impl Auth {
-    pub fn new(settings: AuthSettings) -> Self {
+    /// `concurrent_hashes`: password hashes computed at once (0 = one per CPU).
+    pub fn new(settings: AuthSettings, concurrent_hashes: usize) -> Self {
         let key = settings
             .signing_key
             .as_ref()
@@ -52,6 +54,7 @@ impl Auth {
         Self {
             key: RwLock::new(key),
             revocations: Revocations::default(),
+            passwords: password::Hasher::new(concurrent_hashes),
             settings,
         }
     }
@@ -121,27 +124,64 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-/// Whether the request's `Origin` (if any) is the server's own or an allowed one.
-/// `X-Forwarded-Host` counts only behind trusted proxies (`trust_forwarded`).
-pub fn origin_allowed(headers: &HeaderMap, allowed: &[String], trust_forwarded: bool) -> bool {
+/// Whether the request was served to the client over HTTPS: behind a trusted proxy that says so
+/// in `X-Forwarded-Proto`, or, without one, when the operator marks cookies `Secure` (TLS is
+/// then terminated in front of us).
+pub fn served_over_https(headers: &HeaderMap, settings: &crate::settings::Settings) -> bool {
+    let forwarded = headers
+        .get("x-forwarded-proto")
+        .filter(|_| settings.limits.trusted_proxies > 0)
+        .and_then(|v| v.to_str().ok());
+    match forwarded {
+        Some(proto) => proto.trim().eq_ignore_ascii_case("https"),
+        None => settings.auth.cookie_secure,
+    }
+}
+
+/// Whether the request's `Origin` (if any) is the server's own or an allowed one. The server's
+/// own origin is its scheme (see [`served_over_https`]) and its host: `Host`, or the `:authority`
+/// of an HTTP/2 request, or `X-Forwarded-Host` behind trusted proxies.
+pub fn origin_allowed(
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+    settings: &crate::settings::Settings,
+) -> bool {
     let Some(origin) = headers
         .get(axum::http::header::ORIGIN)
         .and_then(|v| v.to_str().ok())
     else {
         return true; // not a browser cross-origin request
     };
-    if allowed.iter().any(|a| a == origin) {
+    if settings.auth.allowed_origins.iter().any(|a| a == origin) {
         return true;
     }
     let host = headers
         .get("x-forwarded-host")
-        .filter(|_| trust_forwarded)
+        .filter(|_| settings.limits.trusted_proxies > 0)
         .or_else(|| headers.get(axum::http::header::HOST))
-        .and_then(|v| v.to_str().ok());
-    let origin_host = origin
-        .strip_prefix("https://")
-        .or_else(|| origin.strip_prefix("http://"));
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()));
+    let scheme = if served_over_https(headers, settings) {
+        "https://"
+    } else {
+        "http://"
+    };
+    let origin_host = origin.strip_prefix(scheme);
     matches!((host, origin_host), (Some(h), Some(o)) if h.eq_ignore_ascii_case(o))
+}
+
+/// Refuse a request whose `Origin` is foreign (403): for cookie-authenticated requests that
+/// change state, WebSocket upgrades, and login/register (so no other site can plant a session).
+pub fn require_own_origin(
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+    settings: &crate::settings::Settings,
+) -> Result<(), ApiError> {
+    if origin_allowed(headers, uri, settings) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden("cross-origin request refused"))
+    }
 }
 
 /// The authenticated caller of an `/api/*` route.
@@ -179,15 +219,8 @@ impl FromRequestParts<AppState> for CurrentUser {
             _ => ApiError::Unauthorized("invalid credentials"),
         })?;
         let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if source == Source::Cookie
-            && !safe
-            && !origin_allowed(
-                &parts.headers,
-                &state.auth.settings.allowed_origins,
-                state.settings.limits.trusted_proxies > 0,
-            )
-        {
-            return Err(ApiError::Forbidden("cross-origin request refused"));
+        if source == Source::Cookie && !safe {
+            require_own_origin(&parts.headers, &parts.uri, &state.settings)?;
         }
         Ok(CurrentUser { claims, source })
     }

@@ -1,9 +1,45 @@
-//! Password hashing with argon2id, off the async runtime (it is deliberately slow).
+//! Password hashing with argon2id, off the async runtime (it is deliberately slow), a few at a
+//! time: each hash holds 19 MiB and a CPU for tens of milliseconds, so a burst of logins waits
+//! its turn instead of starting hundreds of blocking threads at once.
 
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier, password_hash::SaltString};
+use tokio::sync::Semaphore;
 
-/// Hash a password (argon2id, default parameters, random salt).
-pub async fn hash(password: String) -> anyhow::Result<String> {
+/// Hashes and verifies passwords, at most `permits` at once.
+pub struct Hasher {
+    permits: Semaphore,
+}
+
+impl Hasher {
+    /// `concurrent` hashes at once; 0 = one per CPU.
+    pub fn new(concurrent: usize) -> Self {
+        let n = if concurrent == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            concurrent
+        };
+        Self {
+            permits: Semaphore::new(n),
+        }
+    }
+
+    /// Hash a password (argon2id, default parameters, random salt).
+    pub async fn hash(&self, password: String) -> anyhow::Result<String> {
+        let _permit = self.permits.acquire().await?;
+        hash(password).await
+    }
+
+    /// Verify a password (see [`verify`]).
+    pub async fn verify(&self, password: String, stored: Option<String>) -> bool {
+        let Ok(_permit) = self.permits.acquire().await else {
+            return false;
+        };
+        verify(password, stored).await
+    }
+}
+
+/// Hash a password (argon2id, default parameters, random salt), unbounded: use [`Hasher`].
+async fn hash(password: String) -> anyhow::Result<String> {
     tokio::task::spawn_blocking(move || {
         let mut salt = [0u8; 16];
         getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("random salt: {e}"))?;
@@ -18,7 +54,7 @@ pub async fn hash(password: String) -> anyhow::Result<String> {
 
 /// Verify a password against a stored hash. With `None` (unknown user) a dummy hash is checked
 /// so the answer takes as long as for a real user and does not reveal whether the name exists.
-pub async fn verify(password: String, stored: Option<String>) -> bool {
+async fn verify(password: String, stored: Option<String>) -> bool {
     tokio::task::spawn_blocking(move || {
         let (hash, real) = match stored {
             Some(h) => (h, true),

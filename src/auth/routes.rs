@@ -3,13 +3,13 @@
 use axum::{
     Json, Router,
     extract::State,
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use serde_json::json;
 
-use super::{Claims, CurrentUser, password};
+use super::{Claims, CurrentUser, require_own_origin};
 use crate::{
     db::{User, now_ms},
     domain::{Password, Username},
@@ -18,7 +18,7 @@ use crate::{
         client_ip::ClientIp,
         json::{Fields, JsonObject},
     },
-    limits::retry_after_secs,
+    limits::{client_key, retry_after_secs},
     realtime::Event,
     state::AppState,
 };
@@ -32,7 +32,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn rate_limit_auth(state: &AppState, ip: std::net::IpAddr) -> Result<(), ApiError> {
-    state.limits.auth.check(&ip).map_err(|wait| {
+    state.limits.auth.check(&client_key(ip)).map_err(|wait| {
         state.metrics.rate_limited.with(&["auth"]).inc();
         ApiError::RateLimited {
             retry_after_secs: retry_after_secs(wait),
@@ -46,8 +46,10 @@ async fn register(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
+    uri: Uri,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
+    require_own_origin(&headers, &uri, &state.settings)?;
     rate_limit_auth(&state, ip)?;
     let mut f = Fields::new(&body);
     let username = f.string("username");
@@ -56,7 +58,10 @@ async fn register(
     let password = f.parse("password", password, Password::parse);
     f.finish()?;
     let (username, password) = (username.expect("checked"), password.expect("checked"));
-    let hash = password::hash(password.expose().to_string())
+    let hash = state
+        .auth
+        .passwords
+        .hash(password.expose().to_string())
         .await
         .map_err(ApiError::Internal)?;
     let user = User {
@@ -83,15 +88,25 @@ async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
+    uri: Uri,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
+    require_own_origin(&headers, &uri, &state.settings)?;
     rate_limit_auth(&state, ip)?;
     let mut f = Fields::new(&body);
-    let username = f.string("username").unwrap_or_default().to_string();
+    let username = f.string("username").unwrap_or_default();
     let password = f.string("password").unwrap_or_default().to_string();
     // Missing fields are a malformed request; wrong values are just wrong credentials.
     f.finish()?;
-    let key = username.to_ascii_lowercase();
+    let wrong = || ApiError::Unauthorized("wrong username or password");
+    // A name that cannot exist is refused before anything is counted or kept for it.
+    let Ok(username) = Username::parse(username) else {
+        // As slow as a real check, so the answer does not tell which rule refused it.
+        state.auth.passwords.verify(password, None).await;
+        return Err(wrong());
+    };
+    // Failures count per (username, client address): a stranger locks out only themselves.
+    let key = (username.key(), client_key(ip));
     if let Err(wait) = state.limits.failed_logins.check(&key) {
         state.metrics.rate_limited.with(&["auth"]).inc();
         return Err(ApiError::RateLimited {
@@ -104,9 +119,8 @@ async fn login(
             message: "too many failed logins for this username; try again later".into(),
         });
     }
-    let well_formed = Username::parse(&username).is_ok() && Password::parse(&password).is_ok();
-    let user = if well_formed {
-        let k = key.clone();
+    let user = if Password::parse(&password).is_ok() {
+        let k = key.0.clone();
         state
             .db
             .run(|s| async move { s.user_by_key(&k).await })
@@ -115,12 +129,13 @@ async fn login(
         None
     };
     // Always verify against some hash, so timing does not reveal whether the username exists.
-    let ok = password::verify(password, user.as_ref().map(|u| u.password_hash.clone())).await;
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let ok = state.auth.passwords.verify(password, stored).await;
     match user {
         Some(user) if ok => start_session(&state, &headers, &user, StatusCode::OK).await,
         _ => {
-            state.limits.failed_logins.record(&key);
-            Err(ApiError::Unauthorized("wrong username or password"))
+            state.limits.failed_logins.record(key);
+            Err(wrong())
         }
     }
 }

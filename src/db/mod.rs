@@ -177,17 +177,23 @@ pub struct NewMessage {
     pub defer_publish: bool,
 }
 
-/// Agent work a message asks for.
+/// Agent work a message asks for, with the requester's reserved answer slot.
+#[derive(Debug, Clone)]
+pub struct AgentRequest {
+    pub work: AgentWork,
+    pub requester: String,
+    /// Held until the job ends; dropping every copy (also when the message turns out to be a
+    /// repeat, or is refused) gives the slot back.
+    pub slot: std::sync::Arc<crate::limits::SlotLease>,
+}
+
+/// What the agents are asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AgentRequest {
+pub enum AgentWork {
     /// One agent answers.
-    Answer { agent: String, requester: String },
+    Answer { agent: String },
     /// Agents take turns for `rounds` rounds.
-    Debate {
-        agents: Vec<String>,
-        rounds: u32,
-        requester: String,
-    },
+    Debate { agents: Vec<String>, rounds: u32 },
 }
 
 /// What happened to one message of a batch.

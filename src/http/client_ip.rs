@@ -18,7 +18,7 @@ pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted_proxies: usize) 
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse().ok())
+        .filter_map(|s| parse_hop(s.trim()))
         .collect();
     let skip = trusted_proxies - 1;
     if hops.len() > skip {
@@ -26,6 +26,14 @@ pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted_proxies: usize) 
     } else {
         hops.first().copied().unwrap_or(peer.ip())
     }
+}
+
+/// One `X-Forwarded-For` hop: an address, or an address with a port as some proxies write it
+/// (`203.0.113.9:4711`, `[2001:db8::1]:443`).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<SocketAddr>().ok().map(|a| a.ip()))
 }
 
 /// Extractor for the client IP (socket peer, or per the trusted-proxy setting).
@@ -65,6 +73,15 @@ mod tests {
     fn untrusted_headers_are_ignored() {
         let peer: SocketAddr = "10.0.0.1:1".parse().unwrap();
         assert_eq!(client_ip(peer, &headers("1.2.3.4"), 0), peer.ip());
+    }
+
+    #[test]
+    fn hops_with_ports_are_read_as_their_address() {
+        let peer: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        let ip = client_ip(peer, &headers("6.6.6.6, 203.0.113.9:4711"), 1);
+        assert_eq!(ip, "203.0.113.9".parse::<IpAddr>().unwrap());
+        let ip = client_ip(peer, &headers("[2001:db8::1]:443"), 1);
+        assert_eq!(ip, "2001:db8::1".parse::<IpAddr>().unwrap());
     }
 
     #[test]

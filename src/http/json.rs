@@ -1,5 +1,6 @@
-//! JSON request bodies per the contract: at most 1 MiB (413), valid JSON that is an object nested
-//! at most 64 levels deep (400 `invalid_json`), then typed fields (422 `validation`).
+//! JSON request bodies per the contract: declared `application/json` (else 415
+//! `unsupported_type`), at most 1 MiB (413), valid JSON that is an object nested at most 64
+//! levels deep (400 `invalid_json`), then typed fields (422 `validation`).
 
 use axum::{
     body::Bytes,
@@ -24,6 +25,13 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        // Only JSON is JSON: a `text/plain` or form body is what a cross-site form can send
+        // without a preflight, so it is refused before it is read.
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedType(
+                "the request body must be application/json".into(),
+            ));
+        }
         // Refuse an announced oversize body at once, without waiting for it.
         let announced = req
             .headers()
@@ -50,6 +58,15 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
         };
         parse_object(&bytes).map(JsonObject)
     }
+}
+
+/// Whether the request says its body is `application/json` (parameters such as `charset` allowed).
+pub fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// Parse bytes as a JSON object, enforcing the size and depth limits.

@@ -1,6 +1,8 @@
-//! HTTP plumbing shared by the resource modules: JSON bodies and client addresses.
+//! HTTP plumbing shared by the resource modules: JSON bodies, client addresses and the security
+//! headers of every answer.
 
 pub mod client_ip;
+pub mod headers;
 pub mod json;
 
 /// The `{id}` of a path. A path that does not even decode (invalid UTF-8 after percent-decoding)

@@ -43,7 +43,7 @@ use crate::{
     },
     error::ApiError,
     http::client_ip::ClientIp,
-    limits::retry_after_secs,
+    limits::{CapExceeded, ConnectionSlot, client_key, retry_after_secs},
     messages::{SendError, SendRequest, submit},
     state::AppState,
     threads::is_member,
@@ -67,6 +67,7 @@ async fn upgrade(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     Query(query): Query<HashMap<String, String>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -80,7 +81,8 @@ async fn upgrade(
             "the instance is restarting",
         );
     }
-    if let Err(wait) = state.limits.ws_connect.check(&ip) {
+    let address = client_key(ip);
+    if let Err(wait) = state.limits.ws_connect.check(&address) {
         metrics.ws_connections.with(&["rejected"]).inc();
         metrics.rate_limited.with(&["ws_connect"]).inc();
         return refuse(
@@ -102,11 +104,7 @@ async fn upgrade(
     }
     let found = credential(&headers, query.get("token").map(String::as_str));
     if let Some((_, Source::Cookie)) = &found
-        && !origin_allowed(
-            &headers,
-            &state.auth.settings.allowed_origins,
-            state.settings.limits.trusted_proxies > 0,
-        )
+        && !origin_allowed(&headers, &uri, &state.settings)
     {
         metrics.ws_connections.with(&["rejected"]).inc();
         return ApiError::Forbidden("cross-origin WebSocket refused").into_response();
@@ -114,6 +112,14 @@ async fn upgrade(
     let auth = match found {
         Some((token, _)) => state.auth.authenticate(&token),
         None => Err(AuthError::Missing),
+    };
+    let user = auth.as_ref().ok().map(|c| c.uid.as_str());
+    let slot = match state.limits.connections.admit(address, user) {
+        Ok(slot) => slot,
+        Err(cap) => {
+            metrics.ws_connections.with(&["rejected"]).inc();
+            return refuse_over_cap(&state, cap);
+        }
     };
     let ws = match ws {
         Ok(ws) => ws,
@@ -130,10 +136,41 @@ async fn upgrade(
     ws.max_message_size(max)
         .max_frame_size(max)
         .read_buffer_size(2 * 1024)
-        .on_upgrade(move |socket| run(state, socket, auth))
+        .on_upgrade(move |socket| run(state, socket, auth, slot))
 }
 
-async fn run(state: AppState, mut socket: WebSocket, auth: Result<Claims, AuthError>) {
+/// Too many sockets open for this user (429) or from this address (503, like a connection flood).
+fn refuse_over_cap(state: &AppState, cap: CapExceeded) -> Response {
+    match cap {
+        CapExceeded::User => {
+            state.metrics.rate_limited.with(&["ws_per_user"]).inc();
+            refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(5),
+                "rate_limited",
+                "too many open connections for this user",
+            )
+        }
+        CapExceeded::Address => {
+            state.metrics.rate_limited.with(&["ws_per_ip"]).inc();
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(5),
+                "unavailable",
+                "too many open connections from this address",
+            )
+        }
+    }
+}
+
+/// One socket's life. `_slot` holds its place under the per-user and per-address caps until
+/// the task ends.
+async fn run(
+    state: AppState,
+    mut socket: WebSocket,
+    auth: Result<Claims, AuthError>,
+    _slot: ConnectionSlot,
+) {
     let claims = match auth {
         Ok(claims) => claims,
         Err(e) => {

@@ -27,17 +27,22 @@ pub async fn agent_app(fake_url: &str, agents: Vec<AgentSettings>) -> TestApp {
     let url = fake_url.to_string();
     spawn_app_with(move |s| {
         s.agents = agents;
-        s.providers.openai_base_url = Some(format!("{url}/v1"));
-        s.providers.openai_api_key = Some(emergence::settings::Secret::new("sk-test-openai"));
-        s.providers.anthropic_base_url = Some(url.clone());
-        s.providers.anthropic_api_key = Some(emergence::settings::Secret::new("sk-test-anthropic"));
-        s.providers.gemini_base_url = Some(url.clone());
-        s.providers.gemini_api_key = Some(emergence::settings::Secret::new("test-gemini"));
-        s.providers.first_token_timeout_ms = 1500;
-        s.providers.idle_timeout_ms = 1500;
-        s.limits.send_rate_per_sec = 0;
+        use_fake_providers(s, &url);
     })
     .await
+}
+
+/// Point every provider of `s` at the fake at `url` (with test keys and short timeouts).
+pub fn use_fake_providers(s: &mut emergence::Settings, url: &str) {
+    s.providers.openai_base_url = Some(format!("{url}/v1"));
+    s.providers.openai_api_key = Some(emergence::settings::Secret::new("sk-test-openai"));
+    s.providers.anthropic_base_url = Some(url.to_string());
+    s.providers.anthropic_api_key = Some(emergence::settings::Secret::new("sk-test-anthropic"));
+    s.providers.gemini_base_url = Some(url.to_string());
+    s.providers.gemini_api_key = Some(emergence::settings::Secret::new("test-gemini"));
+    s.providers.first_token_timeout_ms = 1500;
+    s.providers.idle_timeout_ms = 1500;
+    s.limits.send_rate_per_sec = 0;
 }
 
 /// What one client saw of a stream.

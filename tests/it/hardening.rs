@@ -2270,6 +2270,7 @@ async fn bystanders_keep_chatting_in_order_and_promptly_while_the_battery_runs()
     let summary = battery.await.expect("the battery itself passed");
     assert!(summary.flood_limited > 0, "{summary:?}");
     assert!(summary.login_429, "{summary:?}");
+    assert!(summary.probes_429 && summary.threads_429, "{summary:?}");
     assert!(summary.ws_upgrades_before_503 < 200, "{summary:?}");
     assert!(
         summary
@@ -2335,6 +2336,9 @@ struct Battery {
     flood_limited: usize,
     ws_upgrades_before_503: usize,
     login_429: bool,
+    /// The 2026-11 audit's cases: member probes and thread creation were throttled.
+    probes_429: bool,
+    threads_429: bool,
 }
 
 /// Every attack of this file at once, against the bystanders' server; each checks its own answer.
@@ -2491,7 +2495,81 @@ async fn run_battery(
         }
         panic!("the connection flood was never refused");
     };
-    let (slow, (), limited, (), (), (), login_429, ws_upgrades_before_503) = tokio::join!(
+    // The 2026-11 audit (docs/security.md §6): login CSRF, huge usernames, probes, bursts.
+    let audit = async {
+        let login = json!({"username": "alice", "password": "correct horse battery"});
+        let r = app
+            .http
+            .post(app.url("/api/auth/login"))
+            .header("content-type", "text/plain")
+            .body(login.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 415, "a text/plain login");
+        let r = app
+            .http
+            .post(app.url("/api/auth/login"))
+            .header("origin", "https://evil.example")
+            .json(&login)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "a cross-site login");
+        let huge = "m".repeat(1_000_000);
+        for i in 0..10 {
+            let r = app
+                .post(
+                    "/api/auth/login",
+                    None,
+                    json!({"username": format!("{huge}{i}"), "password": "whatever it is"}),
+                )
+                .await;
+            assert!(matches!(r.status().as_u16(), 401 | 429), "{}", r.status());
+        }
+        let mut probes_429 = false;
+        for i in 0..40 {
+            let r = app
+                .post(
+                    &format!("/api/threads/{mallorys}/members"),
+                    Some(&mallory.token),
+                    json!({"username": format!("probe{i}")}),
+                )
+                .await;
+            match r.status().as_u16() {
+                404 => {}
+                429 => probes_429 = true,
+                other => panic!("member probe got {other}"),
+            }
+        }
+        let mut threads_429 = false;
+        for i in 0..40 {
+            let r = app
+                .post(
+                    "/api/threads",
+                    Some(&mallory.token),
+                    json!({"title": format!("spam {i}")}),
+                )
+                .await;
+            match r.status().as_u16() {
+                201 => {}
+                429 => threads_429 = true,
+                other => panic!("thread burst got {other}"),
+            }
+        }
+        (probes_429, threads_429)
+    };
+    let (
+        slow,
+        (),
+        limited,
+        (),
+        (),
+        (),
+        login_429,
+        ws_upgrades_before_503,
+        (probes_429, threads_429),
+    ) = tokio::join!(
         slowloris,
         silent,
         message_flood,
@@ -2499,13 +2577,16 @@ async fn run_battery(
         stranger,
         http_junk,
         logins,
-        connect_flood
+        connect_flood,
+        audit
     );
     Battery {
         slowloris_closed_after: slow,
         flood_limited: limited,
         ws_upgrades_before_503,
         login_429,
+        probes_429,
+        threads_429,
     }
 }
 

@@ -14,6 +14,8 @@ mod metrics;
 mod ops_cli;
 mod resilience;
 mod scale;
+mod security;
+mod security_limits;
 mod soak;
 mod storage;
 mod streams;

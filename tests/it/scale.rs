@@ -22,7 +22,7 @@ use crate::{
 };
 
 /// Start `n` in-process instances sharing one fresh PostgreSQL database and a Redis channel.
-async fn cluster(
+pub async fn cluster(
     n: usize,
     redis_url: &str,
     configure: impl Fn(&mut emergence::Settings),
@@ -37,6 +37,8 @@ async fn cluster(
         s.limits.send_rate_per_sec = 0;
         s.limits.auth_rate_per_min = 0;
         s.limits.ws_connect_rate_per_min = 0;
+        s.limits.thread_rate_per_min = 0;
+        s.limits.ws_per_ip = 0;
         configure(&mut s);
         apps.push(start(s, TestDb::Shared(db.url()), true).await);
     }

@@ -376,7 +376,9 @@ async fn a_cdn_base_url_rewrites_the_shell_and_the_export_writes_the_hashed_file
 
 #[tokio::test]
 async fn websocket_connection_floods_get_503_before_the_upgrade() {
-    let app = spawn_app().await;
+    // One user floods here, so the per-user cap on open sockets (its own test in
+    // security_limits.rs) is off: this test is about the per-address connection rate.
+    let app = spawn_app_with(|s| s.limits.ws_per_user = 0).await;
     let alice = app.register("alice").await;
     let mut refused = None;
     let mut open = Vec::new();

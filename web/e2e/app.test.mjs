@@ -261,6 +261,61 @@ test('a message sent while the server is down is delivered exactly once after it
   }
 });
 
+test('the browser keeps no token: cookie session, no token in storage or in the WebSocket URL', { skip: SKIP, timeout: 120_000 }, async () => {
+  const { context, page } = await newPage();
+  try {
+    const tokens = [];
+    const wsUrls = [];
+    page.on('response', (r) => {
+      const p = new URL(r.url()).pathname;
+      if ((p === '/api/auth/register' || p === '/api/auth/login') && r.ok()) {
+        tokens.push(r.json().then((b) => b.token).catch(() => null));
+      }
+    });
+    page.on('websocket', (ws) => wsUrls.push(ws.url()));
+    const storedValues = () =>
+      page.evaluate(() =>
+        [localStorage, sessionStorage].flatMap((s) => Object.keys(s).map((k) => `${k}=${s.getItem(k)}`)),
+      );
+
+    const user = uniq('cookie');
+    await register(page, user);
+    const [token] = await Promise.all(tokens);
+    assert.ok(typeof token === 'string' && token.length > 20, 'the register answer carried a token');
+    await createThread(page, `Cookie ${uniq('t')}`);
+    await waitConnected(page);
+    const text = `cookie-authenticated ${uniq('m')}`;
+    await sendMessage(page, text);
+    await page.locator('[data-testid="message"][data-state="sent"]').filter({ hasText: text }).waitFor({ timeout: 15_000 });
+
+    for (const v of await storedValues()) assert.ok(!v.includes(token), `storage holds the token: ${v.slice(0, 60)}`);
+    assert.ok(!(await page.evaluate(() => document.cookie)).includes(token), 'the session cookie is HttpOnly');
+    assert.ok(wsUrls.length > 0, 'the page opened a WebSocket');
+    for (const u of wsUrls) {
+      assert.equal(new URL(u).pathname, '/ws');
+      assert.ok(!u.includes('token='), `WebSocket URL carries a token: ${u}`);
+    }
+
+    // The cookie alone keeps the session across a reload (the WebSocket authenticates with it too).
+    await page.reload();
+    await waitConnected(page);
+    await messages(page, text).waitFor();
+    for (const v of await storedValues()) assert.ok(!v.includes(token), `storage holds the token: ${v.slice(0, 60)}`);
+
+    // Logout clears the cookie on the server side: a reload shows the login screen again.
+    await page.getByTestId('logout').click();
+    await page.getByTestId('username').waitFor();
+    assert.ok(!(await storedValues()).some((v) => v.startsWith('emergence.user=')), 'logout forgets the user');
+    const me = await page.evaluate(async () => (await fetch('/api/me')).status);
+    assert.equal(me, 401, 'GET /api/me after logout');
+    await page.reload();
+    await page.getByTestId('username').waitFor();
+    assert.ok(wsUrls.every((u) => !u.includes('token=')), 'no WebSocket URL ever carried a token');
+  } finally {
+    await context.close();
+  }
+});
+
 test('200 reloads in a row from one IP see no 429', { skip: SKIP, timeout: 300_000 }, async () => {
   const { context, page } = await newPage();
   try {

@@ -12,12 +12,7 @@ export class ApiError extends Error {
   }
 }
 
-let token: string | null = null;
 let onUnauthorized: (() => void) | null = null;
-
-export function setToken(t: string | null): void {
-  token = t;
-}
 
 export function setUnauthorizedHandler(fn: (() => void) | null): void {
   onUnauthorized = fn;
@@ -36,14 +31,15 @@ const FALLBACK: Record<number, string> = {
 };
 
 /**
- * Calls the JSON API. Sends `Authorization: Bearer <token>` when logged in; the HttpOnly session
- * cookie travels as well (same origin). Non-2xx answers become an ApiError carrying the server's
+ * Calls the JSON API. The browser authenticates with the HttpOnly session cookie
+ * (`emergence_session`, set by register/login, cleared by logout), which a same-origin fetch
+ * sends by itself: the page never sees or stores the token. A JSON body is always sent as
+ * `Content-Type: application/json`. Non-2xx answers become an ApiError carrying the server's
  * `{"error":{"code","message","fields"}}`.
  */
 export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
   const headers: Record<string, string> = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
-  if (token) headers.Authorization = `Bearer ${token}`;
   let res: Response;
   try {
     res = await fetch(path, {
@@ -87,4 +83,14 @@ export function errorText(e: unknown): string {
   if (e instanceof ApiError) return e.message;
   if (e instanceof Error) return e.message;
   return String(e);
+}
+
+export interface FormError {
+  message: string;
+  fields?: Record<string, string>;
+}
+
+export function toFormError(e: unknown): FormError {
+  if (e instanceof ApiError) return { message: e.message, fields: e.fields };
+  return { message: errorText(e) };
 }

@@ -1,42 +1,10 @@
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { JSX } from 'preact';
-import { ApiError, api, errorText, setToken, setUnauthorizedHandler } from './api';
+import { ApiError, api, errorText, toFormError } from './api';
+import type { FormError } from './api';
+import { CheckingScreen, LoginScreen, useSession } from './auth';
 import { Chat } from './chat';
-import type { AuthResponse, LiveStream, Message, PendingSend, Thread, User } from './types';
-
-const TOKEN_KEY = 'emergence.token';
-const USER_KEY = 'emergence.user';
-
-interface Auth {
-  token: string;
-  user: User | null;
-}
-
-function readAuth(): Auth | null {
-  try {
-    const token = localStorage.getItem(TOKEN_KEY);
-    if (!token) return null;
-    const raw = localStorage.getItem(USER_KEY);
-    const user = raw ? (JSON.parse(raw) as User) : null;
-    return { token, user: user && typeof user.id === 'string' ? user : null };
-  } catch {
-    return null;
-  }
-}
-
-function writeAuth(a: Auth | null): void {
-  try {
-    if (!a) {
-      localStorage.removeItem(TOKEN_KEY);
-      localStorage.removeItem(USER_KEY);
-    } else {
-      localStorage.setItem(TOKEN_KEY, a.token);
-      if (a.user) localStorage.setItem(USER_KEY, JSON.stringify(a.user));
-    }
-  } catch {
-    /* private mode: the session lasts for this page only */
-  }
-}
+import type { LiveStream, Message, PendingSend, Thread, User } from './types';
 
 /** Re-renders the component whenever the store changes. */
 function useStore(chat: Chat): void {
@@ -44,209 +12,50 @@ function useStore(chat: Chat): void {
   useEffect(() => chat.subscribe(() => bump((n) => n + 1)), [chat]);
 }
 
-interface FormError {
-  message: string;
-  fields?: Record<string, string>;
-}
-
-function toFormError(e: unknown): FormError {
-  if (e instanceof ApiError) return { message: e.message, fields: e.fields };
-  return { message: errorText(e) };
-}
-
 // ---- App ----------------------------------------------------------------------------------------
 
 export function App() {
-  const [auth, setAuth] = useState<Auth | null>(readAuth);
-  const [notice, setNotice] = useState<string | null>(null);
-
-  const endSession = (why: string | null) => {
-    writeAuth(null);
-    setToken(null);
-    setNotice(why);
-    setAuth(null);
-  };
-
-  useEffect(() => {
-    setUnauthorizedHandler(() => endSession('Your session has ended. Please log in again.'));
-    return () => setUnauthorizedHandler(null);
-  }, []);
-
-  // A token without a cached user (older storage): ask the server who we are.
-  useEffect(() => {
-    if (!auth || auth.user) return;
-    setToken(auth.token);
-    let live = true;
-    api<User>('GET', '/api/me')
-      .then((user) => {
-        if (!live) return;
-        const next = { token: auth.token, user };
-        writeAuth(next);
-        setAuth(next);
-      })
-      .catch((e) => {
-        if (live && !(e instanceof ApiError && e.status === 401)) setNotice(errorText(e));
-      });
-    return () => {
-      live = false;
-    };
-  }, [auth]);
-
-  if (!auth) {
-    return (
-      <LoginScreen
-        notice={notice}
-        onAuth={(r) => {
-          const next = { token: r.token, user: r.user };
-          writeAuth(next);
-          setNotice(null);
-          setAuth(next);
-        }}
-      />
-    );
-  }
-  if (!auth.user) {
-    return (
-      <main class="center-screen">
-        <p role="status">{notice ?? 'Checking your session…'}</p>
-        <button type="button" data-testid="logout" onClick={() => endSession(null)}>
-          Log out
-        </button>
-      </main>
-    );
-  }
-  return (
-    <ChatScreen
-      key={auth.token}
-      token={auth.token}
-      me={auth.user}
-      onLoggedOut={(why) => endSession(why)}
-    />
-  );
-}
-
-// ---- Login --------------------------------------------------------------------------------------
-
-function LoginScreen({ notice, onAuth }: { notice: string | null; onAuth: (r: AuthResponse) => void }) {
-  const [username, setUsername] = useState('');
-  const [password, setPassword] = useState('');
-  const [busy, setBusy] = useState<null | 'login' | 'register'>(null);
-  const [error, setError] = useState<FormError | null>(null);
-  const formRef = useRef<HTMLFormElement>(null);
-
-  const submit = async (kind: 'login' | 'register') => {
-    if (busy) return;
-    if (formRef.current && !formRef.current.reportValidity()) return;
-    setBusy(kind);
-    setError(null);
-    try {
-      const r = await api<AuthResponse>('POST', `/api/auth/${kind}`, { username: username.trim(), password });
-      onAuth(r);
-    } catch (e) {
-      setError(toFormError(e));
-      setBusy(null);
-    }
-  };
-
-  const fieldError = (name: string) => error?.fields?.[name];
-
-  return (
-    <main class="center-screen">
-      <form
-        ref={formRef}
-        class="card auth-form"
-        aria-labelledby="auth-title"
-        onSubmit={(e) => {
-          e.preventDefault();
-          void submit('login');
-        }}
-        noValidate={false}
-      >
-        <h1 id="auth-title" class="brand-large">
-          Emergence
-        </h1>
-        <p class="muted">Chat with people and AI agents in real time.</p>
-        {notice && (
-          <p class="notice" role="status">
-            {notice}
-          </p>
-        )}
-        <label for="username">Username</label>
-        <input
-          id="username"
-          name="username"
-          data-testid="username"
-          autocomplete="username"
-          autocapitalize="none"
-          spellcheck={false}
-          required
-          maxLength={32}
-          value={username}
-          onInput={(e) => setUsername(e.currentTarget.value)}
-          aria-invalid={fieldError('username') ? 'true' : undefined}
-          aria-describedby="username-hint"
-        />
-        <small id="username-hint" class={fieldError('username') ? 'field-error' : 'muted'}>
-          {fieldError('username') ?? '3–32 letters, digits, “_”, “.” or “-”.'}
-        </small>
-        <label for="password">Password</label>
-        <input
-          id="password"
-          name="password"
-          type="password"
-          data-testid="password"
-          autocomplete="current-password"
-          required
-          maxLength={256}
-          value={password}
-          onInput={(e) => setPassword(e.currentTarget.value)}
-          aria-invalid={fieldError('password') ? 'true' : undefined}
-          aria-describedby="password-hint"
-        />
-        <small id="password-hint" class={fieldError('password') ? 'field-error' : 'muted'}>
-          {fieldError('password') ?? 'At least 8 characters.'}
-        </small>
-        {error && (
-          <p class="form-error" role="alert" data-testid="auth-error">
-            {error.message}
-          </p>
-        )}
-        <div class="row">
-          <button type="submit" class="primary" data-testid="login" disabled={busy !== null}>
-            {busy === 'login' ? 'Logging in…' : 'Log in'}
-          </button>
-          <button type="button" data-testid="register" disabled={busy !== null} onClick={() => void submit('register')}>
-            {busy === 'register' ? 'Creating account…' : 'Register'}
-          </button>
-        </div>
-      </form>
-    </main>
-  );
+  const { session, loggedIn, ended, recheck } = useSession();
+  if (session.state === 'checking') return <CheckingScreen />;
+  if (session.state === 'out') return <LoginScreen notice={session.notice} onAuth={loggedIn} />;
+  return <ChatScreen key={session.user.id} me={session.user} onLoggedOut={ended} onUserChanged={recheck} />;
 }
 
 // ---- Chat screen --------------------------------------------------------------------------------
 
-function ChatScreen({ token, me, onLoggedOut }: { token: string; me: User; onLoggedOut: (why: string | null) => void }) {
-  const chat = useMemo(() => {
-    setToken(token);
-    return new Chat(token, me);
-  }, [token, me.id]);
+interface ChatScreenProps {
+  me: User;
+  onLoggedOut: (why: string | null) => void;
+  onUserChanged: () => void;
+}
+
+function ChatScreen({ me, onLoggedOut, onUserChanged }: ChatScreenProps) {
+  const chat = useMemo(() => new Chat(me), [me.id]);
   useStore(chat);
   const [sidebarOpen, setSidebarOpen] = useState(() => !location.hash.startsWith('#/t/'));
   const [loggingOut, setLoggingOut] = useState(false);
+  const [logoutError, setLogoutError] = useState<string | null>(null);
 
   useEffect(() => {
     chat.onUnauthorized = () => onLoggedOut('Your session has ended. Please log in again.');
+    chat.onUserChanged = onUserChanged;
     chat.start();
     return () => chat.destroy();
   }, [chat]);
 
   const logout = async () => {
     setLoggingOut(true);
+    setLogoutError(null);
     try {
+      // Revokes the session and clears the HttpOnly cookie, which the page cannot do itself.
       await api<void>('POST', '/api/auth/logout');
-    } catch {
-      /* the local session ends either way */
+    } catch (e) {
+      // 401: already over. Otherwise the cookie may still be valid: say so and stay.
+      if (!(e instanceof ApiError && e.status === 401)) {
+        setLogoutError(`Could not log out: ${errorText(e)}`);
+        setLoggingOut(false);
+        return;
+      }
     }
     chat.destroy();
     onLoggedOut(null);
@@ -270,6 +79,11 @@ function ChatScreen({ token, me, onLoggedOut }: { token: string; me: User; onLog
         <button type="button" data-testid="logout" onClick={() => void logout()} disabled={loggingOut}>
           Log out
         </button>
+        {logoutError && (
+          <span class="form-error" role="alert" data-testid="logout-error">
+            {logoutError}
+          </span>
+        )}
       </header>
       <div class={`layout${sidebarOpen ? ' sidebar-open' : ''}`}>
         <button

@@ -74,6 +74,8 @@ export class Chat {
   db: 'up' | 'down' = 'up';
   readonly socket: Socket;
   onUnauthorized: () => void = () => {};
+  /** The socket authenticated as someone else (the cookie changed, e.g. a login in another tab). */
+  onUserChanged: () => void = () => {};
 
   private listeners = new Set<() => void>();
   private subscribedTo: string | null = null;
@@ -87,12 +89,9 @@ export class Chat {
   private unconfirmedId: string | null = null;
   private readonly outboxKey: string;
 
-  constructor(
-    token: string,
-    readonly me: User,
-  ) {
+  constructor(readonly me: User) {
     this.outboxKey = `emergence.outbox.${me.id}`;
-    this.socket = new Socket(() => wsUrl(token), {
+    this.socket = new Socket(() => wsUrl(), {
       frame: (f) => this.onFrame(f),
       change: () => this.emit(),
       unauthorized: () => this.onUnauthorized(),
@@ -437,7 +436,15 @@ export class Chat {
 
   private onFrame(f: Frame): void {
     switch (f.type) {
-      case 'welcome':
+      case 'welcome': {
+        // The cookie is shared by every tab: after a login as someone else elsewhere, a reconnect
+        // authenticates as that user. Never resend this user's outbox under another identity.
+        const who = f.user as { id?: unknown } | undefined;
+        if (who && typeof who.id === 'string' && who.id !== this.me.id) {
+          this.socket.stop();
+          this.onUserChanged();
+          return;
+        }
         this.db = f.db === 'down' ? 'down' : 'up';
         this.subscribedTo = null;
         // Running streams come back as stream_start + stream_snapshot after resubscribing.
@@ -447,6 +454,7 @@ export class Chat {
         this.flushOutbox();
         if (this.welcomes > 1) void this.loadThreads();
         break;
+      }
       case 'status':
         if (f.db === 'down' || f.db === 'up') {
           const cameBack = this.db === 'down' && f.db === 'up';

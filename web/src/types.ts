@@ -5,8 +5,11 @@ export interface User {
   username: string;
 }
 
+/**
+ * Answer of register/login. It also carries `token` (for scripts and tools using Bearer), which
+ * the browser UI deliberately leaves out: it authenticates with the HttpOnly session cookie.
+ */
 export interface AuthResponse {
-  token: string;
   user: User;
 }
 

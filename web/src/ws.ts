@@ -21,9 +21,13 @@ export interface SocketHandlers {
   unauthorized(): void;
 }
 
-export function wsUrl(token: string, loc: Location = location): string {
+/**
+ * The WebSocket endpoint of this origin. No credential in the URL: the browser sends the HttpOnly
+ * session cookie with the upgrade request (and the server checks its Origin).
+ */
+export function wsUrl(loc: Location = location): string {
   const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:';
-  return `${scheme}//${loc.host}/ws?token=${encodeURIComponent(token)}`;
+  return `${scheme}//${loc.host}/ws`;
 }
 
 export class Socket {

@@ -11,7 +11,10 @@
 use std::{
     collections::HashMap,
     convert::Infallible,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -39,6 +42,26 @@ pub struct FakeLlm {
     pub requests: Arc<Mutex<HashMap<String, usize>>>,
     /// The last request bodies.
     pub bodies: Arc<Mutex<Vec<Value>>>,
+    /// Streams being answered right now, and the most ever at once.
+    pub active: Arc<AtomicUsize>,
+    pub max_active: Arc<AtomicUsize>,
+}
+
+/// Counts one stream as running while it lives (its body is being sent).
+struct Running(Arc<AtomicUsize>);
+
+impl Running {
+    fn start(fake: &FakeLlm) -> Running {
+        let now = fake.active.fetch_add(1, Ordering::SeqCst) + 1;
+        fake.max_active.fetch_max(now, Ordering::SeqCst);
+        Running(fake.active.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl FakeLlm {
@@ -54,6 +77,16 @@ impl FakeLlm {
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         (fake, url)
+    }
+
+    /// The most streams that were ever answered at the same time.
+    pub fn max_concurrent(&self) -> usize {
+        self.max_active.load(Ordering::SeqCst)
+    }
+
+    /// Streams being answered right now.
+    pub fn concurrent(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
     }
 
     pub fn count(&self, model: &str) -> usize {
@@ -209,6 +242,7 @@ async fn respond(fake: &FakeLlm, wire: Wire, model: String, body: Value) -> Resp
         )],
     };
     let head = events;
+    let running = Running::start(fake);
     let hang = model == "hang";
     let disconnect = model == "disconnect";
     let body = stream::unfold(
@@ -245,6 +279,11 @@ async fn respond(fake: &FakeLlm, wire: Wire, model: String, body: Value) -> Resp
         },
     );
     let _: Option<Infallible> = None;
+    // The stream counts as running until its body is finished or dropped (client went away).
+    let body = futures_util::StreamExt::map(body, move |item| {
+        let _ = &running;
+        item
+    });
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, "no-cache")
