@@ -23,7 +23,7 @@ macro_rules! message_columns {
 }
 
 macro_rules! impl_store {
-    ($name:ident, $db:ty, $row:ty) => {
+    ($name:ident, $db:ty, $row:ty, $begin_write:literal) => {
         /// One backend's connection pool and queries.
         #[derive(Clone)]
         pub struct $name {
@@ -269,7 +269,10 @@ macro_rules! impl_store {
             }
 
             async fn insert_batch(&self, conn: &mut <$db as sqlx::Database>::Connection, batch: &[NewMessage]) -> Result<Vec<InsertOutcome>> {
-                let mut tx = sqlx::Connection::begin(conn).await?;
+                // The batch reads (idempotency lookup) before it writes: on SQLite it must hold
+                // the write lock from the start, or a commit by another connection in between
+                // fails it with BUSY_SNAPSHOT, which no busy timeout waits out.
+                let mut tx = sqlx::Connection::begin_with(conn, $begin_write).await?;
                 let mut by_thread: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
                 for (i, m) in batch.iter().enumerate() {
                     by_thread.entry(m.thread_id.as_str()).or_default().push(i);
@@ -364,8 +367,13 @@ macro_rules! impl_store {
     };
 }
 
-impl_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow);
-impl_store!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow);
+impl_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    sqlx::sqlite::SqliteRow,
+    "BEGIN IMMEDIATE"
+);
+impl_store!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow, "BEGIN");
 
 impl SqliteStore {
     /// Messages of `thread` already stored under these client ids.

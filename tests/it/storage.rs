@@ -194,3 +194,49 @@ async fn storage_story_on_sqlite() {
 async fn storage_story_on_postgres() {
     story(&TestDb::postgres().await).await;
 }
+
+/// A group commit reads (its idempotency lookup) before it writes. On SQLite a commit by another
+/// connection in between (a thread created meanwhile) used to fail it with BUSY_SNAPSHOT, which
+/// marked the whole database down for every user; found by the audit battery.
+#[tokio::test]
+async fn creating_threads_while_messages_are_written_never_marks_sqlite_down() {
+    let app = crate::support::spawn_app_with(|s| {
+        s.limits.thread_rate_per_min = 0;
+        s.limits.send_rate_per_sec = 0;
+    })
+    .await;
+    let alice = app.register("alice").await;
+    let thread = app.create_thread(&alice, "busy").await;
+    let mut ws = app.ws(&alice).await;
+    ws.subscribe(&thread, None).await;
+    let sends = async {
+        for i in 0..400 {
+            ws.send_message(&thread, &format!("m{i}"), "hello").await;
+            if i % 20 == 0 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    };
+    let creates = async {
+        let all = (0..100).map(|i| {
+            app.post(
+                "/api/threads",
+                Some(&alice.token),
+                serde_json::json!({"title": format!("t{i}")}),
+            )
+        });
+        futures_util::future::join_all(all).await
+    };
+    let ((), created) = tokio::join!(sends, creates);
+    assert!(created.iter().all(|r| r.status() == 201));
+    let mut persisted = 0;
+    while persisted < 400 {
+        let f = ws.recv().await.expect("every send is acknowledged");
+        assert_ne!(f["type"], "status", "the database never went down: {f}");
+        if f["type"] == "ack" && f["status"] == "persisted" {
+            persisted += 1;
+        }
+    }
+    assert!(app.state.db.is_up());
+    assert_eq!(app.metric("db_connection_failures_total").await, 0.0);
+}
