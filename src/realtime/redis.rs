@@ -1,5 +1,6 @@
-//! The Redis broker: cross-instance fan-out over Redis pub/sub, with a minimal RESP client of
-//! its own (PUBLISH on one connection, SUBSCRIBE on another; no dependency, explicit timeouts).
+//! The Redis broker: cross-instance fan-out over Redis pub/sub, on the `redis` crate (a
+//! multiplexed connection that pipelines PUBLISH, a dedicated pub/sub connection that
+//! SUBSCRIBEs; explicit timeouts on both).
 //!
 //! * Publishing never blocks a request: events go into a bounded queue drained by a publisher
 //!   task; while Redis is unreachable they are dropped (and counted), and the threads they
@@ -18,12 +19,10 @@ use std::{
     time::Duration,
 };
 
+use futures_util::StreamExt;
+use redis::{AsyncConnectionConfig, aio::MultiplexedConnection};
 use serde::{Deserialize, Serialize};
-use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
-    net::TcpStream,
-    sync::mpsc,
-};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Broker, BrokerState, Event, Realtime, protocol};
@@ -32,149 +31,49 @@ use crate::{
     ops::metrics::Metrics,
 };
 
-/// Where Redis is and how to log in.
+/// Where Redis is, and the pub/sub channel.
 #[derive(Debug, Clone)]
 pub struct RedisTarget {
-    pub addr: String,
+    pub client: redis::Client,
     /// The pub/sub channel.
     pub channel: String,
-    pub password: Option<String>,
-    pub username: Option<String>,
-    pub db: u32,
 }
 
 impl RedisTarget {
     /// Parse `redis://[user:password@]host[:port][/db]`.
     pub fn parse(url: &str) -> anyhow::Result<RedisTarget> {
-        let rest = url.strip_prefix("redis://").ok_or_else(|| {
-            anyhow::anyhow!("EMERGENCE_BROKER_URL must start with redis:// (TLS is not supported)")
-        })?;
-        let (auth, hostpart) = match rest.rsplit_once('@') {
-            Some((a, h)) => (Some(a), h),
-            None => (None, rest),
-        };
-        let (hostport, db) = match hostpart.split_once('/') {
-            Some((h, d)) if !d.is_empty() => (
-                h,
-                d.parse()
-                    .map_err(|_| anyhow::anyhow!("bad Redis database number"))?,
-            ),
-            Some((h, _)) => (h, 0),
-            None => (hostpart, 0),
-        };
-        let addr = if hostport.contains(':') {
-            hostport.to_string()
-        } else {
-            format!("{hostport}:6379")
-        };
-        let (username, password) = match auth {
-            Some(a) => match a.split_once(':') {
-                Some((u, p)) => ((!u.is_empty()).then(|| u.to_string()), Some(p.to_string())),
-                None => (None, Some(a.to_string())),
-            },
-            None => (None, None),
-        };
+        if !url.starts_with("redis://") {
+            anyhow::bail!("EMERGENCE_BROKER_URL must start with redis:// (TLS is not supported)");
+        }
         Ok(RedisTarget {
-            addr,
+            client: redis::Client::open(url)?,
             channel: "emergence:events".into(),
-            password,
-            username,
-            db,
         })
     }
-}
 
-/// One RESP value.
-#[derive(Debug, Clone, PartialEq)]
-enum Resp {
-    Simple(String),
-    Error(String),
-    Int(i64),
-    Bulk(Option<Vec<u8>>),
-    Array(Vec<Resp>),
-}
-
-fn encode(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
+    /// A connection for commands (PUBLISH), within `timeout`.
+    async fn commands(&self, timeout: Duration) -> redis::RedisResult<MultiplexedConnection> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
     }
-    out
-}
 
-async fn read_value<R: AsyncBufReadExt + Unpin>(r: &mut R) -> std::io::Result<Resp> {
-    let mut line = Vec::new();
-    let n = r.read_until(b'\n', &mut line).await?;
-    if n == 0 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "redis closed the connection",
-        ));
-    }
-    let text = String::from_utf8_lossy(&line[1..line.len().saturating_sub(2).max(1)]).to_string();
-    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "bad RESP");
-    Ok(match line[0] {
-        b'+' => Resp::Simple(text),
-        b'-' => Resp::Error(text),
-        b':' => Resp::Int(text.parse().map_err(|_| bad())?),
-        b'$' => {
-            let len: i64 = text.parse().map_err(|_| bad())?;
-            if len < 0 {
-                Resp::Bulk(None)
-            } else {
-                let mut buf = vec![0u8; len as usize + 2];
-                r.read_exact(&mut buf).await?;
-                buf.truncate(len as usize);
-                Resp::Bulk(Some(buf))
-            }
-        }
-        b'*' => {
-            let len: i64 = text.parse().map_err(|_| bad())?;
-            let mut items = Vec::with_capacity(len.max(0) as usize);
-            for _ in 0..len.max(0) {
-                items.push(Box::pin(read_value(r)).await?);
-            }
-            Resp::Array(items)
-        }
-        _ => return Err(bad()),
-    })
-}
-
-/// Connect, authenticate and select the database, within `timeout`.
-async fn connect(target: &RedisTarget, timeout: Duration) -> anyhow::Result<BufReader<TcpStream>> {
-    let fut = async {
-        let stream = TcpStream::connect(&target.addr).await?;
-        stream.set_nodelay(true)?;
-        let mut conn = BufReader::new(stream);
-        if let Some(p) = &target.password {
-            let cmd = match &target.username {
-                Some(u) => encode(&[b"AUTH", u.as_bytes(), p.as_bytes()]),
-                None => encode(&[b"AUTH", p.as_bytes()]),
-            };
-            command(&mut conn, &cmd).await?;
-        }
-        if target.db != 0 {
-            command(
-                &mut conn,
-                &encode(&[b"SELECT", target.db.to_string().as_bytes()]),
-            )
-            .await?;
-        }
-        command(&mut conn, &encode(&[b"PING"])).await?;
-        Ok::<_, anyhow::Error>(conn)
-    };
-    tokio::time::timeout(timeout, fut)
-        .await
-        .map_err(|_| anyhow::anyhow!("connecting to Redis timed out"))?
-}
-
-async fn command(conn: &mut BufReader<TcpStream>, cmd: &[u8]) -> anyhow::Result<Resp> {
-    conn.get_mut().write_all(cmd).await?;
-    match read_value(conn).await? {
-        Resp::Error(e) => Err(anyhow::anyhow!("redis: {e}")),
-        v => Ok(v),
+    /// A subscribed pub/sub connection, within `timeout`.
+    async fn subscribed(
+        &self,
+        timeout: Duration,
+    ) -> anyhow::Result<(redis::aio::PubSubSink, redis::aio::PubSubStream)> {
+        let connect = async {
+            let (mut sink, stream) = self.client.get_async_pubsub().await?.split();
+            sink.subscribe(&self.channel).await?;
+            Ok::<_, redis::RedisError>((sink, stream))
+        };
+        Ok(tokio::time::timeout(timeout, connect)
+            .await
+            .map_err(|_| anyhow::anyhow!("connecting to Redis timed out"))??)
     }
 }
 
@@ -295,7 +194,7 @@ async fn publisher(
 ) {
     let mut attempt = 0u32;
     loop {
-        let mut conn = match connect(&target, IO_TIMEOUT).await {
+        let mut conn = match target.commands(IO_TIMEOUT).await {
             Ok(c) => {
                 attempt = 0;
                 c
@@ -329,13 +228,12 @@ async fn publisher(
                 resync: dropped,
             })
             .unwrap_or_default();
-            if command(
-                &mut conn,
-                &encode(&[b"PUBLISH", target.channel.as_bytes(), &hint]),
-            )
-            .await
-            .is_err()
-            {
+            let sent: redis::RedisResult<()> = redis::cmd("PUBLISH")
+                .arg(&target.channel)
+                .arg(hint)
+                .query_async(&mut conn)
+                .await;
+            if sent.is_err() {
                 continue;
             }
         }
@@ -351,23 +249,15 @@ async fn publisher(
                     Err(_) => break,
                 }
             }
-            let mut out = Vec::new();
+            let mut pipe = redis::pipe();
             for m in &batch {
-                out.extend_from_slice(&encode(&[b"PUBLISH", target.channel.as_bytes(), m]));
+                pipe.cmd("PUBLISH").arg(&target.channel).arg(m).ignore();
             }
-            let write = async {
-                conn.get_mut().write_all(&out).await?;
-                for _ in 0..batch.len() {
-                    if let Resp::Error(e) = read_value(&mut conn).await? {
-                        tracing::warn!(error = %e, "redis refused a PUBLISH");
-                    }
-                }
-                Ok::<_, std::io::Error>(())
-            };
-            match tokio::time::timeout(IO_TIMEOUT, write).await {
-                Ok(Ok(())) => broker.metrics.broker_published.add(batch.len() as u64),
-                _ => {
-                    tracing::warn!("broker publisher lost Redis");
+            let sent: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
+            match sent {
+                Ok(()) => broker.metrics.broker_published.add(batch.len() as u64),
+                Err(e) => {
+                    tracing::warn!(error = %e, "broker publisher lost Redis");
                     // What was in flight may be lost: mark its threads for re-reading.
                     for m in &batch {
                         mark_dropped(&broker, m);
@@ -402,19 +292,8 @@ async fn subscriber(
     let mut attempt = 0u32;
     let mut first = true;
     loop {
-        let conn = connect(&target, IO_TIMEOUT).await;
-        let mut conn = match conn {
-            Ok(mut c) => {
-                match command(&mut c, &encode(&[b"SUBSCRIBE", target.channel.as_bytes()])).await {
-                    Ok(_) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "SUBSCRIBE failed");
-                        attempt += 1;
-                        tokio::time::sleep(backoff_delay(attempt, 100, 5_000)).await;
-                        continue;
-                    }
-                }
-            }
+        let (mut sink, mut stream) = match target.subscribed(IO_TIMEOUT).await {
+            Ok(c) => c,
             Err(e) => {
                 attempt += 1;
                 if attempt == 1 {
@@ -434,39 +313,36 @@ async fn subscriber(
             resync_all(&realtime, &db, &broker.metrics).await;
         }
         first = false;
-        // Read pushes; a silent connection is checked with PING every 10 s.
+        // Read messages; a silent connection is checked with PING every 10 s.
         loop {
             let next = tokio::select! {
                 _ = stop.cancelled() => return,
-                v = tokio::time::timeout(Duration::from_secs(10), read_value(&mut conn)) => v,
+                m = tokio::time::timeout(Duration::from_secs(10), stream.next()) => m,
             };
             match next {
                 Err(_) => {
-                    // Idle: make sure the connection is alive (a subscribed PING answers "pong").
-                    if conn.get_mut().write_all(&encode(&[b"PING"])).await.is_err() {
+                    let pong: Result<redis::RedisResult<redis::Value>, _> =
+                        tokio::time::timeout(IO_TIMEOUT, sink.ping()).await;
+                    if !matches!(pong, Ok(Ok(_))) {
                         break;
                     }
-                    match tokio::time::timeout(IO_TIMEOUT, read_value(&mut conn)).await {
-                        Ok(Ok(v)) => handle_push(v, &broker, &realtime, &db).await,
-                        _ => break,
-                    }
                 }
-                Ok(Err(_)) => break,
-                Ok(Ok(v)) => handle_push(v, &broker, &realtime, &db).await,
+                Ok(None) => break,
+                Ok(Some(msg)) => {
+                    handle_message(msg.get_payload_bytes(), &broker, &realtime, &db).await
+                }
             }
         }
         broker.set_state(false, Some(&realtime), Some(&db));
     }
 }
 
-async fn handle_push(v: Resp, broker: &RedisBroker, realtime: &Arc<Realtime>, db: &Database) {
-    let Resp::Array(items) = v else { return };
-    if items.len() != 3 || items[0] != Resp::Bulk(Some(b"message".to_vec())) {
-        return;
-    }
-    let Resp::Bulk(Some(payload)) = &items[2] else {
-        return;
-    };
+async fn handle_message(
+    payload: &[u8],
+    broker: &RedisBroker,
+    realtime: &Arc<Realtime>,
+    db: &Database,
+) {
     if let Ok(env) = serde_json::from_slice::<Envelope>(payload) {
         if env.origin == broker.instance {
             return; // our own echo
@@ -520,42 +396,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_redis_urls() {
-        let t = RedisTarget::parse("redis://127.0.0.1:6379").unwrap();
-        assert_eq!(
-            (t.addr.as_str(), t.password, t.db),
-            ("127.0.0.1:6379", None, 0)
-        );
-        let t = RedisTarget::parse("redis://:secret@10.0.0.3/2").unwrap();
-        assert_eq!(
-            (t.addr.as_str(), t.password.as_deref(), t.db),
-            ("10.0.0.3:6379", Some("secret"), 2)
-        );
-        let t = RedisTarget::parse("redis://user:pw@h:1").unwrap();
-        assert_eq!(
-            (t.username.as_deref(), t.password.as_deref()),
-            (Some("user"), Some("pw"))
-        );
+    fn accepts_redis_urls_and_refuses_tls_ones() {
+        for url in [
+            "redis://127.0.0.1:6379",
+            "redis://:secret@10.0.0.3/2",
+            "redis://user:pw@h:1",
+        ] {
+            assert!(RedisTarget::parse(url).is_ok(), "{url}");
+        }
         assert!(RedisTarget::parse("rediss://x").is_err());
-    }
-
-    #[tokio::test]
-    async fn resp_round_trip_against_a_buffer() {
-        let data = b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$5\r\nhello\r\n:12\r\n-ERR no\r\n".to_vec();
-        let mut r = BufReader::new(&data[..]);
-        let v = read_value(&mut r).await.unwrap();
-        assert_eq!(
-            v,
-            Resp::Array(vec![
-                Resp::Bulk(Some(b"message".to_vec())),
-                Resp::Bulk(Some(b"c".to_vec())),
-                Resp::Bulk(Some(b"hello".to_vec()))
-            ])
-        );
-        assert_eq!(read_value(&mut r).await.unwrap(), Resp::Int(12));
-        assert_eq!(
-            read_value(&mut r).await.unwrap(),
-            Resp::Error("ERR no".into())
-        );
+        assert!(RedisTarget::parse("http://x").is_err());
     }
 }
