@@ -143,7 +143,7 @@ pub async fn submit(
             requester: user.uid.clone(),
             slot,
         }),
-        defer_publish: false,
+        stream_id: None,
     };
     state
         .writer

@@ -21,7 +21,7 @@ use hyper_util::{
     server::{conn::auto::Builder, graceful::GracefulShutdown},
     service::TowerToHyperService,
 };
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::mpsc};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tower_http::{
@@ -80,11 +80,17 @@ impl Application {
             settings.limits.concurrent_password_hashes,
         ));
         let members = Arc::new(Membership::default());
+        // The flow, one way: writer --Stored--> delivery --Stored--> agents; stream commands
+        // (cancel, snapshot requests) from realtime to the agents. Nobody calls back.
+        let (stored_tx, stored_rx) = mpsc::unbounded_channel();
+        let (to_agents, agents_rx) = mpsc::unbounded_channel();
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let realtime = Arc::new(Realtime::new(
             settings.database.ring_size,
             auth.clone(),
             members.clone(),
             metrics.clone(),
+            commands_tx,
         ));
         let broker = crate::realtime::broker::connect(
             &settings,
@@ -95,23 +101,24 @@ impl Application {
         )
         .context("configuring the broker")?;
         realtime.set_broker(broker);
-        let agents = Arc::new(Agents::new(&settings, metrics.clone()));
-        let publish_rt = realtime.clone();
-        let publish_agents = agents.clone();
         let writer_stop = CancellationToken::new();
         let (writer, writer_task) = MessageWriter::start(
             db.clone(),
             settings.database.pending_queue,
             settings.database.write_batch,
             metrics.clone(),
-            Arc::new(move |message, new, first| {
-                publish_rt.publish_message(message);
-                if first {
-                    publish_agents.on_stored(message, new);
-                }
-            }),
+            stored_tx,
             writer_stop.clone(),
         );
+        realtime.deliver(stored_rx, to_agents);
+        let agents = Arc::new(Agents::new(
+            &settings,
+            metrics.clone(),
+            realtime.clone(),
+            db.clone(),
+            writer.clone(),
+        ));
+        agents.listen(agents_rx, commands_rx, background.clone());
         // The writer outlives the drain: it stops after the final flush.
         let stop_writer = writer_stop.clone();
         let bg = background.clone();
@@ -132,7 +139,6 @@ impl Application {
             agents,
             web: Arc::new(crate::assets::WebUi::new(&settings)),
         };
-        state.agents.attach(state.clone());
         spawn_background(&state, background.clone());
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&addr)

@@ -173,8 +173,9 @@ pub struct NewMessage {
     pub completion_tokens: Option<i64>,
     /// What the message asks of the agents (not stored; acted on once, when first stored).
     pub agent: Option<AgentRequest>,
-    /// The writer must not publish it: its producer does (agent answers go out after `stream_end`).
-    pub defer_publish: bool,
+    /// The agent stream this message is the answer of (not stored; its `message` frame follows
+    /// that stream's `stream_end`).
+    pub stream_id: Option<String>,
 }
 
 /// Agent work a message asks for, with the requester's reserved answer slot.

@@ -1,6 +1,8 @@
 //! The message writer: every message goes through one queue and one task, which stores them in
 //! batches (group commit: one transaction for many concurrent senders, each message still getting
-//! its thread's next gapless `seq`) and publishes each stored message, in commit order.
+//! its thread's next gapless `seq`) and reports each stored message as a [`Stored`] event, in
+//! commit order, on the channel it was given. It knows nothing of who listens (delivery to
+//! sockets and other instances, the agents).
 //!
 //! While the database is down the queue keeps accepting sends up to its bound (acked `queued`),
 //! and flushes them in order when it returns. A repeated `(thread, client_id)` joins the entry
@@ -51,12 +53,24 @@ pub enum Rejection {
 /// Where events about a message go.
 pub type Reply = mpsc::UnboundedSender<WriteEvent>;
 
-/// Called with each newly stored message, in commit order.
+/// A message the writer stored, reported in commit order.
 ///
-/// Messages found already stored (`first == false`) are published too: a commit whose answer was
-/// lost to a network fault is only learned on the retry, and the hub drops what a subscriber
-/// already has, so publishing again is always safe.
-pub type Publish = Arc<dyn Fn(&Message, &NewMessage, bool) + Send + Sync>;
+/// Messages found already stored (`first == false`) are reported too: a commit whose answer was
+/// lost to a network fault is only learned on the retry, and delivery drops what a subscriber
+/// already has, so delivering again is always safe. What a message asks of the agents is acted
+/// on only when `first`.
+#[derive(Debug)]
+pub struct Stored {
+    pub message: Message,
+    pub first: bool,
+    /// What the message asks of the agents (with the requester's answer slot).
+    pub request: Option<super::AgentRequest>,
+    /// The agent stream this message answers (delivered right after that stream's end).
+    pub stream_id: Option<String>,
+}
+
+/// Where the writer reports what it stored.
+pub type StoredTx = mpsc::UnboundedSender<Stored>;
 
 /// The queue is full: the caller must answer `unavailable`.
 #[derive(Debug)]
@@ -88,6 +102,7 @@ struct Inner {
     capacity: usize,
     batch: usize,
     metrics: Arc<Metrics>,
+    stored: StoredTx,
 }
 
 impl MessageWriter {
@@ -96,7 +111,7 @@ impl MessageWriter {
         capacity: usize,
         batch: usize,
         metrics: Arc<Metrics>,
-        publish: Publish,
+        stored: StoredTx,
         shutdown: CancellationToken,
     ) -> (MessageWriter, tokio::task::JoinHandle<()>) {
         let writer = MessageWriter {
@@ -107,9 +122,10 @@ impl MessageWriter {
                 capacity,
                 batch: batch.max(1),
                 metrics,
+                stored,
             }),
         };
-        let task = tokio::spawn(writer.clone().run(publish, shutdown));
+        let task = tokio::spawn(writer.clone().run(shutdown));
         (writer, task)
     }
 
@@ -182,7 +198,7 @@ impl MessageWriter {
         }
     }
 
-    fn finish(&self, count: usize, outcomes: Vec<InsertOutcome>, publish: &Publish) {
+    fn finish(&self, count: usize, outcomes: Vec<InsertOutcome>) {
         let mut p = self.lock();
         let done: Vec<NewMessage> = p.items.drain(..count).collect();
         let mut notes = Vec::with_capacity(done.len());
@@ -199,20 +215,22 @@ impl MessageWriter {
             .metrics
             .db_pending_writes
             .set(p.items.len() as i64);
-        // Publish while holding the queue lock: commit order is fan-out order.
-        for (_, _, outcome, new) in &notes {
-            match outcome {
+        // Reported while holding the queue lock: commit order is delivery order.
+        for (_, _, outcome, new) in &mut notes {
+            let (message, first) = match outcome {
                 InsertOutcome::Inserted(message) => {
                     self.inner.metrics.messages_persisted.inc();
-                    if !new.defer_publish {
-                        publish(message, new, true);
-                    }
+                    (message.clone(), true)
                 }
-                InsertOutcome::Existing(message) if !new.defer_publish => {
-                    publish(message, new, false)
-                }
-                _ => {}
-            }
+                InsertOutcome::Existing(message) => (message.clone(), false),
+                _ => continue,
+            };
+            let _ = self.inner.stored.send(Stored {
+                message,
+                first,
+                request: new.agent.take(),
+                stream_id: new.stream_id.take(),
+            });
         }
         drop(p);
         for ((thread_id, client_id), replies, outcome, _) in notes {
@@ -262,7 +280,7 @@ impl MessageWriter {
             .set(p.items.len() as i64);
     }
 
-    async fn run(self, publish: Publish, shutdown: CancellationToken) {
+    async fn run(self, shutdown: CancellationToken) {
         let mut db_state = self.inner.db.watch();
         loop {
             let batch: Vec<NewMessage> = {
@@ -292,7 +310,7 @@ impl MessageWriter {
                 .run(|s| async move { s.insert_messages(&batch).await.map(|o| (batch, o)) })
                 .await;
             match result {
-                Ok((batch, outcomes)) => self.finish(batch.len(), outcomes, &publish),
+                Ok((batch, outcomes)) => self.finish(batch.len(), outcomes),
                 Err(StoreError::Unavailable(_)) => self.tell_queued(),
                 Err(e) => {
                     // A single bad message must not block the queue: write the batch one by one
@@ -308,7 +326,7 @@ impl MessageWriter {
                             })
                             .await
                         {
-                            Ok(outcomes) => self.finish(1, outcomes, &publish),
+                            Ok(outcomes) => self.finish(1, outcomes),
                             Err(StoreError::Unavailable(_)) => self.tell_queued(),
                             Err(e) => {
                                 tracing::error!(error = %e, "message refused by the database");

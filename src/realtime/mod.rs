@@ -1,15 +1,18 @@
-//! Real-time delivery: the WebSocket endpoint, the fan-out hub, and the broker that carries
-//! events between instances.
+//! Real-time delivery: the WebSocket endpoint, the fan-out hub, resumable agent streams, and the
+//! broker that carries events between instances.
 //!
 //! Every event (a stored message, a revocation, a membership change, an agent stream frame) is
 //! applied to this instance first and then handed to the broker for the others; an instance
-//! ignores its own echoes.
+//! ignores its own echoes. Stored messages arrive from the writer as [`Stored`] events
+//! ([`Realtime::deliver`]); stream commands (cancel, snapshot requests) leave as typed values on
+//! a channel to whoever runs streams, which this module does not know.
 
 pub mod broker;
 pub mod connection;
 pub mod hub;
 pub mod protocol;
 pub mod redis;
+pub mod streams;
 
 use std::{
     collections::HashMap,
@@ -20,6 +23,7 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 
 pub use broker::{Broker, BrokerState};
 pub use connection::routes;
@@ -27,15 +31,12 @@ pub use hub::{ConnHandle, Hub};
 use protocol::Frame;
 
 use crate::{
-    agents::streams::{Follow, StreamEvent, Streams},
     auth::Auth,
-    db::Message,
+    db::{Message, writer::Stored},
     ops::metrics::Metrics,
     threads::Membership,
 };
-
-/// Handles stream events addressed to the instance running the stream.
-pub type StreamControl = Arc<dyn Fn(&StreamEvent) + Send + Sync>;
+use streams::{Follow, StreamEvent, Streams};
 
 /// Something every instance must learn.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,7 +54,7 @@ pub enum Event {
         user_id: String,
     },
     /// Agent stream events (start, chunks, end, error) and requests to the running instance.
-    Stream(crate::agents::streams::StreamEvent),
+    Stream(StreamEvent),
 }
 
 impl Event {
@@ -128,7 +129,8 @@ pub struct Realtime {
     broker: OnceLock<Arc<dyn Broker>>,
     /// Agent streams known to this instance (running here or elsewhere).
     pub streams: Streams,
-    stream_control: OnceLock<StreamControl>,
+    /// Cancel and snapshot requests, for whoever runs streams on this instance.
+    stream_commands: mpsc::UnboundedSender<StreamEvent>,
     auth: Arc<Auth>,
     members: Arc<Membership>,
     pub metrics: Arc<Metrics>,
@@ -140,6 +142,7 @@ impl Realtime {
         auth: Arc<Auth>,
         members: Arc<Membership>,
         metrics: Arc<Metrics>,
+        stream_commands: mpsc::UnboundedSender<StreamEvent>,
     ) -> Self {
         Self {
             hub: Hub::new(ring_size),
@@ -147,7 +150,7 @@ impl Realtime {
             next_id: AtomicU64::new(1),
             broker: OnceLock::new(),
             streams: Streams::default(),
-            stream_control: OnceLock::new(),
+            stream_commands,
             auth,
             members,
             metrics,
@@ -195,16 +198,45 @@ impl Realtime {
                 {
                     b.publish(&Event::Stream(StreamEvent::SnapshotRequest { stream_id }));
                 }
-                if let Some(control) = self.stream_control.get() {
-                    control(e);
+                if matches!(
+                    e,
+                    StreamEvent::Cancel { .. } | StreamEvent::SnapshotRequest { .. }
+                ) {
+                    let _ = self.stream_commands.send(e.clone());
                 }
             }
         }
     }
 
-    /// Who acts on `cancel` and snapshot requests for streams running here (the agent runtime).
-    pub fn set_stream_control(&self, control: StreamControl) {
-        let _ = self.stream_control.set(control);
+    /// Deliver what the writer stores, in commit order (here and on every instance), then hand
+    /// each event on to `next` (the agents), so a question is delivered before its answer starts.
+    pub fn deliver(
+        self: &Arc<Self>,
+        mut stored: mpsc::UnboundedReceiver<Stored>,
+        next: mpsc::UnboundedSender<Stored>,
+    ) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            while let Some(s) = stored.recv().await {
+                match (&s.stream_id, s.first) {
+                    // An agent's answer: `stream_end` (carrying it), then the message.
+                    (Some(stream_id), true) => {
+                        me.publish(Event::Stream(StreamEvent::End {
+                            thread: s.message.thread_id.clone(),
+                            stream_id: stream_id.clone(),
+                            message: WireMessage::from(&s.message),
+                        }));
+                        me.publish_message(&s.message);
+                    }
+                    // A repeated answer was delivered with its stream already.
+                    (Some(_), false) => {}
+                    (None, _) => me.publish_message(&s.message),
+                }
+                if s.request.is_some() && next.send(s).is_err() {
+                    return;
+                }
+            }
+        });
     }
 
     /// Publish a stored message (fan-out here and on every instance).

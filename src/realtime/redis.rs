@@ -366,7 +366,7 @@ async fn resync_all(realtime: &Arc<Realtime>, db: &Database, metrics: &Metrics) 
     for stream_id in realtime.streams.ids() {
         if let Some(b) = realtime.broker() {
             b.publish(&Event::Stream(
-                crate::agents::streams::StreamEvent::SnapshotRequest { stream_id },
+                super::streams::StreamEvent::SnapshotRequest { stream_id },
             ));
         }
     }

@@ -24,7 +24,7 @@ fn new_message(thread: &str, client_id: &str, author: &str, body: &str) -> NewMe
         prompt_tokens: None,
         completion_tokens: None,
         agent: None,
-        defer_publish: false,
+        stream_id: None,
     }
 }
 

@@ -8,7 +8,9 @@ use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::Context;
 use serde::Deserialize;
 
-use crate::agents::AgentSettings;
+pub mod agents;
+
+pub use agents::{AgentSettings, ProviderSettings};
 
 /// A string that never shows up in `Debug` or logs.
 #[derive(Clone, Default, Deserialize, PartialEq, Eq)]
@@ -45,7 +47,7 @@ pub struct Settings {
     pub log: LogSettings,
     #[serde(rename = "agent")]
     pub agents: Vec<AgentSettings>,
-    pub providers: crate::agents::ProviderSettings,
+    pub providers: agents::ProviderSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -293,7 +295,7 @@ impl Default for Settings {
             realtime: RealtimeSettings::default(),
             web: WebSettings::default(),
             log: LogSettings::default(),
-            agents: crate::agents::default_agents(),
+            agents: agents::default_agents(),
             providers: Default::default(),
         }
     }
