@@ -33,6 +33,7 @@ pub mod limits;
 pub mod messages;
 pub mod ops;
 pub mod realtime;
+pub mod send;
 pub mod settings;
 pub mod startup;
 pub mod state;

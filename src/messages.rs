@@ -1,5 +1,5 @@
-//! Messages: history over HTTP, and sending — the one path (shared by HTTP and WebSocket) that
-//! authorises a send, applies the per-user rate limit and hands the message to the writer.
+//! Messages as an HTTP resource: history (from the database, or from the ring of recent
+//! messages during an outage) and `POST` of a message, which takes the one send path (`send`).
 
 use std::{collections::HashMap, time::Duration};
 
@@ -13,20 +13,19 @@ use axum::{
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::db::{AgentRequest, AgentWork};
 use crate::{
-    auth::{Claims, CurrentUser},
+    auth::CurrentUser,
     db::{
-        Author, AuthorKind, NewMessage, Page, StoreError, now_ms,
-        writer::{Rejection, Reply, WriteEvent},
+        Page,
+        writer::{Rejection, WriteEvent},
     },
     domain::{ClientId, MessageBody},
     error::ApiError,
     http::json::{Fields, JsonObject},
-    limits::retry_after_secs,
     realtime::protocol::message_json,
+    send::{AgentAsk, SendRequest, submit},
     state::AppState,
-    threads::{is_member, member_thread},
+    threads::member_thread,
 };
 
 pub fn routes() -> Router<AppState> {
@@ -34,123 +33,6 @@ pub fn routes() -> Router<AppState> {
         "/api/threads/{id}/messages",
         get(history).post(post_message),
     )
-}
-
-/// A send, parsed.
-#[derive(Debug, Clone)]
-pub struct SendRequest {
-    pub thread: String,
-    pub client_id: ClientId,
-    pub body: MessageBody,
-    pub agent: Option<AgentAsk>,
-}
-
-/// What a send asks of the agents.
-#[derive(Debug, Clone)]
-pub enum AgentAsk {
-    /// One agent answers (an unknown agent is `not_found`).
-    Answer(String),
-    /// Agents debate in turn (their ids are checked by the caller).
-    Debate { agents: Vec<String>, rounds: u32 },
-}
-
-/// Why a send was refused before reaching the writer.
-#[derive(Debug, Clone)]
-pub enum SendError {
-    NotFound(&'static str),
-    Unavailable {
-        retry_after_ms: u64,
-    },
-    RateLimited {
-        retry_after_ms: u64,
-    },
-    /// The request is malformed in a way only known after lookups (e.g. a debate's agents).
-    Validation(String),
-    /// A per-user concurrency limit (agent streams) is reached.
-    TooMany(String),
-}
-
-/// Authorise, rate-limit and queue a send; the outcome arrives on `reply`.
-pub async fn submit(
-    state: &AppState,
-    user: &Claims,
-    req: SendRequest,
-    reply: Reply,
-) -> Result<(), SendError> {
-    match is_member(state, &req.thread, &user.uid).await {
-        Ok(true) => {}
-        Ok(false) => return Err(SendError::NotFound("thread not found")),
-        Err(StoreError::Unavailable(_)) => {
-            return Err(SendError::Unavailable {
-                retry_after_ms: 2000,
-            });
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "membership check failed");
-            return Err(SendError::Unavailable {
-                retry_after_ms: 2000,
-            });
-        }
-    }
-    if let Some(AgentAsk::Answer(agent)) = &req.agent
-        && !state.agents.knows(agent)
-    {
-        return Err(SendError::NotFound("unknown agent"));
-    }
-    if let Err(wait) = state.limits.send.check(&user.uid) {
-        state.metrics.rate_limited.with(&["send"]).inc();
-        return Err(SendError::RateLimited {
-            retry_after_ms: wait.as_millis().max(1) as u64,
-        });
-    }
-    // An agent request takes its answer slot now, atomically; the slot travels with the message
-    // to the job that runs it, and comes back when every copy is dropped.
-    let slot = match &req.agent {
-        Some(_) => Some(
-            state
-                .limits
-                .answers
-                .reserve(&user.uid)
-                .await
-                .map_err(|limit| {
-                    state.metrics.rate_limited.with(&["agents"]).inc();
-                    SendError::TooMany(format!(
-                        "at most {limit} agent answers may run at once per user"
-                    ))
-                })?,
-        ),
-        None => None,
-    };
-    let message = NewMessage {
-        id: uuid::Uuid::now_v7().to_string(),
-        thread_id: req.thread,
-        client_id: req.client_id.as_str().to_string(),
-        author: Author {
-            kind: AuthorKind::User,
-            id: user.uid.clone(),
-            name: user.name.clone(),
-        },
-        body: req.body.into_string(),
-        created_at: now_ms(),
-        status: None,
-        prompt_tokens: None,
-        completion_tokens: None,
-        agent: req.agent.zip(slot).map(|(ask, slot)| AgentRequest {
-            work: match ask {
-                AgentAsk::Answer(agent) => AgentWork::Answer { agent },
-                AgentAsk::Debate { agents, rounds } => AgentWork::Debate { agents, rounds },
-            },
-            requester: user.uid.clone(),
-            slot,
-        }),
-        stream_id: None,
-    };
-    state
-        .writer
-        .submit(message, reply)
-        .map_err(|_| SendError::Unavailable {
-            retry_after_ms: 1000,
-        })
 }
 
 async fn post_message(
@@ -178,24 +60,7 @@ async fn post_message(
     let (tx, mut rx) = mpsc::unbounded_channel();
     submit(&state, &user.claims, req, tx)
         .await
-        .map_err(|e| match e {
-            SendError::NotFound("unknown agent") => ApiError::field("agent", "unknown agent"),
-            SendError::NotFound(_) => ApiError::NotFound,
-            SendError::Unavailable { retry_after_ms } => ApiError::Unavailable {
-                retry_after_secs: retry_after_ms.div_ceil(1000),
-            },
-            SendError::RateLimited { retry_after_ms } => ApiError::RateLimited {
-                retry_after_secs: retry_after_secs(Duration::from_millis(retry_after_ms)),
-                policy: state.limits.send.policy(),
-                message: "too many messages; slow down".into(),
-            },
-            SendError::Validation(why) => ApiError::field("agent", why),
-            SendError::TooMany(why) => ApiError::RateLimited {
-                retry_after_secs: 1,
-                policy: format!("{};w=1", state.settings.limits.agent_streams_per_user),
-                message: why,
-            },
-        })?;
+        .map_err(|e| e.into_api_error(&state, "agent"))?;
     let first = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
     match first {
         Ok(Some(WriteEvent::Persisted { message, existed })) => {

@@ -1,6 +1,5 @@
-//! The agents' HTTP surface (`GET /api/agents`, `POST /api/threads/{id}/debate`) and the two
-//! requests that both HTTP and WebSocket make: start a debate (an ordinary send that asks for
-//! one) and cancel a stream.
+//! The agents' HTTP surface: `GET /api/agents` and `POST /api/threads/{id}/debate` (a debate
+//! starts through the one send path, `send::start_debate`, like the WebSocket frame).
 
 use std::time::Duration;
 
@@ -15,15 +14,13 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::{
-    auth::{Claims, CurrentUser},
+    auth::CurrentUser,
     db::writer::WriteEvent,
     domain::{ClientId, MessageBody},
     error::ApiError,
     http::json::{Fields, JsonObject},
-    messages::SendError,
-    realtime::{Event, protocol::ErrorFrame, streams::StreamEvent},
+    send::start_debate,
     state::AppState,
-    threads::is_member,
 };
 
 pub fn routes() -> Router<AppState> {
@@ -84,23 +81,7 @@ async fn post_debate(
         tx,
     )
     .await
-    .map_err(|e| match e {
-        SendError::NotFound(_) => ApiError::NotFound,
-        SendError::Validation(why) => ApiError::field("agents", why),
-        SendError::Unavailable { retry_after_ms } => ApiError::Unavailable {
-            retry_after_secs: retry_after_ms.div_ceil(1000),
-        },
-        SendError::RateLimited { retry_after_ms } => ApiError::RateLimited {
-            retry_after_secs: retry_after_ms.div_ceil(1000).max(1),
-            policy: state.limits.send.policy(),
-            message: "too many messages; slow down".into(),
-        },
-        SendError::TooMany(why) => ApiError::RateLimited {
-            retry_after_secs: 1,
-            policy: format!("{};w=1", state.settings.limits.agent_streams_per_user),
-            message: why,
-        },
-    })?;
+    .map_err(|e| e.into_api_error(&state, "agents"))?;
     // Wait briefly for the topic to be stored, to report conflicts.
     if let Ok(Some(WriteEvent::Rejected {
         reason: crate::db::writer::Rejection::ClientIdTaken,
@@ -115,53 +96,4 @@ async fn post_debate(
         StatusCode::ACCEPTED,
         Json(json!({"client_id": cid, "status": "accepted"})),
     ))
-}
-
-/// Store the topic as the sender's message (idempotent by `client_id`) and, when it is first
-/// stored, let the agents answer in turn for `rounds` rounds.
-#[allow(clippy::too_many_arguments)]
-pub async fn start_debate(
-    state: &AppState,
-    user: &Claims,
-    thread: String,
-    client_id: ClientId,
-    topic: MessageBody,
-    agents: Vec<String>,
-    rounds: u32,
-    reply: crate::db::writer::Reply,
-) -> Result<(), SendError> {
-    if let Some(unknown) = agents.iter().find(|a| !state.agents.knows(a)) {
-        return Err(SendError::Validation(format!("unknown agent {unknown:?}")));
-    }
-    // The topic is an ordinary send (membership, limits, idempotency) that asks for a debate.
-    let req = crate::messages::SendRequest {
-        thread,
-        client_id,
-        body: topic,
-        agent: Some(crate::messages::AgentAsk::Debate { agents, rounds }),
-    };
-    crate::messages::submit(state, user, req, reply).await
-}
-
-/// Stop a stream (or the debate it belongs to), from any member, on any instance.
-pub async fn cancel(state: &AppState, user: &Claims, stream_id: &str) -> Result<(), ErrorFrame> {
-    let not_found = || ErrorFrame::new("not_found", "no such stream");
-    let Some(stream) = state.realtime.streams.get(stream_id) else {
-        return Err(not_found());
-    };
-    match is_member(state, &stream.thread, &user.uid).await {
-        Ok(true) => {}
-        Ok(false) => return Err(not_found()),
-        Err(_) => {
-            return Err(
-                ErrorFrame::new("unavailable", "the database is unavailable; retry later")
-                    .retry_after(2000),
-            );
-        }
-    }
-    // A typed command to whichever instance runs the stream (this one included).
-    state.realtime.publish(Event::Stream(StreamEvent::Cancel {
-        stream_id: stream_id.to_string(),
-    }));
-    Ok(())
 }

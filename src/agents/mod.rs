@@ -9,5 +9,5 @@ pub mod providers;
 mod turn;
 
 pub use crate::settings::agents::{AgentSettings, ProviderSettings, default_agents};
-pub use http::{cancel, routes, start_debate};
+pub use http::routes;
 pub use jobs::Agents;

@@ -44,7 +44,7 @@ use crate::{
     error::ApiError,
     http::client_ip::ClientIp,
     limits::{CapExceeded, ConnectionSlot, client_key, retry_after_secs},
-    messages::{SendError, SendRequest, submit},
+    send::{SendError, SendRequest, submit},
     state::AppState,
     threads::is_member,
 };
@@ -602,7 +602,7 @@ impl Session {
                     thread,
                     client_id,
                     body,
-                    agent: agent.map(crate::messages::AgentAsk::Answer),
+                    agent: agent.map(crate::send::AgentAsk::Answer),
                 };
                 let reply = self.reply();
                 if let Err(e) = submit(&self.state, &self.claims, req, reply).await {
@@ -618,7 +618,7 @@ impl Session {
             } => {
                 let cid = client_id.as_str().to_string();
                 let reply = self.reply();
-                if let Err(e) = crate::agents::start_debate(
+                if let Err(e) = crate::send::start_debate(
                     &self.state,
                     &self.claims,
                     thread,
@@ -634,7 +634,8 @@ impl Session {
                 }
             }
             ClientFrame::Cancel { stream_id } => {
-                if let Err(e) = crate::agents::cancel(&self.state, &self.claims, &stream_id).await {
+                if let Err(e) = super::streams::cancel(&self.state, &self.claims, &stream_id).await
+                {
                     self.error(e);
                 }
             }
@@ -658,6 +659,7 @@ impl Session {
                 return self.strike();
             }
             SendError::Validation(why) => ErrorFrame::new("validation", why),
+            SendError::UnknownAgent => ErrorFrame::new("not_found", "unknown agent"),
             SendError::TooMany(why) => ErrorFrame::new("rate_limited", why).retry_after(1000),
         };
         self.error(frame.client(Some(client_id)));

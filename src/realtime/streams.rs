@@ -16,8 +16,9 @@ use serde_json::json;
 use crate::realtime::{
     WireMessage,
     hub::{ConnHandle, Hub},
-    protocol::{Frame, message_json},
+    protocol::{ErrorFrame, Frame, message_json},
 };
+use crate::{auth::Claims, state::AppState, threads::is_member};
 
 /// Everything that happens to a stream, applied on every instance.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -331,4 +332,29 @@ fn snapshot_frame(thread: &str, stream_id: &str, text: &str, offset: usize) -> F
         json!({"type": "stream_snapshot", "thread": thread, "stream_id": stream_id, "text": text, "offset": offset})
             .to_string(),
     )
+}
+
+/// Stop a stream (or the debate it belongs to), from any member, on any instance.
+pub async fn cancel(state: &AppState, user: &Claims, stream_id: &str) -> Result<(), ErrorFrame> {
+    let not_found = || ErrorFrame::new("not_found", "no such stream");
+    let Some(stream) = state.realtime.streams.get(stream_id) else {
+        return Err(not_found());
+    };
+    match is_member(state, &stream.thread, &user.uid).await {
+        Ok(true) => {}
+        Ok(false) => return Err(not_found()),
+        Err(_) => {
+            return Err(
+                ErrorFrame::new("unavailable", "the database is unavailable; retry later")
+                    .retry_after(2000),
+            );
+        }
+    }
+    // A typed command to whichever instance runs the stream (this one included).
+    state
+        .realtime
+        .publish(super::Event::Stream(StreamEvent::Cancel {
+            stream_id: stream_id.to_string(),
+        }));
+    Ok(())
 }
