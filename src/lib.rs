@@ -1,9 +1,11 @@
 //! Emergence: a self-hosted, real-time, multi-agent AI chat server.
 //!
-//! A message's path: HTTP `POST` or WebSocket `send` → [`messages`] (authorise, rate-limit) →
-//! [`db::writer`] (queue, group commit, gapless `seq`) → [`realtime`] (hub fan-out here, broker
-//! to other instances) → each subscriber's connection task, which writes what is queued for its
-//! socket in one go. [`agents`] answer messages that name them; [`ops`] measures all of it.
+//! A message's path (docs/architecture.md draws it): HTTP `POST` ([`messages`]) or WebSocket
+//! `send` ([`realtime::connection`]) → [`send`] (authorise, rate-limit, reserve an answer slot) →
+//! [`db::writer`] (queue, group commit, gapless `seq`), which reports a `Stored` event →
+//! [`realtime`] delivers it (hub fan-out here, broker to other instances) and hands requests for
+//! agents on to [`agents`], whose answers take the same write path. Each subscriber's connection
+//! task writes what is queued for its socket in one go. [`ops`] measures all of it.
 
 /// The allocator: jemalloc, whose background thread returns freed memory to the system after a
 /// burst (glibc malloc keeps it; mimalloc costs more per idle connection): measured side by side
