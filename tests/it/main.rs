@@ -6,6 +6,7 @@ mod agents;
 mod auth;
 mod authz;
 mod chat;
+mod early_answers;
 mod frames;
 mod fuzz;
 mod hardening;
