@@ -13,6 +13,7 @@ mod hardening;
 mod lifecycle;
 mod metrics;
 mod ops_cli;
+mod readiness;
 mod resilience;
 mod scale;
 mod security;
