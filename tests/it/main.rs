@@ -4,6 +4,7 @@ mod support;
 
 mod agents;
 mod auth;
+mod backup;
 mod authz;
 mod chat;
 mod early_answers;
