@@ -221,11 +221,7 @@ async fn restore_sqlite(path: &Path, from: &Path, force: bool) -> anyhow::Result
     Ok(contents)
 }
 
-fn refuse_unless_empty(
-    what: String,
-    held: Option<Contents>,
-    force: bool,
-) -> anyhow::Result<()> {
+fn refuse_unless_empty(what: String, held: Option<Contents>, force: bool) -> anyhow::Result<()> {
     match held {
         Some(c) if !c.is_empty() && !force => bail!(
             "{what} holds {c}: refusing to overwrite it (restore into an empty database, or \

@@ -7,8 +7,7 @@ use std::{collections::BTreeMap, path::Path, time::Duration};
 use serde_json::{Value, json};
 
 use crate::support::{
-    TestApp, TestDb, TestUser, process::BUILT, spawn_app, spawn_pg_app_with, start,
-    test_settings,
+    TestApp, TestDb, TestUser, process::BUILT, spawn_app, spawn_pg_app_with, start, test_settings,
 };
 
 const PASSWORD: &str = "correct horse battery";
@@ -30,18 +29,33 @@ async fn a_postgres_backup_taken_while_serving_restores_every_thread_and_message
 async fn backup_restore_story(source: TestApp, fresh: TestDb) {
     let users = populate(&source).await;
     let before = snapshot(&source, &users).await;
-    let messages: usize = before.values().map(count_messages).sum();
-    assert!(messages >= 8, "a populated server: {before:#?}");
+    let seen: usize = before.values().map(count_messages).sum();
+    assert!(seen >= 8, "a populated server: {before:#?}");
 
     let dir = std::env::temp_dir().join(format!("emergence-backup-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("emergence.backup");
 
     // Taken while the source keeps serving.
-    let out = emergence(&["backup", "--out", file.to_str().unwrap()], &source.database_url).await;
+    let started = std::time::Instant::now();
+    let out = emergence(
+        &["backup", "--out", file.to_str().unwrap()],
+        &source.database_url,
+    )
+    .await;
     assert!(out.ok, "backup: {}", out.text);
     assert!(out.text.contains("3 users"), "{}", out.text);
-    let again = emergence(&["backup", "--out", file.to_str().unwrap()], &source.database_url).await;
+    eprintln!(
+        "backup ({seen} messages as the users see them): {} bytes in {:?}: {}",
+        std::fs::metadata(&file).unwrap().len(),
+        started.elapsed(),
+        out.text.trim()
+    );
+    let again = emergence(
+        &["backup", "--out", file.to_str().unwrap()],
+        &source.database_url,
+    )
+    .await;
     assert!(
         !again.ok && again.text.contains("already exists"),
         "a backup never overwrites: {}",
@@ -143,8 +157,20 @@ async fn populate(app: &TestApp) -> Vec<TestUser> {
         }
     };
     send(&alice, &plans, "a1", json!({"body": "first, no agent"})).await;
-    send(&bob, &plans, "b1", json!({"body": "  trimmed \n\tunicode ✓  "})).await;
-    send(&alice, &plans, "a2", json!({"body": "Anima, your view?", "agent": "anima"})).await;
+    send(
+        &bob,
+        &plans,
+        "b1",
+        json!({"body": "  trimmed \n\tunicode ✓  "}),
+    )
+    .await;
+    send(
+        &alice,
+        &plans,
+        "a2",
+        json!({"body": "Anima, your view?", "agent": "anima"}),
+    )
+    .await;
     send(&bob, &solo, "s1", json!({"body": "note to self"})).await;
     send(&bob, &solo, "s2", json!({"body": "x".repeat(16_384)})).await;
     // The agent's answer is stored too (a message authored by an agent).

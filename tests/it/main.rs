@@ -4,8 +4,8 @@ mod support;
 
 mod agents;
 mod auth;
-mod backup;
 mod authz;
+mod backup;
 mod chat;
 mod early_answers;
 mod frames;
