@@ -345,19 +345,13 @@ async fn serve(
                 return Either::Left(std::future::ready(Ok(response)));
             }
             req.extensions_mut().insert(ConnectInfo(peer));
-            if !linger {
-                return Either::Right(Either::Left(
-                    app.clone().oneshot(req.map(axum::body::Body::new)),
-                ));
-            }
-            let announced = linger::announced_length(&req);
-            let req = req.map(|body| axum::body::Body::new(linger::Lingering::new(body, drain)));
-            Either::Right(Either::Right(app.clone().oneshot(req).map_ok(
-                move |mut response| {
+            let (req, announced) = drain.wrap(req, linger);
+            Either::Right(app.clone().oneshot(req).map_ok(move |mut response| {
+                if linger {
                     drain.mark_close_if_undrainable(announced, &mut response);
-                    response
-                },
-            )))
+                }
+                response
+            }))
         });
         let conn = builder.serve_connection_with_upgrades(
             TokioIo::new(stream),

@@ -46,6 +46,23 @@ impl DrainBounds {
                 .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
     }
 
+    /// The request as the router takes it, with its announced length. When `linger`, its body
+    /// drains itself if it is dropped unread.
+    pub fn wrap(
+        &self,
+        req: Request<Incoming>,
+        linger: bool,
+    ) -> (Request<axum::body::Body>, Option<u64>) {
+        let announced = announced_length(&req);
+        let bounds = *self;
+        let req = if linger {
+            req.map(|body| axum::body::Body::new(Lingering::new(body, bounds)))
+        } else {
+            req.map(axum::body::Body::new)
+        };
+        (req, announced)
+    }
+
     /// Mark an answer `Connection: close` when the request announced more body than will be
     /// drained (no route reads more than 1 MiB, and one that refuses an announced oversize body
     /// reads none of it), so the client knows not to reuse the connection.
@@ -59,7 +76,7 @@ impl DrainBounds {
 }
 
 /// The Content-Length a request announced.
-pub fn announced_length<B>(req: &Request<B>) -> Option<u64> {
+fn announced_length<B>(req: &Request<B>) -> Option<u64> {
     req.headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
