@@ -848,8 +848,8 @@ def render_markdown(results: dict, rows: list[dict]) -> str:
             lines.append(f"| {k} | {v['open_at_end']} | {v['rss_before_kib']} | {v['rss_peak_kib']} | "
                          f"{v['rss_after_close_kib']} | {fmt(v['kib_per_connection'])} |")
     if "coldstart" in sc and "runs" in sc["coldstart"]:
-        lines += ["", "(4) cold start (ms, median of the runs; Emergence's /readyz answers 200 \"degraded\" "
-                      "before its database is up, \"ready\" after):", "",
+        lines += ["", "(4) cold start (ms, median of the runs; Emergence's /readyz answers 503 \"starting\" "
+                      "until its first database attempt has ended, then 200 \"ready\"):", "",
                   "| system | runs | first 200 | ready |", "|---|---:|---:|---:|"]
         c = sc["coldstart"]
         for k, v in c["runs"].items():

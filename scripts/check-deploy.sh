@@ -12,7 +12,11 @@
 #   - deploy/grafana/dashboard.json: schemaVersion 39, Prometheus datasource
 #     variable, every panel query is valid PromQL;
 #   - Dockerfile: the final stage runs ["emergence", "serve"] (ENTRYPOINT +
-#     CMD, exec form) as a non-root user.
+#     CMD, exec form) as a non-root user;
+#   - deploy/cloudbuild.yaml (the deploy pipeline): build, push, deploy with no
+#     traffic, `emergence verify` against that revision, then the traffic
+#     shift, in that order, the shift waiting for verify, and verify's exit code
+#     not ignored; verify's flags exist in src/cli/verify.rs.
 #
 # Usage: scripts/check-deploy.sh   (from anywhere; exit status 0 = all good)
 # Installs promtool (Debian package `prometheus`) and PyYAML when missing.
@@ -439,5 +443,152 @@ promtool check rules "$WORK/policies_rules.yml" >/dev/null \
 step "promtool test rules: the Cloud Monitoring policies pass the alert tests of alerts_test.yml"
 promtool test rules "$WORK/policies_test.yml" \
     || fail "alert-policies.json: the policies do not behave like the alerts of alerts.yml"
+
+# --- deploy pipeline (Python) -------------------------------------------------
+step "deploy/cloudbuild.yaml: build, deploy with no traffic, verify, then shift traffic"
+python3 - <<'PY' || fail "deploy/cloudbuild.yaml checks failed (see the FAIL lines above)"
+import re
+import sys
+
+import yaml
+
+errors = []
+
+
+def err(msg):
+    errors.append(msg)
+    print(f"  FAIL: {msg}")
+
+
+def ok(msg):
+    print(f"  ok: {msg}")
+
+
+try:
+    with open("deploy/cloudbuild.yaml", encoding="utf-8") as fh:
+        build = yaml.safe_load(fh) or {}
+except FileNotFoundError:
+    err("missing file: deploy/cloudbuild.yaml")
+    sys.exit(1)
+steps = build.get("steps") or []
+subs = build.get("substitutions") or {}
+
+
+def command(step):
+    """The step's command line as one string (entrypoint + args)."""
+    parts = [step.get("entrypoint") or ""] + [str(a) for a in step.get("args") or []]
+    return " ".join(parts)
+
+
+def expand(text):
+    """User substitutions expanded (twice: _IMAGE refers to others)."""
+    for _ in range(2):
+        text = re.sub(r"\$\{?(_[A-Z0-9_]+)\}?", lambda m: str(subs.get(m.group(1), m.group(0))), text)
+    return text
+
+
+def find(what, pred):
+    found = [i for i, s in enumerate(steps) if pred(s, expand(command(s)))]
+    if len(found) != 1:
+        err(f"expected exactly one {what} step, found {len(found)}")
+        return None
+    return found[0]
+
+
+image = expand(str(subs.get("_IMAGE", "")))
+if not image:
+    err("substitutions: _IMAGE (the image reference) is missing")
+build_i = find("docker build", lambda s, c: re.search(r"(^|\s)build\s", c) and "docker" in s.get("name", "") and image in c)
+push_i = find("docker push", lambda s, c: re.search(r"(^|\s)push\s", c) and image in c)
+deploy_i = find("gcloud run deploy", lambda s, c: re.search(r"\brun deploy\b", c))
+verify_i = find("emergence verify", lambda s, c: re.search(r"\bemergence verify\b|^ ?verify\b", c))
+shift_i = find("traffic shift", lambda s, c: "update-traffic" in c)
+
+if build_i is not None:
+    args = [str(a) for a in steps[build_i].get("args") or []]
+    dockerfile = args[args.index("--file") + 1] if "--file" in args else "Dockerfile"
+    if dockerfile != "Dockerfile" or args[-1] != ".":
+        err("the build step must build the repository's Dockerfile with the repository as context")
+    else:
+        ok("build: the repository's Dockerfile")
+if deploy_i is not None:
+    c = expand(command(steps[deploy_i]))
+    if "--no-traffic" not in c:
+        err("the deploy step must deploy with --no-traffic (users stay on the current revision)")
+    if not re.search(r"--tag[= ]candidate\b", c):
+        err("the deploy step must tag the revision (--tag=candidate) so verify can reach it")
+    if f"--image={image}" not in c and f"--image {image}" not in c:
+        err("the deploy step must deploy the image built by this pipeline")
+    if "--no-traffic" in c and "--tag" in c:
+        ok("deploy: a tagged revision with no traffic")
+if verify_i is not None:
+    v = steps[verify_i]
+    c = expand(command(v))
+    if expand(str(v.get("name", ""))) != image:
+        err("the verify step must run the image this pipeline built (its own emergence verify)")
+    if "candidate_url" not in c and "candidate---" not in c:
+        err("verify must check the candidate revision's tagged URL, not the live service")
+    if v.get("allowFailure") or v.get("allowExitCodes"):
+        err("verify's exit code is the gate: no allowFailure / allowExitCodes on its step")
+    if re.search(r"\|\|\s*true|;\s*true|set \+e", c):
+        err("verify's exit code is the gate: its command must not swallow a failure")
+    # Every flag used exists in src/cli/verify.rs.
+    with open("src/cli/verify.rs", encoding="utf-8") as fh:
+        fields = re.findall(r"pub ([a-z_]+):", fh.read())
+    known = {"--" + f.replace("_", "-") for f in fields}
+    used = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", c.split("verify", 1)[1]))
+    if not used <= known:
+        err(f"verify step: unknown flags {sorted(used - known)} (src/cli/verify.rs has {sorted(known)})")
+    if "--url" not in used:
+        err("verify step: --url is required")
+    if not errors:
+        ok(f"verify: the built image checks the candidate ({' '.join(sorted(used))})")
+if shift_i is not None:
+    c = expand(command(steps[shift_i]))
+    if "--to-latest" not in c and not re.search(r"--to-tags[= ]candidate=100", c):
+        err("the traffic step must move traffic to the verified revision (--to-latest or --to-tags candidate=100)")
+
+order = [build_i, push_i, deploy_i, verify_i, shift_i]
+if None not in order:
+    if order != sorted(order):
+        err("steps must run in this order: build, push, deploy (no traffic), verify, shift traffic")
+    else:
+        ok("order: build, push, deploy, verify, shift traffic")
+    # The dependency graph: the shift must (transitively) wait for verify, verify for the deploy.
+    ids = [s.get("id") for s in steps]
+    if None in ids or len(set(ids)) != len(ids):
+        err("every step needs a unique id")
+    else:
+        def deps(i):
+            w = steps[i].get("waitFor")
+            if w is None:  # default: every earlier step
+                return set(range(i))
+            if w == ["-"]:
+                return set()
+            return {ids.index(x) for x in w if x in ids}
+
+        def ancestors(i):
+            seen, todo = set(), [i]
+            while todo:
+                for d in deps(todo.pop()):
+                    if d not in seen:
+                        seen.add(d)
+                        todo.append(d)
+            return seen
+
+        if verify_i not in ancestors(shift_i):
+            err("the traffic shift must wait for the verify step (waitFor)")
+        elif deploy_i not in ancestors(verify_i) or push_i not in ancestors(deploy_i):
+            err("verify must wait for the deploy, and the deploy for the push")
+        else:
+            ok("the traffic shift waits for verify, which waits for the deploy")
+    for i, s in enumerate(steps):
+        c = expand(command(s))
+        if i != shift_i and "update-traffic" in c:
+            err(f"step {s.get('id')}: only the last step may move traffic")
+        if i < verify_i and re.search(r"\brun deploy\b", c) and "--no-traffic" not in c:
+            err(f"step {s.get('id')}: deploys before verify must not take traffic")
+sys.exit(1 if errors else 0)
+PY
 
 echo "check-deploy: all checks passed"

@@ -1,6 +1,7 @@
 //! `/healthz` (liveness: never touches the database) and `/readyz` (can this instance serve
-//! users? A down database only makes it `degraded`, still 200, so a platform does not kill
-//! instances that are still serving).
+//! users? `starting` until the first database connection attempt has ended; after that a down
+//! database only makes it `degraded`, still 200, so a platform does not kill instances that are
+//! still serving).
 
 use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use serde_json::json;
@@ -20,7 +21,13 @@ async fn healthz() -> Json<serde_json::Value> {
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let db = state.db.state().as_str();
     let broker = state.realtime.broker_state().as_str();
-    let (code, status) = match state.lifecycle.phase() {
+    let phase = match state.lifecycle.phase() {
+        // Before the first connection attempt has ended, "db down" would only mean "not tried
+        // yet": a load balancer must not send users to an instance that is about to be ready.
+        Phase::Serving if !state.db.first_attempt_ended() => Phase::Starting,
+        phase => phase,
+    };
+    let (code, status) = match phase {
         Phase::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting"),
         Phase::Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
         Phase::Serving if db == "up" && broker != "down" => (StatusCode::OK, "ready"),

@@ -15,7 +15,7 @@ use axum::{
     middleware::{self, Next},
     response::{IntoResponse, Response},
 };
-use futures_util::future::Either;
+use futures_util::{TryFutureExt, future::Either};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto::Builder, graceful::GracefulShutdown},
@@ -34,6 +34,7 @@ use crate::{
     auth::{Auth, SigningKey},
     db::{Database, DbState, writer::MessageWriter},
     error::ApiError,
+    http::linger::{self, DrainBounds},
     limits::Limits,
     ops::metrics::Metrics,
     realtime::{Realtime, protocol},
@@ -212,6 +213,7 @@ impl Application {
                 shutdown.clone(),
                 Duration::from_secs(1),
                 header_timeout(&state),
+                DrainBounds::new(&state.settings.server),
             ));
         }
         let app = router(state.clone(), !separate_metrics);
@@ -232,6 +234,7 @@ impl Application {
             shutdown.clone(),
             deadline,
             header_timeout(&state),
+            DrainBounds::new(&state.settings.server),
         ));
         shutdown.cancelled().await;
         let started = Instant::now();
@@ -300,6 +303,7 @@ async fn serve(
     shutdown: CancellationToken,
     deadline: Duration,
     header_timeout: Duration,
+    drain: DrainBounds,
 ) {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -337,11 +341,23 @@ async fn serve(
         let fast = fast_assets.clone();
         let service = tower::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             seen.store(true, Ordering::Relaxed);
+            // A body answered before it was read is drained after the answer, not reset under
+            // the client (crate::http::linger).
+            let linger = drain.applies_to(&req);
             if let Some(response) = fast.as_ref().and_then(|f| f.serve(&req)) {
+                if linger {
+                    linger::drain_in_background(req.into_body(), drain);
+                }
                 return Either::Left(std::future::ready(Ok(response)));
             }
             req.extensions_mut().insert(ConnectInfo(peer));
-            Either::Right(app.clone().oneshot(req.map(axum::body::Body::new)))
+            let (req, announced) = drain.wrap(req, linger);
+            Either::Right(app.clone().oneshot(req).map_ok(move |mut response| {
+                if linger {
+                    drain.mark_close_if_undrainable(announced, &mut response);
+                }
+                response
+            }))
         });
         let conn = builder.serve_connection_with_upgrades(
             TokioIo::new(stream),

@@ -1,9 +1,11 @@
 //! The command line: `serve`, `migrate` and the operations tools. Each subcommand is a small module.
 
 mod assets;
+mod backup;
 mod guard;
 mod load;
 mod migrate;
+mod restore;
 mod serve;
 mod verify;
 
@@ -30,6 +32,10 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Apply database migrations and exit.
     Migrate(migrate::MigrateArgs),
+    /// Write a consistent copy of the database to a file (the server may keep running).
+    Backup(backup::BackupArgs),
+    /// Restore a backup into an empty database (`--force` to replace one that holds data).
+    Restore(restore::RestoreArgs),
     /// Open-loop WebSocket load generator (fan-out latency, idle connections, persisted msgs/s).
     Load(load::LoadArgs),
     /// Post-deployment checklist: health, web UI, WebSockets, the seed targets.
@@ -59,6 +65,8 @@ pub fn main() -> ExitCode {
             None => serve::run(settings, serve::ServeArgs::default()).await,
             Some(Command::Serve(args)) => serve::run(settings, args).await,
             Some(Command::Migrate(args)) => migrate::run(settings, args).await,
+            Some(Command::Backup(args)) => backup::run(settings, args).await,
+            Some(Command::Restore(args)) => restore::run(settings, args).await,
             Some(Command::Load(args)) => load::run(args).await,
             Some(Command::Verify(args)) => verify::run(args).await,
             Some(Command::Guard(args)) => guard::run(args),

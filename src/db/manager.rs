@@ -57,6 +57,11 @@ struct Inner {
     /// The first successful connection may create the SQLite file; reconnections never do, so an
     /// unavailable file is waited for, never silently replaced by an empty database.
     connected_once: AtomicBool,
+    /// Set when the first connection attempt has ended, either way: until then `Down` only means
+    /// "not tried yet" (`/readyz` says `starting`, not `degraded`).
+    first_attempt_ended: AtomicBool,
+    /// When the first attempt must have ended (its own timeout), even if it was cancelled.
+    first_attempt_deadline: Instant,
     metrics: Arc<Metrics>,
 }
 
@@ -79,12 +84,14 @@ impl Database {
         metrics.db_up.set(0);
         let db = Database {
             inner: Arc::new(Inner {
-                settings,
+                settings: settings.clone(),
                 store: RwLock::new(None),
                 state,
                 wake: Notify::new(),
                 urgent: AtomicBool::new(false),
                 connected_once: AtomicBool::new(false),
+                first_attempt_ended: AtomicBool::new(false),
+                first_attempt_deadline: Instant::now() + attempt_timeout(&settings),
                 metrics,
             }),
         };
@@ -98,6 +105,12 @@ impl Database {
 
     pub fn is_up(&self) -> bool {
         self.state() == DbState::Up
+    }
+
+    /// Whether the first connection attempt has ended (connected or failed), or its time is up.
+    pub fn first_attempt_ended(&self) -> bool {
+        self.inner.first_attempt_ended.load(Ordering::Acquire)
+            || Instant::now() >= self.inner.first_attempt_deadline
     }
 
     /// Follow state changes.
@@ -200,6 +213,9 @@ impl Database {
             self.inner.connected_once.store(true, Ordering::Relaxed);
             self.inner.metrics.db_up.set(1);
             self.inner.state.send_replace(DbState::Up);
+            self.inner
+                .first_attempt_ended
+                .store(true, Ordering::Release);
             // Watch for trouble: a failed operation wakes us, the heartbeat catches idle outages.
             loop {
                 tokio::select! {
@@ -309,13 +325,26 @@ impl Database {
             store.migrate().await?;
             Ok::<_, StoreError>(store)
         };
-        match tokio::time::timeout(timeout * 2, attempt).await {
+        let result = match tokio::time::timeout(attempt_timeout(s), attempt).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::Unavailable(
                 "connection attempt timed out".into(),
             )),
+        };
+        // A success is published by the supervisor once the state is `Up`, so readiness goes
+        // from `starting` to `ready` with nothing between.
+        if result.is_err() {
+            self.inner
+                .first_attempt_ended
+                .store(true, Ordering::Release);
         }
+        result
     }
+}
+
+/// The longest one connection attempt (connect, then migrate) may take.
+fn attempt_timeout(s: &DatabaseSettings) -> Duration {
+    Duration::from_millis(s.connect_timeout_ms) * 2
 }
 
 /// Full jitter: a uniformly random delay in `[0, min(cap, initial * 2^(attempt-1))]`.

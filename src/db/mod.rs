@@ -1,8 +1,9 @@
 //! Storage: the one narrow interface to the database, with a SQLite and a PostgreSQL
 //! implementation (chosen once, from the URL scheme), the health manager that makes outages
-//! survivable, and the group-commit message writer.
+//! survivable, the group-commit message writer, and whole-database backup and restore.
 
 mod backend;
+pub mod backup;
 pub mod manager;
 mod migrations;
 pub mod writer;

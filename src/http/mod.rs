@@ -1,9 +1,10 @@
-//! HTTP plumbing shared by the resource modules: JSON bodies, client addresses and the security
-//! headers of every answer.
+//! HTTP plumbing shared by the resource modules: JSON bodies, client addresses, the security
+//! headers of every answer, and the drain of bodies answered before they were read.
 
 pub mod client_ip;
 pub mod headers;
 pub mod json;
+pub mod linger;
 
 /// The `{id}` of a path. A path that does not even decode (invalid UTF-8 after percent-decoding)
 /// names nothing: 404 like any unknown id, with the contract's error body.

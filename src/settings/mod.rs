@@ -69,6 +69,12 @@ pub struct ServerSettings {
     pub header_read_timeout_ms: u64,
     /// A plain HTTP request must finish within this time.
     pub request_timeout_ms: u64,
+    /// After an answer given before the request body was read (413, 401, 415, 429...), read and
+    /// discard at most this many body bytes so the client can read the answer and reuse the
+    /// connection (nginx's lingering close); a longer body gets the connection closed.
+    pub early_answer_drain_bytes: usize,
+    /// ... and for at most this long.
+    pub early_answer_drain_ms: u64,
 }
 
 impl Default for ServerSettings {
@@ -82,6 +88,8 @@ impl Default for ServerSettings {
             max_websockets: 50_000,
             header_read_timeout_ms: 5_000,
             request_timeout_ms: 30_000,
+            early_answer_drain_bytes: 8 << 20,
+            early_answer_drain_ms: 5_000,
         }
     }
 }

@@ -149,7 +149,8 @@ pub async fn spawn_on(db: TestDb, configure: impl FnOnce(&mut Settings)) -> Test
     start(settings, db, true).await
 }
 
-/// Start with explicit settings; `wait_db` waits until the database is up.
+/// Start with explicit settings; `wait_db` waits until the database is up, otherwise until the
+/// first connection attempt has ended.
 pub async fn start(settings: Settings, db: TestDb, wait_db: bool) -> TestApp {
     init_logs();
     let database_url = settings.database.url.expose().to_string();
@@ -158,7 +159,16 @@ pub async fn start(settings: Settings, db: TestDb, wait_db: bool) -> TestApp {
     let state = app.state().clone();
     let shutdown = app.shutdown_handle();
     let task = tokio::spawn(app.run_until_stopped());
-    if wait_db {
+    if !wait_db {
+        // Past `starting`: the first connection attempt has ended, so `/readyz` tells the
+        // database's real state (tests of a down database read `degraded` there).
+        for _ in 0..400 {
+            if state.db.first_attempt_ended() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    } else {
         assert!(
             state.db.wait_up(Duration::from_secs(20)).await,
             "database did not come up"
