@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use crate::{
+    contract::{ErrorBody, ErrorCode, ErrorDetail},
+    db::StoreError,
+};
 use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde_json::json;
-
-use crate::db::StoreError;
 
 /// Field name -> reason, for 422 answers.
 pub type FieldErrors = BTreeMap<String, String>;
@@ -72,21 +73,21 @@ impl ApiError {
         }
     }
 
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::BadRequest(_) => "bad_request",
-            ApiError::InvalidJson(_) => "invalid_json",
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::NotFound => "not_found",
-            ApiError::MethodNotAllowed => "method_not_allowed",
-            ApiError::Conflict(_) => "conflict",
-            ApiError::TooLarge => "too_large",
-            ApiError::UnsupportedType(_) => "unsupported_type",
-            ApiError::Validation(_) => "validation",
-            ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::Unavailable { .. } => "unavailable",
-            ApiError::Internal(_) => "internal",
+            ApiError::BadRequest(_) => ErrorCode::BadRequest,
+            ApiError::InvalidJson(_) => ErrorCode::InvalidJson,
+            ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::NotFound => ErrorCode::NotFound,
+            ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            ApiError::Conflict(_) => ErrorCode::Conflict,
+            ApiError::TooLarge => ErrorCode::TooLarge,
+            ApiError::UnsupportedType(_) => ErrorCode::UnsupportedType,
+            ApiError::Validation(_) => ErrorCode::Validation,
+            ApiError::RateLimited { .. } => ErrorCode::RateLimited,
+            ApiError::Unavailable { .. } => ErrorCode::Unavailable,
+            ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
 }
@@ -107,14 +108,20 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let mut body = json!({"code": self.code(), "message": self.to_string()});
-        if let ApiError::Validation(fields) = &self {
-            body["fields"] = json!(fields);
-        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.to_string(),
+                fields: match &self {
+                    ApiError::Validation(fields) => Some(fields.clone()),
+                    _ => None,
+                },
+            },
+        };
         if let ApiError::Internal(cause) = &self {
             tracing::error!(error = ?cause, "internal error");
         }
-        let mut response = (status, axum::Json(json!({ "error": body }))).into_response();
+        let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
         match &self {
             ApiError::RateLimited {

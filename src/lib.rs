@@ -26,6 +26,7 @@ pub mod agents;
 pub mod assets;
 pub mod auth;
 pub mod cli;
+pub mod contract;
 pub mod db;
 pub mod domain;
 pub mod error;

@@ -16,6 +16,7 @@ use super::{
     providers::{CompletionRequest, EventStream, ProviderError, ProviderEvent},
 };
 use crate::{
+    contract::ErrorCode,
     db::{Author, AuthorKind, Message, NewMessage, Page, now_ms, writer::WriteEvent},
     realtime::streams::StreamEvent,
 };
@@ -70,18 +71,15 @@ impl Agents {
         let (status, error) = match (&outcome.error, token.is_cancelled()) {
             (_, true) => {
                 let code = match reason.get() {
-                    Some(StopReason::Interrupted) => "interrupted",
-                    _ => "cancelled",
+                    Some(StopReason::Interrupted) => ErrorCode::Interrupted,
+                    _ => ErrorCode::Cancelled,
                 };
                 (
                     Some("incomplete"),
-                    Some((code.to_string(), format!("the answer was {code}"))),
+                    Some((code, format!("the answer was {}", code.as_str()))),
                 )
             }
-            (Some(e), false) => (
-                Some("incomplete"),
-                Some((e.code().to_string(), e.to_string())),
-            ),
+            (Some(e), false) => (Some("incomplete"), Some((e.code(), e.to_string()))),
             (None, false) => (None, None),
         };
         let finished_ok = error.is_none();

@@ -37,6 +37,7 @@ use super::{
 };
 use crate::{
     auth::{AuthError, Claims, Source, credential, origin_allowed},
+    contract::ErrorCode,
     db::{
         DbState, Page, StoreError,
         writer::{Rejection, WriteEvent},
@@ -175,14 +176,14 @@ async fn run(
         Ok(claims) => claims,
         Err(e) => {
             let (code, close) = match e {
-                AuthError::KeyUnknown => ("unavailable", 1013),
-                _ => ("unauthorized", 4401),
+                AuthError::KeyUnknown => (ErrorCode::Unavailable, 1013),
+                _ => (ErrorCode::Unauthorized, 4401),
             };
             state.metrics.ws_connections.with(&["rejected"]).inc();
             let refuse = async {
                 let error = ErrorFrame::new(code, "authentication failed").to_frame();
                 socket.send(WsMessage::Text(error)).await?;
-                socket.send(close_message(close, code)).await
+                socket.send(close_message(close, code.as_str())).await
             };
             let _ = tokio::time::timeout(Duration::from_secs(5), refuse).await;
             return;
@@ -458,7 +459,7 @@ impl Session {
                         Some(Ok(WsMessage::Binary(_))) => {
                             frames_in.inc();
                             last_frame = Instant::now();
-                            self.error(ErrorFrame::new("invalid_json", "binary frames are not accepted; send JSON text"));
+                            self.error(ErrorFrame::new(ErrorCode::InvalidJson, "binary frames are not accepted; send JSON text"));
                         }
                         Some(Ok(WsMessage::Close(_))) => return End::Normal,
                         Some(Ok(_)) => {} // ping/pong: liveness only
@@ -473,7 +474,7 @@ impl Session {
                     }
                 }
                 () = &mut expiry => {
-                    self.error(ErrorFrame::new("unauthorized", "the session has expired"));
+                    self.error(ErrorFrame::new(ErrorCode::Unauthorized, "the session has expired"));
                     self.handle.close(4401, "unauthorized");
                     return End::Normal;
                 }
@@ -489,7 +490,7 @@ impl Session {
                         return End::Normal;
                     }
                     if self.claims.exp <= crate::db::now_ms() || self.state.auth.revocations.is_revoked(&self.claims.sid) {
-                        self.error(ErrorFrame::new("unauthorized", "the session has expired"));
+                        self.error(ErrorFrame::new(ErrorCode::Unauthorized, "the session has expired"));
                         self.handle.close(4401, "unauthorized");
                         return End::Normal;
                     }
@@ -571,7 +572,7 @@ impl Session {
     /// Handle one text frame; `false` ends the session.
     async fn on_text(&mut self, text: &str) -> bool {
         if !self.take_frame_token() {
-            self.error(ErrorFrame::new("rate_limited", "too many frames").retry_after(100));
+            self.error(ErrorFrame::new(ErrorCode::RateLimited, "too many frames").retry_after(100));
             return self.strike();
         }
         let frame = match protocol::parse(text) {
@@ -645,22 +646,25 @@ impl Session {
 
     fn send_refused(&mut self, e: SendError, client_id: &str) -> bool {
         let frame = match e {
-            SendError::NotFound(what) => ErrorFrame::new("not_found", what),
-            SendError::Unavailable { retry_after_ms } => {
-                ErrorFrame::new("unavailable", "the database is unavailable; retry later")
-                    .retry_after(retry_after_ms)
-            }
+            SendError::NotFound(what) => ErrorFrame::new(ErrorCode::NotFound, what),
+            SendError::Unavailable { retry_after_ms } => ErrorFrame::new(
+                ErrorCode::Unavailable,
+                "the database is unavailable; retry later",
+            )
+            .retry_after(retry_after_ms),
             SendError::RateLimited { retry_after_ms } => {
                 self.error(
-                    ErrorFrame::new("rate_limited", "too many messages")
+                    ErrorFrame::new(ErrorCode::RateLimited, "too many messages")
                         .client(Some(client_id))
                         .retry_after(retry_after_ms),
                 );
                 return self.strike();
             }
-            SendError::Validation(why) => ErrorFrame::new("validation", why),
-            SendError::UnknownAgent => ErrorFrame::new("not_found", "unknown agent"),
-            SendError::TooMany(why) => ErrorFrame::new("rate_limited", why).retry_after(1000),
+            SendError::Validation(why) => ErrorFrame::new(ErrorCode::Validation, why),
+            SendError::UnknownAgent => ErrorFrame::new(ErrorCode::NotFound, "unknown agent"),
+            SendError::TooMany(why) => {
+                ErrorFrame::new(ErrorCode::RateLimited, why).retry_after(1000)
+            }
         };
         self.error(frame.client(Some(client_id)));
         true
@@ -679,12 +683,13 @@ impl Session {
                 client_id, reason, ..
             } => {
                 let e = match reason {
-                    Rejection::ClientIdTaken => {
-                        ErrorFrame::new("conflict", "client_id already used by another author")
-                    }
-                    Rejection::NoThread => ErrorFrame::new("not_found", "thread not found"),
+                    Rejection::ClientIdTaken => ErrorFrame::new(
+                        ErrorCode::Conflict,
+                        "client_id already used by another author",
+                    ),
+                    Rejection::NoThread => ErrorFrame::new(ErrorCode::NotFound, "thread not found"),
                     Rejection::Internal => {
-                        ErrorFrame::new("internal", "the message could not be stored")
+                        ErrorFrame::new(ErrorCode::Internal, "the message could not be stored")
                     }
                 };
                 e.client(Some(&client_id)).to_frame()
@@ -712,12 +717,17 @@ impl Session {
 
     async fn subscribe(&mut self, thread: String, after_seq: Option<i64>) {
         let unavailable = || {
-            ErrorFrame::new("unavailable", "the database is unavailable; retry later")
-                .retry_after(2000)
+            ErrorFrame::new(
+                ErrorCode::Unavailable,
+                "the database is unavailable; retry later",
+            )
+            .retry_after(2000)
         };
         match is_member(&self.state, &thread, &self.claims.uid).await {
             Ok(true) => {}
-            Ok(false) => return self.error(ErrorFrame::new("not_found", "thread not found")),
+            Ok(false) => {
+                return self.error(ErrorFrame::new(ErrorCode::NotFound, "thread not found"));
+            }
             Err(_) => return self.error(unavailable()),
         }
         let hub = &self.state.realtime.hub;
@@ -740,8 +750,11 @@ impl Session {
     /// Send `subscribed` and the missed messages; returns the last `seq` the client now has.
     async fn replay(&self, thread: &str, after_seq: Option<i64>) -> Result<i64, ErrorFrame> {
         let unavailable = || {
-            ErrorFrame::new("unavailable", "the database is unavailable; retry later")
-                .retry_after(2000)
+            ErrorFrame::new(
+                ErrorCode::Unavailable,
+                "the database is unavailable; retry later",
+            )
+            .retry_after(2000)
         };
         let replay_max = self.state.settings.realtime.replay_max as i64;
         let hub = &self.state.realtime.hub;
@@ -784,7 +797,7 @@ impl Session {
                     return Ok(last.max(after.min(head)));
                 }
                 Err(StoreError::NotFound) => {
-                    return Err(ErrorFrame::new("not_found", "thread not found"));
+                    return Err(ErrorFrame::new(ErrorCode::NotFound, "thread not found"));
                 }
                 Err(_) => {} // fall through to the in-memory ring
             }

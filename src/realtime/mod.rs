@@ -32,6 +32,7 @@ use protocol::Frame;
 
 use crate::{
     auth::Auth,
+    contract::ErrorCode,
     db::{Message, writer::Stored},
     ops::metrics::Metrics,
     threads::Membership,
@@ -299,7 +300,10 @@ impl Realtime {
             .into_iter()
             .filter(|c| c.session_id == session_id)
         {
-            c.send(protocol::ErrorFrame::new("unauthorized", "the session has ended").to_frame());
+            c.send(
+                protocol::ErrorFrame::new(ErrorCode::Unauthorized, "the session has ended")
+                    .to_frame(),
+            );
             c.close(4401, "unauthorized");
         }
     }

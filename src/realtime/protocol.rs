@@ -2,10 +2,11 @@
 //! are serialised once into [`Frame`]s (shared bytes) that every subscriber's writer reuses.
 
 use axum::extract::ws::Utf8Bytes;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::{
-    db::{Message, rfc3339},
+    contract::{AckStatus, ErrorCode, MessageView, ServerFrame, UserView},
+    db::Message,
     domain::{ClientId, MessageBody},
     http::json::nesting_depth,
 };
@@ -13,82 +14,98 @@ use crate::{
 /// A serialised server frame, cheap to clone.
 pub type Frame = Utf8Bytes;
 
-fn frame(v: Value) -> Frame {
-    Utf8Bytes::from(v.to_string())
+/// Serialise a frame once; every subscriber's connection shares the bytes.
+pub fn frame(f: &ServerFrame) -> Frame {
+    Utf8Bytes::from(f.to_json())
 }
 
 /// The JSON fields of a message, as in the HTTP API.
 pub fn message_json(m: &Message) -> Value {
-    let mut v = json!({
-        "id": m.id,
-        "thread_id": m.thread_id,
-        "seq": m.seq,
-        "client_id": m.client_id,
-        "author": {"kind": m.author.kind, "id": m.author.id, "name": m.author.name},
-        "body": m.body,
-        "created_at": rfc3339(m.created_at),
-    });
-    if let Some(status) = &m.status {
-        v["status"] = json!(status);
-    }
-    v
+    serde_json::to_value(MessageView::from(m)).expect("a message always serialises")
 }
 
 /// `{"type":"message", ...message fields..., "thread"}`.
 pub fn message_frame(m: &Message) -> Frame {
-    let mut v = message_json(m);
-    v["type"] = json!("message");
-    v["thread"] = json!(m.thread_id);
-    frame(v)
+    frame(&ServerFrame::Message {
+        message: MessageView::from(m),
+        thread: m.thread_id.clone(),
+    })
 }
 
 pub fn welcome(connection_id: &str, user_id: &str, username: &str, db: &str) -> Frame {
-    frame(json!({"type": "welcome", "connection_id": connection_id,
-        "user": {"id": user_id, "username": username}, "db": db}))
+    frame(&ServerFrame::Welcome {
+        connection_id: connection_id.to_string(),
+        user: UserView {
+            id: user_id.to_string(),
+            username: username.to_string(),
+        },
+        db: db.to_string(),
+    })
 }
 
 pub fn subscribed(thread: &str, head_seq: i64) -> Frame {
-    frame(json!({"type": "subscribed", "thread": thread, "head_seq": head_seq}))
+    frame(&ServerFrame::Subscribed {
+        thread: thread.to_string(),
+        head_seq,
+    })
 }
 
 pub fn unsubscribed(thread: &str) -> Frame {
-    frame(json!({"type": "unsubscribed", "thread": thread}))
+    frame(&ServerFrame::Unsubscribed {
+        thread: thread.to_string(),
+    })
 }
 
 pub fn resync(thread: &str) -> Frame {
-    frame(json!({"type": "resync", "thread": thread}))
+    frame(&ServerFrame::Resync {
+        thread: thread.to_string(),
+    })
 }
 
 pub fn ack_persisted(client_id: &str, m: &Message) -> Frame {
-    frame(
-        json!({"type": "ack", "client_id": client_id, "status": "persisted", "seq": m.seq,
-        "message_id": m.id, "thread": m.thread_id}),
-    )
+    frame(&ServerFrame::Ack {
+        client_id: client_id.to_string(),
+        status: AckStatus::Persisted,
+        seq: Some(m.seq),
+        message_id: Some(m.id.clone()),
+        thread: m.thread_id.clone(),
+    })
 }
 
 pub fn ack_queued(client_id: &str, thread: &str) -> Frame {
-    frame(json!({"type": "ack", "client_id": client_id, "status": "queued", "thread": thread}))
+    frame(&ServerFrame::Ack {
+        client_id: client_id.to_string(),
+        status: AckStatus::Queued,
+        seq: None,
+        message_id: None,
+        thread: thread.to_string(),
+    })
 }
 
 pub fn status(db: &str, broker: &str) -> Frame {
-    frame(json!({"type": "status", "db": db, "broker": broker}))
+    frame(&ServerFrame::Status {
+        db: db.to_string(),
+        broker: broker.to_string(),
+    })
 }
 
 pub fn pong(nonce: Option<&Value>) -> Frame {
-    frame(json!({"type": "pong", "nonce": nonce.cloned().unwrap_or(Value::Null)}))
+    frame(&ServerFrame::Pong {
+        nonce: nonce.cloned().unwrap_or(Value::Null),
+    })
 }
 
 /// An error frame; the connection stays open.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ErrorFrame {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub client_id: Option<String>,
     pub retry_after_ms: Option<u64>,
 }
 
 impl ErrorFrame {
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -105,14 +122,12 @@ impl ErrorFrame {
         self
     }
     pub fn to_frame(&self) -> Frame {
-        let mut v = json!({"type": "error", "code": self.code, "message": self.message});
-        if let Some(c) = &self.client_id {
-            v["client_id"] = json!(c);
-        }
-        if let Some(ms) = self.retry_after_ms {
-            v["retry_after_ms"] = json!(ms);
-        }
-        frame(v)
+        frame(&ServerFrame::Error {
+            code: self.code,
+            message: self.message.clone(),
+            client_id: self.client_id.clone(),
+            retry_after_ms: self.retry_after_ms,
+        })
     }
 }
 
@@ -154,13 +169,16 @@ const MAX_DEPTH: usize = 64;
 /// frame's `client_id` so the client can match the error to its send.
 pub fn parse(text: &str) -> Result<ClientFrame, ErrorFrame> {
     if nesting_depth(text.as_bytes()) > MAX_DEPTH {
-        return Err(ErrorFrame::new("invalid_json", "JSON is nested too deeply"));
+        return Err(ErrorFrame::new(
+            ErrorCode::InvalidJson,
+            "JSON is nested too deeply",
+        ));
     }
     let value: Value = serde_json::from_str(text)
-        .map_err(|e| ErrorFrame::new("invalid_json", format!("invalid JSON: {e}")))?;
+        .map_err(|e| ErrorFrame::new(ErrorCode::InvalidJson, format!("invalid JSON: {e}")))?;
     let Value::Object(obj) = value else {
         return Err(ErrorFrame::new(
-            "invalid_json",
+            ErrorCode::InvalidJson,
             "a frame must be a JSON object",
         ));
     };
@@ -169,7 +187,7 @@ pub fn parse(text: &str) -> Result<ClientFrame, ErrorFrame> {
         Some(Value::String(t)) => t.as_str(),
         _ => {
             return Err(
-                ErrorFrame::new("unknown_type", "a frame needs a string \"type\"")
+                ErrorFrame::new(ErrorCode::UnknownType, "a frame needs a string \"type\"")
                     .client(client_id_raw),
             );
         }
@@ -234,7 +252,7 @@ pub fn parse(text: &str) -> Result<ClientFrame, ErrorFrame> {
             nonce: obj.get("nonce").cloned(),
         }),
         other => Err(ErrorFrame::new(
-            "unknown_type",
+            ErrorCode::UnknownType,
             format!("unknown frame type {:?}", truncate(other, 64)),
         )
         .client(client_id_raw)),
@@ -252,7 +270,7 @@ struct Fields<'a> {
 
 impl Fields<'_> {
     fn invalid(&self, field: &str, why: &str) -> ErrorFrame {
-        ErrorFrame::new("validation", format!("{field}: {why}")).client(self.client_id)
+        ErrorFrame::new(ErrorCode::Validation, format!("{field}: {why}")).client(self.client_id)
     }
     fn string(&self, name: &str) -> Result<String, ErrorFrame> {
         match self.obj.get(name) {
@@ -308,28 +326,33 @@ mod tests {
 
     #[test]
     fn bad_frames_get_the_contract_codes() {
-        assert_eq!(parse("nope").unwrap_err().code, "invalid_json");
-        assert_eq!(parse("[1,2]").unwrap_err().code, "invalid_json");
-        assert_eq!(parse("{}").unwrap_err().code, "unknown_type");
+        assert_eq!(parse("nope").unwrap_err().code.as_str(), "invalid_json");
+        assert_eq!(parse("[1,2]").unwrap_err().code.as_str(), "invalid_json");
+        assert_eq!(parse("{}").unwrap_err().code.as_str(), "unknown_type");
         assert_eq!(
-            parse(r#"{"type":"dance"}"#).unwrap_err().code,
+            parse(r#"{"type":"dance"}"#).unwrap_err().code.as_str(),
             "unknown_type"
         );
         let e = parse(r#"{"type":"send","thread":"t","client_id":"c","body":"   "}"#).unwrap_err();
-        assert_eq!((e.code, e.client_id.as_deref()), ("validation", Some("c")));
+        assert_eq!(
+            (e.code.as_str(), e.client_id.as_deref()),
+            ("validation", Some("c"))
+        );
         assert_eq!(
             parse(r#"{"type":"subscribe","thread":"t","after_seq":1e300}"#)
                 .unwrap_err()
-                .code,
+                .code
+                .as_str(),
             "validation"
         );
         assert_eq!(
             parse(r#"{"type":"subscribe","thread":"t","after_seq":-1}"#)
                 .unwrap_err()
-                .code,
+                .code
+                .as_str(),
             "validation"
         );
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        assert_eq!(parse(&deep).unwrap_err().code, "invalid_json");
+        assert_eq!(parse(&deep).unwrap_err().code.as_str(), "invalid_json");
     }
 }

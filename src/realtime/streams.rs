@@ -11,14 +11,18 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::realtime::{
     WireMessage,
     hub::{ConnHandle, Hub},
-    protocol::{ErrorFrame, Frame, message_json},
+    protocol::{ErrorFrame, Frame, frame},
 };
-use crate::{auth::Claims, state::AppState, threads::is_member};
+use crate::{
+    auth::Claims,
+    contract::{AgentRef, ErrorCode, MessageView, ServerFrame},
+    state::AppState,
+    threads::is_member,
+};
 
 /// Everything that happens to a stream, applied on every instance.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,7 +49,7 @@ pub enum StreamEvent {
     Error {
         thread: String,
         stream_id: String,
-        code: String,
+        code: ErrorCode,
         message: String,
     },
     /// Asks the instance running the stream (or debate) to stop it.
@@ -84,11 +88,15 @@ struct StreamState {
 
 impl Stream {
     fn start_frame(&self) -> Frame {
-        Frame::from(
-            json!({"type": "stream_start", "thread": self.thread, "stream_id": self.id,
-                "agent": {"id": self.agent_id, "name": self.agent_name}})
-            .to_string(),
-        )
+        frame(&ServerFrame::StreamStart {
+            thread: self.thread.clone(),
+            stream_id: self.id.clone(),
+            agent: AgentRef {
+                id: self.agent_id.clone(),
+                name: self.agent_name.clone(),
+            },
+            debate_id: self.debate_id.clone(),
+        })
     }
 
     /// The text generated so far.
@@ -198,11 +206,12 @@ impl Streams {
                 }
                 st.text.push_str(delta);
                 st.chars += delta.chars().count();
-                let frame = Frame::from(
-                    json!({"type": "stream_chunk", "thread": thread, "stream_id": stream_id,
-                        "offset": offset, "delta": delta})
-                    .to_string(),
-                );
+                let frame = frame(&ServerFrame::StreamChunk {
+                    thread: thread.clone(),
+                    stream_id: stream_id.clone(),
+                    offset: *offset,
+                    delta: delta.clone(),
+                });
                 st.watchers.retain(|_, c| c.send(frame.clone()));
                 Follow::None
             }
@@ -239,11 +248,12 @@ impl Streams {
                 let from = if st.stale { 0 } else { st.chars };
                 let delta: String = text.chars().skip(from).collect();
                 if !delta.is_empty() && !st.stale {
-                    let frame = Frame::from(
-                        json!({"type": "stream_chunk", "thread": thread, "stream_id": stream_id,
-                            "offset": from, "delta": delta})
-                        .to_string(),
-                    );
+                    let frame = frame(&ServerFrame::StreamChunk {
+                        thread: thread.clone(),
+                        stream_id: stream_id.clone(),
+                        offset: from,
+                        delta,
+                    });
                     st.watchers.retain(|_, c| c.send(frame.clone()));
                 } else if st.stale {
                     let frame = snapshot_frame(thread, stream_id, text, chars);
@@ -259,11 +269,11 @@ impl Streams {
                 stream_id,
                 message,
             } => {
-                let frame = Frame::from(
-                    json!({"type": "stream_end", "thread": thread, "stream_id": stream_id,
-                        "message": message_json(&crate::db::Message::from(message))})
-                    .to_string(),
-                );
+                let frame = frame(&ServerFrame::StreamEnd {
+                    thread: thread.clone(),
+                    stream_id: stream_id.clone(),
+                    message: MessageView::from(&crate::db::Message::from(message)),
+                });
                 self.finish(stream_id, &frame);
                 Follow::None
             }
@@ -273,11 +283,12 @@ impl Streams {
                 code,
                 message,
             } => {
-                let frame = Frame::from(
-                    json!({"type": "stream_error", "thread": thread, "stream_id": stream_id,
-                        "code": code, "message": message})
-                    .to_string(),
-                );
+                let frame = frame(&ServerFrame::StreamError {
+                    thread: thread.clone(),
+                    stream_id: stream_id.clone(),
+                    code: *code,
+                    message: message.clone(),
+                });
                 self.finish(stream_id, &frame);
                 Follow::None
             }
@@ -328,15 +339,17 @@ impl Streams {
 }
 
 fn snapshot_frame(thread: &str, stream_id: &str, text: &str, offset: usize) -> Frame {
-    Frame::from(
-        json!({"type": "stream_snapshot", "thread": thread, "stream_id": stream_id, "text": text, "offset": offset})
-            .to_string(),
-    )
+    frame(&ServerFrame::StreamSnapshot {
+        thread: thread.to_string(),
+        stream_id: stream_id.to_string(),
+        text: text.to_string(),
+        offset,
+    })
 }
 
 /// Stop a stream (or the debate it belongs to), from any member, on any instance.
 pub async fn cancel(state: &AppState, user: &Claims, stream_id: &str) -> Result<(), ErrorFrame> {
-    let not_found = || ErrorFrame::new("not_found", "no such stream");
+    let not_found = || ErrorFrame::new(ErrorCode::NotFound, "no such stream");
     let Some(stream) = state.realtime.streams.get(stream_id) else {
         return Err(not_found());
     };
@@ -344,10 +357,11 @@ pub async fn cancel(state: &AppState, user: &Claims, stream_id: &str) -> Result<
         Ok(true) => {}
         Ok(false) => return Err(not_found()),
         Err(_) => {
-            return Err(
-                ErrorFrame::new("unavailable", "the database is unavailable; retry later")
-                    .retry_after(2000),
-            );
+            return Err(ErrorFrame::new(
+                ErrorCode::Unavailable,
+                "the database is unavailable; retry later",
+            )
+            .retry_after(2000));
         }
     }
     // A typed command to whichever instance runs the stream (this one included).

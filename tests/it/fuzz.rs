@@ -229,9 +229,9 @@ fn check_frame(text: &str) -> Result<(), TestCaseError> {
         }
         Err(e) => {
             prop_assert!(
-                FRAME_CODES.contains(&e.code),
+                FRAME_CODES.contains(&e.code.as_str()),
                 "code {} is not the contract's",
-                e.code
+                e.code.as_str()
             );
             prop_assert!(!e.message.is_empty());
             prop_assert!(
@@ -247,7 +247,7 @@ fn check_frame(text: &str) -> Result<(), TestCaseError> {
                     _ => "unknown_type",
                 },
             };
-            prop_assert_eq!(e.code, expected, "{}", e.message);
+            prop_assert_eq!(e.code.as_str(), expected, "{}", e.message);
             if let Some(cid) = &e.client_id {
                 let sent = parsed
                     .as_ref()
@@ -375,7 +375,7 @@ proptest! {
         if depth < MAX_DEPTH {
             prop_assert!(matches!(result, Ok(ClientFrame::Ping { .. })), "depth {}: {:?}", depth + 1, result.err());
         } else {
-            prop_assert_eq!(result.err().map(|e| e.code), Some("invalid_json"), "depth {}", depth + 1);
+            prop_assert_eq!(result.err().map(|e| e.code.as_str()), Some("invalid_json"), "depth {}", depth + 1);
         }
     }
 }

@@ -75,11 +75,12 @@ impl ProviderError {
     }
 
     /// The `stream_error` code for this failure.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> crate::contract::ErrorCode {
+        use crate::contract::ErrorCode;
         match self {
-            ProviderError::RateLimited { .. } => "rate_limited",
-            ProviderError::Timeout => "timeout",
-            _ => "provider_error",
+            ProviderError::RateLimited { .. } => ErrorCode::RateLimited,
+            ProviderError::Timeout => ErrorCode::Timeout,
+            _ => ErrorCode::ProviderError,
         }
     }
 }
