@@ -8,8 +8,11 @@
 pub mod broker;
 pub mod connection;
 pub mod hub;
+pub mod outcome;
 pub mod protocol;
 pub mod redis;
+mod session;
+mod wire;
 
 use std::{
     collections::HashMap,
