@@ -78,7 +78,11 @@ async fn upgrade(
     let address = client_key(ip);
     if let Err(wait) = state.limits.ws_connect.check(&address) {
         count_rate_limited(metrics, "ws_connect");
-        outcome::record(metrics, Ending::refused(503, "too many connection attempts"), None);
+        outcome::record(
+            metrics,
+            Ending::refused(503, "too many connection attempts"),
+            None,
+        );
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             Some(retry_after_secs(wait)),
@@ -115,7 +119,11 @@ async fn upgrade(
     let ws = match ws {
         Ok(ws) => ws,
         Err(_) => {
-            outcome::record(metrics, Ending::refused(400, "not an upgrade request"), None);
+            outcome::record(
+                metrics,
+                Ending::refused(400, "not an upgrade request"),
+                None,
+            );
             return ApiError::BadRequest("this endpoint needs a WebSocket upgrade request".into())
                 .into_response();
         }
@@ -205,7 +213,11 @@ async fn run(
         state.metrics.clone(),
     ));
     state.realtime.register(handle.clone());
-    let mut wire = Wire::new(socket, handle.clone(), state.metrics.ws_frames.with(&["out"]));
+    let mut wire = Wire::new(
+        socket,
+        handle.clone(),
+        state.metrics.ws_frames.with(&["out"]),
+    );
     let span = tracing::info_span!("ws", connection_id = handle.id, user_id = %claims.uid);
     let user_id = claims.uid.clone();
     let mut session = Session::new(state.clone(), handle.clone(), claims);
@@ -234,4 +246,3 @@ async fn run(
     })
     .await;
 }
-
