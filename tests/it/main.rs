@@ -12,6 +12,7 @@ mod hardening;
 mod lifecycle;
 mod metrics;
 mod ops_cli;
+mod ops_guard_metrics;
 mod resilience;
 mod scale;
 mod security;

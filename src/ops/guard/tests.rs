@@ -120,3 +120,16 @@ fn rate_limited_events_win_over_request_logs_for_the_same_answers() {
     assert_eq!(a.rate_limited.by["auth"], 2);
     assert_eq!(a.rate_limited.by["send"], 1);
 }
+
+#[test]
+fn events_of_the_same_millisecond_share_their_window() {
+    let mut log = String::new();
+    for i in 0..25 {
+        let outcome = if i % 5 == 0 { "error" } else { "closed" };
+        log.push_str(&format!(
+            "{{\"time\":\"2024-05-01T10:00:00.001Z\",\"message\":\"websocket outcome\",\"outcome\":\"{outcome}\"}}\n"
+        ));
+    }
+    let worst = analyse(&log).unwrap().websocket.worst_window().unwrap();
+    assert_eq!((worst.connections, worst.errors), (25, 5));
+}

@@ -100,18 +100,20 @@ impl WsSummary {
         if conns.len() as u64 != self.connections.count || errs.len() as u64 != self.errors.count {
             return None;
         }
+        // Events in [start, start + 5 min): connections and errors sharing a millisecond are
+        // all in or all out.
+        let within = |times: &[f64], start: f64| {
+            let from = times.partition_point(|t| *t < start);
+            let to = times.partition_point(|t| *t < start + WS_WINDOW_SECS);
+            (to - from) as u64
+        };
         let mut worst: Option<Window> = None;
-        let mut end = 0;
-        for (i, &start) in conns.iter().enumerate() {
-            while end < conns.len() && conns[end] < start + WS_WINDOW_SECS {
-                end += 1;
-            }
-            let connections = (end - i) as u64;
+        for &start in &conns {
+            let connections = within(&conns, start);
             if connections < WS_MIN_CONNECTIONS {
                 continue;
             }
-            let in_window = |t: &f64| *t >= start && *t < start + WS_WINDOW_SECS;
-            let errors = errs.iter().filter(|t| in_window(t)).count() as u64;
+            let errors = within(&errs, start);
             let ratio = errors as f64 / connections as f64;
             if worst.is_none_or(|w| ratio > w.ratio) {
                 worst = Some(Window {
