@@ -13,6 +13,7 @@ mod lifecycle;
 mod metrics;
 mod ops_cli;
 mod ops_guard_metrics;
+mod ops_verify_outage;
 mod resilience;
 mod scale;
 mod security;
