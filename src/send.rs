@@ -80,7 +80,7 @@ pub async fn submit(
         return Err(SendError::UnknownAgent);
     }
     if let Err(wait) = state.limits.send.check(&user.uid) {
-        state.metrics.rate_limited.with(&["send"]).inc();
+        crate::limits::count_rate_limited(&state.metrics, "send");
         return Err(SendError::RateLimited {
             retry_after_ms: wait.as_millis().max(1) as u64,
         });
@@ -95,7 +95,7 @@ pub async fn submit(
                 .reserve(&user.uid)
                 .await
                 .map_err(|limit| {
-                    state.metrics.rate_limited.with(&["agents"]).inc();
+                    crate::limits::count_rate_limited(&state.metrics, "agents");
                     SendError::TooMany(format!(
                         "at most {limit} agent answers may run at once per user"
                     ))

@@ -47,7 +47,7 @@ fn rate_limit(
     user: &CurrentUser,
 ) -> Result<(), ApiError> {
     limiter.check(&user.id().to_string()).map_err(|wait| {
-        state.metrics.rate_limited.with(&[scope]).inc();
+        crate::limits::count_rate_limited(&state.metrics, scope);
         ApiError::RateLimited {
             retry_after_secs: retry_after_secs(wait),
             policy: limiter.policy(),

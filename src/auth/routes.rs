@@ -33,7 +33,7 @@ pub fn routes() -> Router<AppState> {
 
 fn rate_limit_auth(state: &AppState, ip: std::net::IpAddr) -> Result<(), ApiError> {
     state.limits.auth.check(&client_key(ip)).map_err(|wait| {
-        state.metrics.rate_limited.with(&["auth"]).inc();
+        crate::limits::count_rate_limited(&state.metrics, "auth");
         ApiError::RateLimited {
             retry_after_secs: retry_after_secs(wait),
             policy: state.limits.auth.policy(),
@@ -108,7 +108,7 @@ async fn login(
     // Failures count per (username, client address): a stranger locks out only themselves.
     let key = (username.key(), client_key(ip));
     if let Err(wait) = state.limits.failed_logins.check(&key) {
-        state.metrics.rate_limited.with(&["auth"]).inc();
+        crate::limits::count_rate_limited(&state.metrics, "auth");
         return Err(ApiError::RateLimited {
             retry_after_secs: retry_after_secs(wait),
             policy: format!(

@@ -13,16 +13,31 @@ use clap::Args;
 use reqwest::Url;
 use tokio_util::sync::CancellationToken;
 
-use crate::ops::verify::{self, Live, Options};
+use crate::{
+    ops::verify::{self, Live, Options, ProbeUser},
+    settings::Secret,
+};
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
     /// The deployment's public URL (http:// or https://).
     #[arg(long, value_parser = parse_http_url)]
     pub url: Url,
-    /// Use this token (sent as `Authorization: Bearer`) instead of registering probe users.
-    #[arg(long)]
+    /// A session token of a probe account (sent as `Authorization: Bearer`). Verified without
+    /// the database, so WebSockets are measured even during a database outage.
+    #[arg(long, env = "EMERGENCE_VERIFY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// A probe account to log in with (needs the database) when there is no token or it is
+    /// refused. Without either, verify registers throwaway users.
+    #[arg(long, env = "EMERGENCE_VERIFY_USER", requires = "probe_password")]
+    pub probe_user: Option<String>,
+    /// The probe account's password.
+    #[arg(long, env = "EMERGENCE_VERIFY_PASSWORD", hide_env_values = true)]
+    pub probe_password: Option<String>,
+    /// A thread the probe identity belongs to: chat there instead of creating a thread (needed
+    /// to measure sends while the database is down).
+    #[arg(long, env = "EMERGENCE_VERIFY_THREAD")]
+    pub thread: Option<String>,
     /// WebSocket connections to open.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub ws_clients: u32,
@@ -53,9 +68,18 @@ fn parse_http_url(s: &str) -> Result<Url, String> {
 
 pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let live = Arc::new(Live::default());
+    let probe_user = match (args.probe_user, args.probe_password) {
+        (Some(username), Some(password)) => Some(ProbeUser {
+            username,
+            password: Secret::new(password),
+        }),
+        _ => None,
+    };
     let opts = Options {
         url: args.url,
-        token: args.token,
+        token: args.token.map(Secret::new),
+        probe_user,
+        thread: args.thread,
         ws_clients: args.ws_clients as usize,
         duration: Duration::from_secs(args.duration),
         metrics_url: args.metrics_url,

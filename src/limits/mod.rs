@@ -21,7 +21,7 @@ pub use failed_logins::FailedLogins;
 pub use rate::RateLimiter;
 pub use slots::{AnswerSlots, SlotLease};
 
-use crate::settings::Settings;
+use crate::{ops::metrics::Metrics, settings::Settings};
 
 /// Every limiter of the instance.
 pub struct Limits {
@@ -72,6 +72,14 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
             }
         },
     }
+}
+
+/// Count one rate-limited answer: the `rate_limited_total{scope}` counter and its `rate limited`
+/// log event, written together so that `emergence guard` (the logs) and `/metrics` count the
+/// same refusals. The event comes first: any count a scrape shows already has its line.
+pub fn count_rate_limited(metrics: &Metrics, scope: &str) {
+    tracing::info!(scope, "rate limited");
+    metrics.rate_limited.with(&[scope]).inc();
 }
 
 /// Round a wait up to whole seconds for `Retry-After` (never 0).

@@ -10,9 +10,12 @@
 pub mod broker;
 pub mod connection;
 pub mod hub;
+pub mod outcome;
 pub mod protocol;
 pub mod redis;
+mod session;
 pub mod streams;
+mod wire;
 
 use std::{
     collections::HashMap,

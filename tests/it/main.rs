@@ -14,6 +14,8 @@ mod hardening;
 mod lifecycle;
 mod metrics;
 mod ops_cli;
+mod ops_guard_metrics;
+mod ops_verify_outage;
 mod readiness;
 mod resilience;
 mod scale;

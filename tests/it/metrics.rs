@@ -88,11 +88,8 @@ async fn http_and_websocket_metrics_move_with_their_events() {
         app.metric("ws_active_connections").await,
         before_active + 1.0
     );
-    assert!(
-        app.metric(r#"ws_connections_total{outcome="accepted"}"#)
-            .await
-            >= 1.0
-    );
+    // A connection is counted once, by how it ended: not while it is open.
+    assert_eq!(app.metric("ws_connections_total").await, 0.0);
     ws.send(json!({"type": "ping"})).await;
     ws.recv_type("pong").await;
     assert!(app.metric(r#"ws_frames_total{direction="in"}"#).await >= 1.0);
@@ -105,6 +102,12 @@ async fn http_and_websocket_metrics_move_with_their_events() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(app.metric("ws_active_connections").await, before_active);
+    // Dropped without a closing handshake: one connection, ended in error.
+    assert_eq!(
+        app.metric(r#"ws_connections_total{outcome="error"}"#).await,
+        1.0
+    );
+    assert_eq!(app.metric("ws_connections_total").await, 1.0);
 
     let mut bad = WsClient::connect(&format!("{}?token=nope", app.ws_url()))
         .await

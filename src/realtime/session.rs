@@ -1,0 +1,565 @@
+//! One authenticated WebSocket's session: the client frames it reads (subscribe, send, debate,
+//! cancel, ping), the subscriptions it owns, the acks it turns writer events into, and the
+//! liveness rules (pings, dead peers, idle clients, token expiry, flooding). It returns how the
+//! connection ended ([`Ending`]), which the connection task counts once.
+
+use std::{
+    collections::{HashSet, VecDeque},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::extract::ws::Message as WsMessage;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    hub::{ConnHandle, Control},
+    outcome::Ending,
+    protocol::{self, ClientFrame, ErrorFrame},
+    wire::{Io, Wire},
+};
+use crate::{
+    auth::Claims,
+    contract::ErrorCode,
+    db::{
+        DbState, Page, StoreError,
+        writer::{Rejection, WriteEvent},
+    },
+    send::{SendError, SendRequest, submit},
+    state::AppState,
+    threads::is_member,
+};
+
+/// Strikes (rate-limited frames) tolerated per window before closing with 1008.
+const FLOOD_STRIKES: usize = 50;
+const FLOOD_WINDOW: Duration = Duration::from_secs(10);
+
+pub(super) struct Session {
+    state: AppState,
+    handle: Arc<ConnHandle>,
+    claims: Claims,
+    threads: HashSet<String>,
+    /// Acks from the writer; created on the first send, so idle sockets do not pay for it.
+    events_tx: Option<mpsc::UnboundedSender<WriteEvent>>,
+    events_rx: Option<mpsc::UnboundedReceiver<WriteEvent>>,
+    strikes: VecDeque<Instant>,
+    frame_tokens: (f64, Instant),
+}
+
+impl Session {
+    pub(super) fn new(state: AppState, handle: Arc<ConnHandle>, claims: Claims) -> Self {
+        Self {
+            state,
+            handle,
+            claims,
+            threads: HashSet::new(),
+            events_tx: None,
+            events_rx: None,
+            strikes: VecDeque::new(),
+            frame_tokens: (FRAME_BURST, Instant::now()),
+        }
+    }
+
+    /// Where the writer sends acks for this socket's sends.
+    fn reply(&mut self) -> mpsc::UnboundedSender<WriteEvent> {
+        if let Some(tx) = &self.events_tx {
+            return tx.clone();
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.events_tx = Some(tx.clone());
+        self.events_rx = Some(rx);
+        tx
+    }
+
+    fn send(&self, frame: protocol::Frame) {
+        self.handle.send(frame);
+    }
+
+    fn error(&self, e: ErrorFrame) {
+        self.send(e.to_frame());
+    }
+
+    pub(super) async fn serve(&mut self, wire: &mut Wire) -> Ending {
+        let rt = &self.state.settings.realtime;
+        let (ping_every, dead_after, idle_after) = (
+            Duration::from_millis(rt.ping_interval_ms),
+            Duration::from_millis(rt.dead_peer_ms),
+            Duration::from_millis(rt.idle_timeout_ms),
+        );
+        let tick = ping_every
+            .min(dead_after / 4)
+            .min(idle_after / 4)
+            .min(Duration::from_secs(5))
+            .max(Duration::from_millis(50));
+        // Token expiry is enforced on the open socket, to the second.
+        let expires_in =
+            Duration::from_millis((self.claims.exp - crate::db::now_ms()).max(0) as u64);
+        let expiry = tokio::time::sleep(expires_in);
+        tokio::pin!(expiry);
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (mut last_seen, mut last_frame, mut last_ping) =
+            (Instant::now(), Instant::now(), Instant::now());
+        let db = self.state.db.state().as_str();
+        self.send(protocol::welcome(
+            &self.handle.id.to_string(),
+            &self.claims.uid,
+            &self.claims.name,
+            db,
+        ));
+        self.warm_membership();
+        let frames_in = self.state.metrics.ws_frames.with(&["in"]);
+        let kill = self.handle_kill();
+        loop {
+            tokio::select! {
+                // Only a full queue kills a connection: the client could not keep up.
+                _ = kill.cancelled() => return Ending::error(None, "slow consumer"),
+                io = std::future::poll_fn(|cx| wire.poll_io(cx)) => {
+                    let frame = match io {
+                        Io::Done => return wire.ending(),
+                        Io::Control(Control::FillGap { thread, from, to }) => {
+                            self.fill_gap(thread, from, to);
+                            continue;
+                        }
+                        Io::Read(frame) => frame,
+                    };
+                    last_seen = Instant::now();
+                    match frame {
+                        None => return Ending::closed(None, "client closed"),
+                        Some(Err(e)) => return self.read_error(e),
+                        Some(Ok(WsMessage::Text(text))) => {
+                            frames_in.inc();
+                            last_frame = Instant::now();
+                            // Boxed: the frame handlers' futures (database reads) would
+                            // otherwise make every idle connection's task as large as they are.
+                            if !wire.pumping(Box::pin(self.on_text(text.as_str()))).await {
+                                return Ending::error(Some(1008), "flooding");
+                            }
+                        }
+                        Some(Ok(WsMessage::Binary(_))) => {
+                            frames_in.inc();
+                            last_frame = Instant::now();
+                            self.error(ErrorFrame::new(ErrorCode::InvalidJson, "binary frames are not accepted; send JSON text"));
+                        }
+                        Some(Ok(WsMessage::Close(frame))) => {
+                            return Ending::closed(frame.map(|f| f.code), "client closed");
+                        }
+                        Some(Ok(_)) => {} // ping/pong: liveness only
+                    }
+                }
+                Some(event) = next_event(&mut self.events_rx) => {
+                    // A commit answers many sends at once: turn them all into frames before
+                    // the socket is written, so they leave in one write.
+                    self.on_write_event(event);
+                    while let Some(event) = self.events_rx.as_mut().and_then(|rx| rx.try_recv().ok()) {
+                        self.on_write_event(event);
+                    }
+                }
+                () = &mut expiry => {
+                    self.error(ErrorFrame::new(ErrorCode::Unauthorized, "the session has expired"));
+                    self.handle.close(4401, "unauthorized");
+                    return Ending::closed(Some(4401), "session expired");
+                }
+                _ = ticker.tick() => {
+                    let now = Instant::now();
+                    if now.duration_since(last_seen) >= dead_after {
+                        tracing::info!("closing dead peer");
+                        self.handle.close(1001, "no response to pings");
+                        return Ending::error(Some(1001), "no response to pings");
+                    }
+                    if now.duration_since(last_frame) >= idle_after {
+                        self.handle.close(4408, "idle timeout");
+                        return Ending::closed(Some(4408), "idle timeout");
+                    }
+                    if self.claims.exp <= crate::db::now_ms() || self.state.auth.revocations.is_revoked(&self.claims.sid) {
+                        self.error(ErrorFrame::new(ErrorCode::Unauthorized, "the session has expired"));
+                        self.handle.close(4401, "unauthorized");
+                        return Ending::closed(Some(4401), "session expired");
+                    }
+                    if now.duration_since(last_ping) >= ping_every {
+                        last_ping = now;
+                        let _ = self.handle_ping();
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_kill(&self) -> CancellationToken {
+        self.handle.kill_token()
+    }
+
+    fn handle_ping(&self) -> bool {
+        self.handle.ping()
+    }
+
+    /// A read failed: close with the code that says why, when the peer can still hear it.
+    fn read_error(&self, e: axum::Error) -> Ending {
+        use tungstenite::{Error, error::ProtocolError};
+        let inner = e.into_inner();
+        match inner.downcast_ref::<Error>() {
+            Some(Error::Utf8(_)) => {
+                self.handle.close(1007, "invalid UTF-8");
+                Ending::error(Some(1007), "invalid UTF-8")
+            }
+            Some(Error::Capacity(_)) => {
+                self.handle.close(1009, "frame too large");
+                Ending::error(Some(1009), "frame too large")
+            }
+            Some(Error::ConnectionClosed | Error::AlreadyClosed) => {
+                Ending::closed(None, "client closed")
+            }
+            Some(Error::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => {
+                Ending::error(None, "reset without closing handshake")
+            }
+            Some(Error::Protocol(p)) => {
+                tracing::debug!(error = %p, "websocket protocol error");
+                self.handle.close(1002, "protocol error");
+                Ending::error(Some(1002), "protocol error")
+            }
+            _ => Ending::error(None, "I/O error"),
+        }
+    }
+
+    /// Generic per-connection frame budget, on top of the per-user send limit (and, like it,
+    /// off when the send limit is off, for load tests).
+    fn take_frame_token(&mut self) -> bool {
+        if self.state.settings.limits.send_rate_per_sec == 0 {
+            return true;
+        }
+        let now = Instant::now();
+        let (tokens, at) = &mut self.frame_tokens;
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * FRAME_RATE).min(FRAME_BURST);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Count a rate-limited frame; `false` when the client keeps flooding (close 1008).
+    fn strike(&mut self) -> bool {
+        let now = Instant::now();
+        self.strikes.push_back(now);
+        while self
+            .strikes
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > FLOOD_WINDOW)
+        {
+            self.strikes.pop_front();
+        }
+        if self.strikes.len() > FLOOD_STRIKES {
+            self.handle.close(1008, "flooding");
+            return false;
+        }
+        true
+    }
+
+    /// Handle one text frame; `false` ends the session.
+    async fn on_text(&mut self, text: &str) -> bool {
+        if !self.take_frame_token() {
+            self.error(ErrorFrame::new(ErrorCode::RateLimited, "too many frames").retry_after(100));
+            return self.strike();
+        }
+        let frame = match protocol::parse(text) {
+            Ok(f) => f,
+            Err(e) => {
+                self.error(e);
+                return true;
+            }
+        };
+        match frame {
+            ClientFrame::Ping { nonce } => self.send(protocol::pong(nonce.as_ref())),
+            ClientFrame::Subscribe { thread, after_seq } => self.subscribe(thread, after_seq).await,
+            ClientFrame::Unsubscribe { thread } => {
+                if self.threads.remove(&thread) {
+                    self.state.realtime.hub.unsubscribe(&thread, self.handle.id);
+                    self.state.realtime.streams.detach(&thread, self.handle.id);
+                }
+                self.send(protocol::unsubscribed(&thread));
+            }
+            ClientFrame::Send {
+                thread,
+                client_id,
+                body,
+                agent,
+            } => {
+                let cid = client_id.as_str().to_string();
+                let req = SendRequest {
+                    thread,
+                    client_id,
+                    body,
+                    agent: agent.map(crate::send::AgentAsk::Answer),
+                };
+                let reply = self.reply();
+                if let Err(e) = submit(&self.state, &self.claims, req, reply).await {
+                    return self.send_refused(e, &cid);
+                }
+            }
+            ClientFrame::Debate {
+                thread,
+                client_id,
+                topic,
+                agents,
+                rounds,
+            } => {
+                let cid = client_id.as_str().to_string();
+                let reply = self.reply();
+                if let Err(e) = crate::send::start_debate(
+                    &self.state,
+                    &self.claims,
+                    thread,
+                    client_id,
+                    topic,
+                    agents,
+                    rounds,
+                    reply,
+                )
+                .await
+                {
+                    return self.send_refused(e, &cid);
+                }
+            }
+            ClientFrame::Cancel { stream_id } => {
+                if let Err(e) = super::streams::cancel(&self.state, &self.claims, &stream_id).await
+                {
+                    self.error(e);
+                }
+            }
+        }
+        true
+    }
+
+    fn send_refused(&mut self, e: SendError, client_id: &str) -> bool {
+        let frame = match e {
+            SendError::NotFound(what) => ErrorFrame::new(ErrorCode::NotFound, what),
+            SendError::Unavailable { retry_after_ms } => ErrorFrame::new(
+                ErrorCode::Unavailable,
+                "the database is unavailable; retry later",
+            )
+            .retry_after(retry_after_ms),
+            SendError::RateLimited { retry_after_ms } => {
+                self.error(
+                    ErrorFrame::new(ErrorCode::RateLimited, "too many messages")
+                        .client(Some(client_id))
+                        .retry_after(retry_after_ms),
+                );
+                return self.strike();
+            }
+            SendError::Validation(why) => ErrorFrame::new(ErrorCode::Validation, why),
+            SendError::UnknownAgent => ErrorFrame::new(ErrorCode::NotFound, "unknown agent"),
+            SendError::TooMany(why) => {
+                ErrorFrame::new(ErrorCode::RateLimited, why).retry_after(1000)
+            }
+        };
+        self.error(frame.client(Some(client_id)));
+        true
+    }
+
+    fn on_write_event(&self, event: WriteEvent) {
+        let frame = match event {
+            WriteEvent::Queued {
+                thread_id,
+                client_id,
+            } => protocol::ack_queued(&client_id, &thread_id),
+            WriteEvent::Persisted { message, .. } => {
+                protocol::ack_persisted(&message.client_id, &message)
+            }
+            WriteEvent::Rejected {
+                client_id, reason, ..
+            } => {
+                let e = match reason {
+                    Rejection::ClientIdTaken => ErrorFrame::new(
+                        ErrorCode::Conflict,
+                        "client_id already used by another author",
+                    ),
+                    Rejection::NoThread => ErrorFrame::new(ErrorCode::NotFound, "thread not found"),
+                    Rejection::Internal => {
+                        ErrorFrame::new(ErrorCode::Internal, "the message could not be stored")
+                    }
+                };
+                e.client(Some(&client_id)).to_frame()
+            }
+        };
+        self.send(frame);
+    }
+
+    /// Learn which threads this user belongs to while the database is up, so subscriptions and
+    /// sends can be authorised during an outage.
+    fn warm_membership(&self) {
+        let state = self.state.clone();
+        let uid = self.claims.uid.clone();
+        tokio::spawn(async move {
+            let user = uid.clone();
+            if let Ok(threads) = state
+                .db
+                .run(|s| async move { s.memberships(&user).await })
+                .await
+            {
+                state.members.note_user_threads(&uid, threads);
+            }
+        });
+    }
+
+    async fn subscribe(&mut self, thread: String, after_seq: Option<i64>) {
+        let unavailable = || {
+            ErrorFrame::new(
+                ErrorCode::Unavailable,
+                "the database is unavailable; retry later",
+            )
+            .retry_after(2000)
+        };
+        match is_member(&self.state, &thread, &self.claims.uid).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return self.error(ErrorFrame::new(ErrorCode::NotFound, "thread not found"));
+            }
+            Err(_) => return self.error(unavailable()),
+        }
+        let hub = &self.state.realtime.hub;
+        hub.subscribe(&thread, self.handle.clone());
+        self.threads.insert(thread.clone());
+        match self.replay(&thread, after_seq).await {
+            Ok(last) => {
+                hub.activate(&thread, self.handle.id, last);
+                // Running agent streams: stream_start + stream_snapshot, then live chunks.
+                self.state.realtime.streams.attach(&thread, &self.handle);
+            }
+            Err(e) => {
+                hub.unsubscribe(&thread, self.handle.id);
+                self.threads.remove(&thread);
+                self.error(e);
+            }
+        }
+    }
+
+    /// Send `subscribed` and the missed messages; returns the last `seq` the client now has.
+    async fn replay(&self, thread: &str, after_seq: Option<i64>) -> Result<i64, ErrorFrame> {
+        let unavailable = || {
+            ErrorFrame::new(
+                ErrorCode::Unavailable,
+                "the database is unavailable; retry later",
+            )
+            .retry_after(2000)
+        };
+        let replay_max = self.state.settings.realtime.replay_max as i64;
+        let hub = &self.state.realtime.hub;
+        if self.state.db.state() == DbState::Up {
+            let (id, after) = (thread.to_string(), after_seq);
+            let read = self
+                .state
+                .db
+                .run(|s| async move {
+                    let head = s
+                        .thread(&id)
+                        .await?
+                        .map(|t| t.last_seq)
+                        .ok_or(StoreError::NotFound)?;
+                    let missed = match after {
+                        Some(a) if head > a && head - a <= replay_max => {
+                            s.messages(&id, Page::After(a), replay_max).await?
+                        }
+                        _ => Vec::new(),
+                    };
+                    Ok((head, missed))
+                })
+                .await;
+            match read {
+                Ok((head, missed)) => {
+                    hub.note_head(thread, head);
+                    self.send(protocol::subscribed(thread, head));
+                    let Some(after) = after_seq else {
+                        return Ok(head);
+                    };
+                    if head - after > replay_max {
+                        self.send(protocol::resync(thread));
+                        return Ok(head);
+                    }
+                    let mut last = after.min(head);
+                    for m in &missed {
+                        self.send(protocol::message_frame(m));
+                        last = m.seq;
+                    }
+                    return Ok(last.max(after.min(head)));
+                }
+                Err(StoreError::NotFound) => {
+                    return Err(ErrorFrame::new(ErrorCode::NotFound, "thread not found"));
+                }
+                Err(_) => {} // fall through to the in-memory ring
+            }
+        }
+        let Some(head) = hub.head(thread) else {
+            return Err(unavailable());
+        };
+        let after = after_seq.unwrap_or(head);
+        if head - after > replay_max {
+            self.send(protocol::subscribed(thread, head));
+            self.send(protocol::resync(thread));
+            return Ok(head);
+        }
+        let (head, frames) = hub
+            .replay_from_ring(thread, after)
+            .ok_or_else(unavailable)?;
+        self.send(protocol::subscribed(thread, head));
+        for f in frames {
+            self.send(f);
+        }
+        Ok(head.max(after))
+    }
+
+    /// A gap in a thread's sequence (messages from several instances can arrive out of order):
+    /// hold briefly, then fill from the database what has still not arrived.
+    fn fill_gap(&self, thread: String, from: i64, to: i64) {
+        let state = self.state.clone();
+        let conn = self.handle.id;
+        tokio::spawn(async move {
+            tokio::time::sleep(GAP_HOLD).await;
+            // Retry while the database is unavailable; stop once the gap is gone.
+            for attempt in 0u32..120 {
+                if !state.realtime.hub.still_missing(&thread, conn, from) {
+                    return;
+                }
+                let id = thread.clone();
+                let limit = (to - from + 1).clamp(1, 1000);
+                match state
+                    .db
+                    .run(|s| async move { s.messages(&id, Page::After(from - 1), limit).await })
+                    .await
+                {
+                    Ok(messages) => return state.realtime.hub.fill(&thread, conn, &messages),
+                    Err(e) if attempt == 0 => {
+                        tracing::warn!(error = %e, thread, "could not fill a delivery gap yet")
+                    }
+                    Err(_) => {}
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+    }
+
+    pub(super) fn cleanup(&mut self) {
+        for t in self.threads.drain() {
+            self.state.realtime.hub.unsubscribe(&t, self.handle.id);
+            self.state.realtime.streams.detach(&t, self.handle.id);
+        }
+    }
+}
+
+/// The next writer event, or never while no send was made.
+async fn next_event(rx: &mut Option<mpsc::UnboundedReceiver<WriteEvent>>) -> Option<WriteEvent> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How long an out-of-order message waits for the ones before it before they are read from
+/// the database.
+const GAP_HOLD: Duration = Duration::from_millis(50);
+
+/// Per-connection budget for all frames (sends also have their per-user limit).
+const FRAME_RATE: f64 = 200.0;
+const FRAME_BURST: f64 = 400.0;

@@ -1,0 +1,164 @@
+//! The socket side of one WebSocket connection: what is queued for it goes out in coalesced
+//! writes (one flush for many frames), and the connection's task reads client frames and hub
+//! requests through it. It remembers how the socket finished (a close frame out, or a failed
+//! write), which decides the connection's outcome.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
+use futures_util::{Sink, Stream};
+
+use super::{
+    hub::{ConnHandle, Control, Outbound},
+    outcome::Ending,
+};
+
+pub(super) fn close_message(code: u16, reason: &'static str) -> WsMessage {
+    WsMessage::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
+}
+
+/// The socket and its write state, owned by the connection's task.
+pub(super) struct Wire {
+    pub(super) socket: WebSocket,
+    handle: Arc<ConnHandle>,
+    frames_out: Arc<crate::ops::metrics::Counter>,
+    /// Frames were handed to the socket since its last flush.
+    unflushed: bool,
+    /// A close frame was handed to the socket, or the socket failed: nothing more goes out.
+    finished: bool,
+    /// The close frame handed to the socket, if one was.
+    closed_with: Option<(u16, &'static str)>,
+    /// A write or flush failed.
+    failed: bool,
+}
+
+/// What the socket has for the connection's task.
+pub(super) enum Io {
+    Read(Option<Result<WsMessage, axum::Error>>),
+    Control(Control),
+    /// The close frame is out, or the socket failed.
+    Done,
+}
+
+impl Wire {
+    pub(super) fn new(
+        socket: WebSocket,
+        handle: Arc<ConnHandle>,
+        frames_out: Arc<crate::ops::metrics::Counter>,
+    ) -> Wire {
+        Wire {
+            socket,
+            handle,
+            frames_out,
+            unflushed: false,
+            finished: false,
+            closed_with: None,
+            failed: false,
+        }
+    }
+
+    /// How the connection ended when the socket finished first ([`Io::Done`]): a failed write is
+    /// an error; otherwise a close frame queued by someone else (draining, a revoked session)
+    /// went out.
+    pub(super) fn ending(&self) -> Ending {
+        match self.closed_with {
+            _ if self.failed => Ending::error(None, "write failed"),
+            Some((code, reason)) => Ending::server_close(code, reason),
+            None => Ending::closed(None, "socket finished"),
+        }
+    }
+
+    /// Hand everything queued to the socket and flush once (one write for many frames);
+    /// `Ready` once the socket is finished (close frame written, or failed).
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        while !self.finished {
+            match Pin::new(&mut self.socket).poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return self.fail(),
+                Poll::Pending => break, // woken when the socket drains
+            }
+            let Some(m) = self.handle.next_outbound(cx.waker()) else {
+                break; // woken by the next send
+            };
+            let msg = match m {
+                Outbound::Frame(f) => {
+                    self.frames_out.inc();
+                    WsMessage::Text(f)
+                }
+                Outbound::Ping => WsMessage::Ping(Default::default()),
+                Outbound::Close(code, reason) => {
+                    self.finished = true;
+                    self.closed_with = Some((code, reason));
+                    close_message(code, reason)
+                }
+            };
+            if Pin::new(&mut self.socket).start_send(msg).is_err() {
+                return self.fail();
+            }
+            self.unflushed = true;
+        }
+        if self.unflushed {
+            match Pin::new(&mut self.socket).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(_)) => return self.fail(),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if self.finished {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn fail(&mut self) -> Poll<()> {
+        self.failed = true;
+        self.finished = true;
+        self.unflushed = false;
+        Poll::Ready(())
+    }
+
+    pub(super) fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<Io> {
+        if self.poll_write(cx).is_ready() {
+            return Poll::Ready(Io::Done);
+        }
+        if let Some(c) = self.handle.next_control(cx.waker()) {
+            return Poll::Ready(Io::Control(c));
+        }
+        Pin::new(&mut self.socket).poll_next(cx).map(Io::Read)
+    }
+
+    /// Until everything queued is written (or the socket is finished).
+    pub(super) async fn drain(&mut self) {
+        std::future::poll_fn(|cx| {
+            let done = self.poll_write(cx).is_ready();
+            if done || (!self.unflushed && self.handle.queue_is_empty()) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Run `op` while the queue keeps flowing out (reads wait; deliveries do not).
+    pub(super) async fn pumping<T>(&mut self, op: impl Future<Output = T>) -> T {
+        let mut op = std::pin::pin!(op);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(v) = op.as_mut().poll(cx) {
+                return Poll::Ready(v);
+            }
+            let _ = self.poll_write(cx);
+            Poll::Pending
+        })
+        .await
+    }
+}
