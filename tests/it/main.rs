@@ -3,6 +3,7 @@
 mod support;
 
 mod agents;
+mod alerts;
 mod auth;
 mod authz;
 mod chat;
