@@ -11,6 +11,8 @@ mod frames;
 mod fuzz;
 mod hardening;
 mod lifecycle;
+mod metric_meanings;
+mod metric_meanings_db;
 mod metrics;
 mod ops_cli;
 mod resilience;

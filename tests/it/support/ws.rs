@@ -128,6 +128,19 @@ impl WsClient {
 /// `token`), then sends an unmasked frame, which RFC 6455 forbids from a client. The server
 /// must end the connection with 1002 (protocol error). Returns the close code seen, if any.
 pub async fn break_protocol(port: u16, token: &str) -> Option<u16> {
+    // FIN + text, no mask bit, 2 bytes of payload.
+    raw_session(port, token, &[0x81, 0x02, b'h', b'i']).await
+}
+
+/// A text frame whose payload is not UTF-8 (masked, as a client must): the server closes 1007.
+pub async fn send_invalid_utf8(port: u16, token: &str) -> Option<u16> {
+    // FIN + text, mask bit + length 2, mask key 0 (payload unchanged), bytes 0xFF 0xFE.
+    raw_session(port, token, &[0x81, 0x82, 0, 0, 0, 0, 0xff, 0xfe]).await
+}
+
+/// Upgrade over a raw TCP connection, write `frame` as is, then read the server's frames until
+/// its close frame or the end of the connection; the close code, if any.
+pub async fn raw_session(port: u16, token: &str, frame: &[u8]) -> Option<u16> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
     let request = format!(
@@ -153,9 +166,7 @@ pub async fn break_protocol(port: u16, token: &str) -> Option<u16> {
         "upgrade refused: {}",
         String::from_utf8_lossy(&head)
     );
-    // FIN + text, no mask bit, 2 bytes of payload.
-    tcp.write_all(&[0x81, 0x02, b'h', b'i']).await.ok()?;
-    // Read the server's frames until its close frame (0x88) or the end of the connection.
+    tcp.write_all(frame).await.ok()?;
     let mut rest = Vec::new();
     let _ = tokio::time::timeout(WAIT, async {
         let mut buf = [0u8; 4096];
@@ -175,7 +186,7 @@ pub async fn break_protocol(port: u16, token: &str) -> Option<u16> {
             126 if i + 4 <= rest.len() => {
                 (u16::from_be_bytes([rest[i + 2], rest[i + 3]]) as usize, 4)
             }
-            127 => return None,
+            126 | 127 => return None,
             n => (n as usize, 2),
         };
         let body = i + header;
