@@ -10,7 +10,8 @@
 #   - deploy/cloudrun/alert-policies.json has one policy per Prometheus alert,
 #     with valid PromQL that passes the same firing / not-firing unit tests;
 #   - deploy/grafana/dashboard.json: schemaVersion 39, Prometheus datasource
-#     variable, every panel query is valid PromQL;
+#     variable, every panel query is valid PromQL, the rate-limited panel shows
+#     0 (not "No data") for the series a healthy instance exports;
 #   - Dockerfile: the final stage runs ["emergence", "serve"] (ENTRYPOINT +
 #     CMD, exec form) as a non-root user;
 #   - deploy/cloudbuild.yaml (the deploy pipeline): build, push, deploy with no
@@ -233,6 +234,8 @@ for group in rules.get("groups") or []:
             alerts[rule["alert"]] = rule
 expected_alerts = {
     "EmergenceDbConnectionFailures",
+    "EmergenceDbDown",
+    "EmergenceDbPendingWritesGrowing",
     "EmergenceWebSocketErrorRate",
     "EmergenceRateLimited429",
     "EmergenceInstanceDown",
@@ -376,6 +379,46 @@ with open(os.path.join(work, "dashboard_rules.yml"), "w") as fh:
 with open(os.path.join(work, "dashboard_queries.txt"), "w") as fh:
     fh.write("\n".join(index) + "\n")
 
+# A healthy instance exports every rate-limit scope at 0 from start
+# (src/ops/metric_labels.rs): the "Rate-limited answers" panel must then show
+# 0 per scope, and 0 HTTP 429s even where no 429 series exists (an instance of
+# an older version, a route outside the registered table), never "No data".
+with open("src/ops/metric_labels.rs", encoding="utf-8") as fh:
+    m = re.search(r"RATE_LIMIT_SCOPES: &\[&str\] = &\[(.*?)\];", fh.read(), re.S)
+scopes = re.findall(r'"([a-z_]+)"', m.group(1)) if m else []
+if not scopes:
+    err("src/ops/metric_labels.rs: RATE_LIMIT_SCOPES not found")
+healthy = [
+    {"series": f'rate_limited_total{{job="emergence",instance="a",scope="{sc}"}}', "values": "0x20"}
+    for sc in scopes
+] + [
+    {"series": 'http_requests_total{job="emergence",instance="a",route="/api/auth/login",method="POST",status="200"}', "values": "0+10x20"},
+]
+zero_checks = []
+for title, e in exprs:
+    if title != "Rate-limited answers per minute":
+        continue
+    e = e.replace("$__rate_interval", "1m").replace("$__interval", "1m")
+    e = re.sub(r"\$\{?[A-Za-z_]\w*\}?", ".*", e)
+    if "by (scope)" in e:
+        want = [{"labels": f'{{scope="{sc}"}}', "value": 0} for sc in scopes]
+    else:
+        want = [{"labels": "{}", "value": 0}]
+    zero_checks.append({"expr": e, "eval_time": "4m", "exp_samples": want})
+if len(zero_checks) != 2:
+    err("dashboard.json: expected the 'Rate-limited answers per minute' panel with a by-scope and an HTTP 429 query")
+with open(os.path.join(work, "dashboard_test.yml"), "w") as fh:
+    yaml.safe_dump({
+        "rule_files": ["dashboard_rules.yml"],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "name": "a healthy instance shows 0 rate-limited answers, not No data",
+            "interval": "15s",
+            "input_series": healthy,
+            "promql_expr_test": zero_checks,
+        }],
+    }, fh, sort_keys=False)
+
 # 6. Dockerfile: the final stage runs ["emergence", "serve"] as a non-root user.
 with open("Dockerfile", encoding="utf-8") as fh:
     raw = fh.read()
@@ -437,6 +480,9 @@ promtool check rules "$WORK/dashboard_rules.yml" >/dev/null || {
     cat "$WORK/dashboard_queries.txt" >&2
     fail "dashboard.json: a panel query is not valid PromQL (see promtool's message above)"
 }
+step "promtool test rules: the rate-limited panel shows 0 (not No data) on a healthy instance"
+promtool test rules "$WORK/dashboard_test.yml" \
+    || fail "dashboard.json: the 'Rate-limited answers per minute' panel has no data on a healthy instance"
 promtool check rules "$WORK/policies_rules.yml" >/dev/null \
     || fail "alert-policies.json: a policy query is not valid PromQL (see promtool's message above)"
 

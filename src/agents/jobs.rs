@@ -69,7 +69,7 @@ impl Agents {
         writer: MessageWriter,
     ) -> Self {
         let p = settings.providers.clone();
-        Self {
+        let agents = Self {
             agents: settings.agents.clone(),
             providers: Providers::new(p.clone(), Duration::from_millis(p.connect_timeout_ms)),
             settings: p,
@@ -80,6 +80,25 @@ impl Agents {
             jobs: Mutex::new(HashMap::new()),
             stream_jobs: Mutex::new(HashMap::new()),
             tasks: TaskTracker::new(),
+        };
+        agents.register_metric_labels();
+        agents
+    }
+
+    /// Export `llm_requests_total` at 0 for every provider and model an agent may call (see
+    /// `turn::generate`: its provider and model, or the offline one, and its fallback model).
+    fn register_metric_labels(&self) {
+        for agent in &self.agents {
+            let (provider, model) = self.provider_of(agent);
+            let fallback = agent
+                .fallback_model
+                .as_deref()
+                .filter(|_| provider == agent.provider);
+            for m in std::iter::once(model.as_str()).chain(fallback) {
+                for outcome in crate::ops::metric_labels::LLM_OUTCOMES {
+                    self.metrics.llm_requests.register(&[provider, m, outcome]);
+                }
+            }
         }
     }
 

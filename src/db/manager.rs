@@ -237,15 +237,20 @@ impl Database {
     /// While writes are queued, probes are hedged: a new attempt starts every `URGENT_PROBE`
     /// even if earlier ones still hang (a blackholed connection only fails at its timeout), so a
     /// returning database is written to within a second.
+    ///
+    /// Counting (docs/operations.md#metrics): every attempt started counts once in
+    /// `db_connect_attempts_total`; every attempt that ends without a connection (an error, its
+    /// timeout, or cancelled unanswered to make room for a newer one) counts once in
+    /// `db_connection_failures_total`. Attempts still running when another one connects are
+    /// abandoned and counted in neither. `db_reconnect_attempts_total` counts the outage (once).
     async fn reconnect(&self, first: bool, shutdown: &CancellationToken) -> Option<Store> {
         let s = &self.inner.settings;
+        let metrics = &self.inner.metrics;
         let started = Instant::now();
         let mut attempt: u32 = 0;
-        // One reconnection per outage: `db_reconnect_success_total / db_reconnect_attempts_total`
-        // is the share of outages that ended in a reconnection (individual failed tries count in
-        // `db_connection_failures_total`).
+        let mut failed: u32 = 0;
         if !first {
-            self.inner.metrics.db_reconnect_attempts.inc();
+            metrics.db_reconnect_attempts.inc();
         }
         let mut attempts = tokio::task::JoinSet::new();
         let mut started_attempts: std::collections::VecDeque<tokio::task::AbortHandle> =
@@ -256,7 +261,9 @@ impl Database {
             let now = tokio::time::Instant::now();
             if now >= next_start && (attempts.is_empty() || urgent) {
                 attempt += 1;
-                // Bounded hedging: the oldest attempt (most likely hung) makes room.
+                metrics.db_connect_attempts.inc();
+                // Bounded hedging: the oldest attempt (most likely hung) makes room. It ends in
+                // `join_next` as cancelled, and is counted there.
                 started_attempts.retain(|h| !h.is_finished());
                 if started_attempts.len() >= MAX_HEDGED
                     && let Some(oldest) = started_attempts.pop_front()
@@ -275,17 +282,18 @@ impl Database {
             tokio::select! {
                 _ = shutdown.cancelled() => return None,
                 done = attempts.join_next(), if !attempts.is_empty() => {
-                    match done {
+                    let cause = match done {
                         Some(Ok(Ok(store))) => {
                             attempts.abort_all();
                             let ms = started.elapsed().as_millis() as u64;
                             if first {
-                                tracing::info!(backend = store.backend_name(), attempts = attempt, ms, "database connected");
+                                tracing::info!(backend = store.backend_name(), attempts = attempt, failed, ms, "database connected");
                             } else {
-                                self.inner.metrics.db_reconnect_success.inc();
+                                metrics.db_reconnect_success.inc();
                                 tracing::info!(
                                     backend = store.backend_name(),
                                     attempts = attempt,
+                                    failed,
                                     ms,
                                     "database reconnected after {attempt} attempts in {ms} ms"
                                 );
@@ -293,17 +301,24 @@ impl Database {
                             return Some(store);
                         }
                         Some(Ok(Err(e))) => {
-                            self.inner.metrics.db_connection_failures.inc();
-                            if attempt == 1 || attempt.is_power_of_two() {
-                                tracing::warn!(attempt, cause = %e, "database connection attempt failed");
-                            }
                             let mut delay = backoff_delay(attempt, s.backoff_initial_ms, s.backoff_max_ms);
                             if self.inner.urgent.load(Ordering::Relaxed) {
                                 delay = delay.min(URGENT_PROBE);
                             }
                             next_start = tokio::time::Instant::now() + delay;
+                            e.to_string()
                         }
-                        _ => {}
+                        // Aborted to make room (see above): it never answered.
+                        Some(Err(e)) if e.is_cancelled() => {
+                            "cancelled unanswered: a newer attempt took its place".to_string()
+                        }
+                        Some(Err(e)) => format!("attempt crashed: {e}"),
+                        None => continue,
+                    };
+                    failed += 1;
+                    metrics.db_connection_failures.inc();
+                    if failed == 1 || failed.is_power_of_two() {
+                        tracing::warn!(attempt, failed, cause, "database connection attempt failed");
                     }
                 }
                 _ = tokio::time::sleep_until(next_start) => {}

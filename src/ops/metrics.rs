@@ -87,18 +87,56 @@ impl Histogram {
 }
 
 /// A metric with labels: one child per distinct label set.
+///
+/// Prometheus computes `rate()` / `increase()` from the difference between samples, so a label
+/// set that first appears with its first event hides that event: the first sample already holds
+/// it. Every label set the code can produce is therefore registered up front and exported at 0
+/// from the start: [`Family::new_with`] for sets known at compile time (closed families),
+/// [`Family::register`] for sets known at start-up (routes, configured agents).
 #[derive(Debug)]
 pub struct Family<T> {
     labels: &'static [&'static str],
+    /// Closed: every label set is declared at construction; another one is a bug (debug builds
+    /// panic, so tests catch it; release builds still count it).
+    closed: bool,
     children: RwLock<BTreeMap<Vec<String>, Arc<T>>>,
 }
 
 impl<T: Default> Family<T> {
+    /// An open family: label sets appear with their first event unless [`Family::register`]ed.
     pub fn new(labels: &'static [&'static str]) -> Self {
         Self {
             labels,
+            closed: false,
             children: RwLock::new(BTreeMap::new()),
         }
+    }
+
+    /// A closed family: every label set it may take is listed here and exported (at 0) from the
+    /// start. One label, so each known set is one value.
+    pub fn new_with(labels: &'static [&'static str], known: &[&str]) -> Self {
+        assert_eq!(labels.len(), 1, "new_with lists values of a single label");
+        let family = Self {
+            labels,
+            closed: true,
+            children: RwLock::new(BTreeMap::new()),
+        };
+        for value in known {
+            family.insert(&[value]);
+        }
+        family
+    }
+
+    /// Export this label set from now on, at its zero value until its first event.
+    pub fn register(&self, values: &[&str]) {
+        assert_eq!(values.len(), self.labels.len(), "label count");
+        self.insert(values);
+    }
+
+    fn insert(&self, values: &[&str]) -> Arc<T> {
+        let key: Vec<String> = values.iter().map(|s| s.to_string()).collect();
+        let mut map = self.children.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(key).or_default().clone()
     }
 
     /// The child for these label values (in the family's label order).
@@ -113,9 +151,19 @@ impl<T: Default> Family<T> {
                 return found.1.clone();
             }
         }
-        let key: Vec<String> = values.iter().map(|s| s.to_string()).collect();
-        let mut map = self.children.write().unwrap_or_else(|e| e.into_inner());
-        map.entry(key).or_default().clone()
+        debug_assert!(
+            !self.closed,
+            "{:?}={values:?} is not a declared label set: add it to the family's known values \
+             (src/ops/metric_labels.rs) so that it is exported at 0 from the start",
+            self.labels
+        );
+        self.insert(values)
+    }
+
+    /// Every label set exported, in label order.
+    pub fn label_sets(&self) -> Vec<Vec<String>> {
+        let map = self.children.read().unwrap_or_else(|e| e.into_inner());
+        map.keys().cloned().collect()
     }
 
     fn snapshot(&self) -> Vec<(String, Arc<T>)> {
@@ -166,8 +214,14 @@ pub struct Metrics {
     pub rate_limited: Family<Counter>,
     pub overload_rejections: Counter,
     pub db_up: Gauge,
+    /// Reconnections begun: one per database outage.
     pub db_reconnect_attempts: Counter,
+    /// Reconnections completed: one per outage that ended with the database back.
     pub db_reconnect_success: Counter,
+    /// Connection attempts started (start-up and reconnections, hedged attempts included).
+    pub db_connect_attempts: Counter,
+    /// Operations that failed because the database was unreachable, and connection attempts
+    /// that failed, timed out or were cancelled unanswered.
     pub db_connection_failures: Counter,
     pub db_pending_writes: Gauge,
     pub db_query_duration: Histogram,
@@ -189,17 +243,27 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
+        use super::metric_labels::*;
+        let http_requests = Family::new(&["route", "method", "status"]);
+        for (route, methods) in crate::http::routes::ROUTES {
+            for method in *methods {
+                for status in HTTP_ZERO_STATUSES {
+                    http_requests.register(&[route, method, status]);
+                }
+            }
+        }
         Self {
-            http_requests: Family::new(&["route", "method", "status"]),
+            http_requests,
             http_duration: Family::new(&["route", "method"]),
-            ws_connections: Family::new(&["outcome"]),
+            ws_connections: Family::new_with(&["outcome"], WS_OUTCOMES),
             ws_active: Gauge::default(),
-            ws_frames: Family::new(&["direction"]),
-            rate_limited: Family::new(&["scope"]),
+            ws_frames: Family::new_with(&["direction"], WS_DIRECTIONS),
+            rate_limited: Family::new_with(&["scope"], RATE_LIMIT_SCOPES),
             overload_rejections: Counter::default(),
             db_up: Gauge::default(),
             db_reconnect_attempts: Counter::default(),
             db_reconnect_success: Counter::default(),
+            db_connect_attempts: Counter::default(),
             db_connection_failures: Counter::default(),
             db_pending_writes: Gauge::default(),
             db_query_duration: Histogram::default(),
@@ -212,7 +276,7 @@ impl Default for Metrics {
             llm_requests: Family::new(&["provider", "model", "outcome"]),
             llm_first_token: Family::new(&["provider"]),
             llm_stream: Family::new(&["provider"]),
-            llm_tokens: Family::new(&["direction"]),
+            llm_tokens: Family::new_with(&["direction"], TOKEN_DIRECTIONS),
             slow_consumer_disconnects: Counter::default(),
             api_inflight: Default::default(),
             start_time: std::time::SystemTime::now()
@@ -337,8 +401,14 @@ impl Metrics {
             &self.db_reconnect_success,
         );
         o.counter(
+            "db_connect_attempts_total",
+            "Database connection attempts started (start-up and reconnections, hedged ones included).",
+            &self.db_connect_attempts,
+        );
+        o.counter(
             "db_connection_failures_total",
-            "Database operations that failed because the database was unreachable.",
+            "Database operations that failed because the database was unreachable, and connection \
+             attempts that failed, timed out or were cancelled unanswered.",
             &self.db_connection_failures,
         );
         o.gauge(
@@ -461,5 +531,56 @@ mod tests {
         assert!(text.contains("db_query_duration_seconds_bucket{le=\"0.005\"} 1"));
         assert!(text.contains("db_query_duration_seconds_count 1"));
         assert!(text.contains("process_resident_memory_bytes"));
+    }
+
+    #[test]
+    fn every_declared_label_set_is_exported_at_zero_before_its_first_event() {
+        use crate::ops::metric_labels::*;
+        let text = Metrics::default().render();
+        for (name, label, values) in [
+            ("ws_connections_total", "outcome", WS_OUTCOMES),
+            ("ws_frames_total", "direction", WS_DIRECTIONS),
+            ("rate_limited_total", "scope", RATE_LIMIT_SCOPES),
+            ("llm_tokens_total", "direction", TOKEN_DIRECTIONS),
+        ] {
+            for v in values {
+                let line = format!("{name}{{{label}=\"{v}\"}} 0\n");
+                assert!(text.contains(&line), "missing {line}");
+            }
+        }
+        for (route, methods) in crate::http::routes::ROUTES {
+            for m in *methods {
+                for s in HTTP_ZERO_STATUSES {
+                    let line = format!(
+                        "http_requests_total{{route=\"{route}\",method=\"{m}\",status=\"{s}\"}} 0\n"
+                    );
+                    assert!(text.contains(&line), "missing {line}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_registered_label_set_counts_from_zero() {
+        let f: Family<Counter> = Family::new(&["provider", "model", "outcome"]);
+        f.register(&["openai", "gpt", "ok"]);
+        assert_eq!(f.label_sets(), vec![vec!["openai", "gpt", "ok"]]);
+        f.with(&["openai", "gpt", "ok"]).inc();
+        f.with(&["openai", "gpt", "error"]).inc();
+        assert_eq!(
+            f.label_sets().len(),
+            2,
+            "open families still take new label sets"
+        );
+        assert_eq!(f.sum_where("outcome", "ok"), 1);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "is not a declared label set")]
+    fn a_closed_family_refuses_an_undeclared_label_set_in_debug_builds() {
+        let f: Family<Counter> = Family::new_with(&["scope"], &["auth"]);
+        f.with(&["auth"]).inc();
+        f.with(&["typo"]).inc();
     }
 }

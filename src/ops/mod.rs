@@ -4,5 +4,6 @@
 pub mod guard;
 pub mod load;
 pub mod memory;
+pub mod metric_labels;
 pub mod metrics;
 pub mod verify;

@@ -3,6 +3,7 @@
 mod support;
 
 mod agents;
+mod alerts;
 mod auth;
 mod authz;
 mod backup;
@@ -12,6 +13,8 @@ mod frames;
 mod fuzz;
 mod hardening;
 mod lifecycle;
+mod metric_meanings;
+mod metric_meanings_db;
 mod metrics;
 mod ops_cli;
 mod ops_guard_metrics;

@@ -1,6 +1,7 @@
 //! A TCP fault proxy for resilience tests, placed between the server and PostgreSQL (or Redis):
-//! pass-through, refuse new connections, reset every connection, blackhole (accept and swallow
-//! bytes, never answer, never RST), and added latency.
+//! pass-through, refuse new connections, reset every connection (open ones with `reset_all`, new
+//! ones on accept with `Mode::Reset`), blackhole (accept and swallow bytes, never answer, never
+//! RST), and added latency.
 
 use std::{
     net::SocketAddr,
@@ -22,6 +23,9 @@ pub enum Mode {
     Refuse,
     /// Accept and swallow; existing connections stop forwarding (no RST ever).
     Blackhole,
+    /// Accept each new connection and reset it at once (RST), like a server process that
+    /// crashes on every connection or a firewall rejecting with TCP resets.
+    Reset,
     /// Forward each chunk after this delay.
     Latency(Duration),
 }
@@ -145,6 +149,14 @@ async fn accept_loop(
             a = listener.accept() => a,
         };
         let Ok((client, _)) = accepted else { continue };
+        // A connection accepted after `set(Refuse)` (before this task dropped the listener) is
+        // refused too: without this, a client reconnecting within those microseconds got through.
+        if matches!(*mode.borrow(), Mode::Reset | Mode::Refuse) {
+            use std::os::fd::AsRawFd;
+            set_linger_zero(client.as_raw_fd());
+            drop(client);
+            continue;
+        }
         let cancel = CancellationToken::new();
         {
             use std::os::fd::AsRawFd;
@@ -202,7 +214,7 @@ async fn pump(
         match current {
             Mode::Blackhole => continue,
             Mode::Latency(d) => tokio::time::sleep(d).await,
-            Mode::Pass | Mode::Refuse => {}
+            Mode::Pass | Mode::Refuse | Mode::Reset => {}
         }
         if to.write_all(&buf[..n]).await.is_err() {
             cancel.cancel();

@@ -6,6 +6,7 @@
 pub mod fake_llm;
 pub mod fault_proxy;
 pub mod process;
+pub mod prometheus;
 pub mod ws;
 
 use std::{path::PathBuf, time::Duration};

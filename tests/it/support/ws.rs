@@ -123,3 +123,77 @@ impl WsClient {
         self.send(serde_json::json!({"type": "send", "thread": thread, "client_id": client_id, "body": body})).await;
     }
 }
+
+/// A client that breaks the WebSocket protocol: it completes the upgrade (authenticated with
+/// `token`), then sends an unmasked frame, which RFC 6455 forbids from a client. The server
+/// must end the connection with 1002 (protocol error). Returns the close code seen, if any.
+pub async fn break_protocol(port: u16, token: &str) -> Option<u16> {
+    // FIN + text, no mask bit, 2 bytes of payload.
+    raw_session(port, token, &[0x81, 0x02, b'h', b'i']).await
+}
+
+/// A text frame whose payload is not UTF-8 (masked, as a client must): the server closes 1007.
+pub async fn send_invalid_utf8(port: u16, token: &str) -> Option<u16> {
+    // FIN + text, mask bit + length 2, mask key 0 (payload unchanged), bytes 0xFF 0xFE.
+    raw_session(port, token, &[0x81, 0x82, 0, 0, 0, 0, 0xff, 0xfe]).await
+}
+
+/// Upgrade over a raw TCP connection, write `frame` as is, then read the server's frames until
+/// its close frame or the end of the connection; the close code, if any.
+pub async fn raw_session(port: u16, token: &str, frame: &[u8]) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    let request = format!(
+        "GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.ok()?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut byte))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "upgrade refused: {}",
+        String::from_utf8_lossy(&head)
+    );
+    tcp.write_all(frame).await.ok()?;
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(WAIT, async {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = tcp.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            rest.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    // Walk the (unmasked, server-sent) frames to find the close frame's code.
+    let mut i = 0;
+    while i + 2 <= rest.len() {
+        let opcode = rest[i] & 0x0f;
+        let (len, header) = match rest[i + 1] & 0x7f {
+            126 if i + 4 <= rest.len() => {
+                (u16::from_be_bytes([rest[i + 2], rest[i + 3]]) as usize, 4)
+            }
+            126 | 127 => return None,
+            n => (n as usize, 2),
+        };
+        let body = i + header;
+        if opcode == 0x8 && len >= 2 && body + 2 <= rest.len() {
+            return Some(u16::from_be_bytes([rest[body], rest[body + 1]]));
+        }
+        i = body + len;
+    }
+    None
+}
