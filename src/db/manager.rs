@@ -171,17 +171,25 @@ impl Database {
             .observe(started.elapsed());
         match result {
             Err(_) => {
-                self.inner.metrics.db_connection_failures.inc();
+                self.count_failed_operation("query timed out");
                 self.mark_down("query timed out");
                 Err(StoreError::Unavailable("query timed out".into()))
             }
             Ok(Err(e)) if e.is_unavailable() => {
-                self.inner.metrics.db_connection_failures.inc();
+                self.count_failed_operation(&e.to_string());
                 self.mark_down(&e.to_string());
                 Err(e)
             }
             Ok(other) => other,
         }
+    }
+
+    /// One operation failed because the database was unreachable: its `database operation
+    /// failed` log event and `db_connection_failures_total`, together, so that `emergence guard`
+    /// (the logs) and `/metrics` count the same failures.
+    fn count_failed_operation(&self, cause: &str) {
+        tracing::warn!(cause, "database operation failed");
+        self.inner.metrics.db_connection_failures.inc();
     }
 
     fn mark_down(&self, cause: &str) {

@@ -172,6 +172,23 @@ async fn an_outage_counts_each_attempt_failure_and_reconnection_as_the_logs_tell
         .collect();
     assert_eq!(logged, powers);
     assert_eq!(log_lines(&log, "database connection lost").len(), 1);
+    // One source of truth: `emergence guard` reading this log counts the same failures and
+    // reconnections as the counters (which started at 0 with the process).
+    let text = std::fs::read_to_string(&log).unwrap();
+    let guard = emergence::ops::guard::analyse(&text).expect("guard reads the log");
+    assert_eq!(
+        guard.db.failures.count as f64,
+        after.get("db_connection_failures_total"),
+        "guard's database failures = db_connection_failures_total"
+    );
+    assert_eq!(
+        guard.db.reconnects.count as f64,
+        after.get("db_reconnect_success_total")
+    );
+    assert_eq!(
+        guard.db.losses.count as f64,
+        after.get("db_reconnect_attempts_total")
+    );
     drop(server);
     let _ = std::fs::remove_file(&log);
 }

@@ -36,6 +36,11 @@ pub(super) struct DbTracker {
     db: DbSummary,
     /// Outages in progress, per instance.
     outages: HashMap<String, Outage>,
+    /// `database operation failed` events (servers that write one per counted failure).
+    operation_failures: Series,
+    /// `database connection lost` lines, counted as failures only for logs without the events
+    /// above (older servers).
+    loss_failures: Series,
 }
 
 /// An outage in progress on one instance.
@@ -44,6 +49,9 @@ struct Outage {
     since: Option<f64>,
     logged_failures: u64,
     max_attempt: u64,
+    /// The highest `failed` field seen: the outage's failed attempts so far (exact; servers
+    /// that write it).
+    max_failed: Option<u64>,
     last_cause: String,
 }
 
@@ -62,6 +70,13 @@ impl DbTracker {
     /// Follow the database's state on the entry's instance.
     pub(super) fn observe(&mut self, e: &Entry) {
         let (db, outages) = (&mut self.db, &mut self.outages);
+        if e.message.starts_with("database operation failed") {
+            self.operation_failures.add(e.time);
+            if let Some(c) = e.field_str("cause").filter(|c| !c.is_empty()) {
+                *db.causes.entry(c.to_string()).or_default() += 1;
+            }
+            return;
+        }
         let m = e.message.as_str();
         let cause = e
             .field_str("cause")
@@ -75,12 +90,13 @@ impl DbTracker {
         };
         if m.starts_with("database connection lost") {
             db.losses.add(e.time);
-            db.failures.add(e.time);
+            self.loss_failures.add(e.time);
             note_cause(db);
             let o = outages.entry(e.instance.clone()).or_insert(Outage {
                 since: e.time,
                 logged_failures: 0,
                 max_attempt: 0,
+                max_failed: None,
                 last_cause: String::new(),
             });
             o.last_cause = cause;
@@ -91,10 +107,14 @@ impl DbTracker {
                 since: e.time,
                 logged_failures: 0,
                 max_attempt: 0,
+                max_failed: None,
                 last_cause: String::new(),
             });
             o.logged_failures += 1;
             o.max_attempt = o.max_attempt.max(e.field_u64("attempt").unwrap_or(0));
+            if let Some(f) = e.field_u64("failed") {
+                o.max_failed = Some(o.max_failed.unwrap_or(0).max(f));
+            }
             o.last_cause = cause;
         } else if m.starts_with("database reconnected") || m.starts_with("database connected") {
             let attempts = e
@@ -105,7 +125,11 @@ impl DbTracker {
                 db.reconnects.add(e.time);
             }
             if let Some(o) = outages.remove(&e.instance) {
-                let failed = attempts.saturating_sub(1).max(o.max_attempt);
+                // Exact when the server says how many attempts failed; else every attempt but
+                // the one that connected.
+                let failed = e
+                    .field_u64("failed")
+                    .unwrap_or_else(|| attempts.saturating_sub(1).max(o.max_attempt));
                 let unlogged = failed.saturating_sub(o.logged_failures);
                 spread(&mut db.failures, unlogged, o.since, e.time);
             } else {
@@ -118,10 +142,19 @@ impl DbTracker {
     /// with the attempts they did not log spread over them.
     pub(super) fn finish(self, end: Option<f64>) -> DbSummary {
         let mut db = self.db;
+        // One source of truth: a server that writes an event per failed operation is counted
+        // by those events; an older one by its loss lines.
+        let ops = if self.operation_failures.count > 0 {
+            self.operation_failures
+        } else {
+            self.loss_failures
+        };
+        db.failures.merge(ops);
         let mut down: Vec<_> = self.outages.into_iter().collect();
         down.sort_by(|x, y| x.0.cmp(&y.0));
         for (instance, o) in down {
-            let unlogged = o.max_attempt.saturating_sub(o.logged_failures);
+            let failed = o.max_failed.unwrap_or(o.max_attempt);
+            let unlogged = failed.saturating_sub(o.logged_failures);
             spread(&mut db.failures, unlogged, o.since, end);
             let attempts = o.logged_failures.max(o.max_attempt);
             db.down_at_end

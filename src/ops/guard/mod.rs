@@ -90,6 +90,12 @@ impl Series {
         }
     }
 
+    /// Add every event of `other`.
+    fn merge(&mut self, other: Series) {
+        self.count += other.count;
+        self.times.extend(other.times);
+    }
+
     fn sorted_times(&self) -> Vec<f64> {
         let mut times = self.times.clone();
         times.sort_by(f64::total_cmp);
