@@ -380,14 +380,14 @@ with open(os.path.join(work, "dashboard_queries.txt"), "w") as fh:
     fh.write("\n".join(index) + "\n")
 
 # A healthy instance exports every rate-limit scope at 0 from start
-# (src/ops/metric_labels.rs): the "Rate-limited answers" panel must then show
+# (src/metrics/labels.rs): the "Rate-limited answers" panel must then show
 # 0 per scope, and 0 HTTP 429s even where no 429 series exists (an instance of
 # an older version, a route outside the registered table), never "No data".
-with open("src/ops/metric_labels.rs", encoding="utf-8") as fh:
+with open("src/metrics/labels.rs", encoding="utf-8") as fh:
     m = re.search(r"RATE_LIMIT_SCOPES: &\[&str\] = &\[(.*?)\];", fh.read(), re.S)
 scopes = re.findall(r'"([a-z_]+)"', m.group(1)) if m else []
 if not scopes:
-    err("src/ops/metric_labels.rs: RATE_LIMIT_SCOPES not found")
+    err("src/metrics/labels.rs: RATE_LIMIT_SCOPES not found")
 healthy = [
     {"series": f'rate_limited_total{{job="emergence",instance="a",scope="{sc}"}}', "values": "0x20"}
     for sc in scopes

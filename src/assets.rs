@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 use crate::{
     error::ApiError,
-    ops::metrics::{Counter, Histogram, Metrics},
+    metrics::{Counter, Histogram, Metrics},
     settings::Settings,
     state::AppState,
 };

@@ -36,7 +36,7 @@ use crate::{
     error::ApiError,
     http::linger::{self, DrainBounds},
     limits::Limits,
-    ops::metrics::Metrics,
+    metrics::Metrics,
     realtime::{Realtime, protocol},
     settings::Settings,
     state::{AppState, Lifecycle, Phase},
@@ -441,7 +441,7 @@ fn spawn_background(state: &AppState, stop: CancellationToken) {
         loop {
             tokio::select! {
                 _ = trim_stop.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(30)) => crate::ops::memory::return_free_memory(),
+                _ = tokio::time::sleep(Duration::from_secs(30)) => crate::memory::return_free_memory(),
             }
         }
     });

@@ -10,7 +10,7 @@ use crate::{
     auth::Auth,
     db::{Database, writer::MessageWriter},
     limits::Limits,
-    ops::metrics::Metrics,
+    metrics::Metrics,
     realtime::Realtime,
     settings::Settings,
     threads::Membership,

@@ -18,7 +18,7 @@ use super::{AgentSettings, ProviderSettings, providers::Providers};
 use crate::{
     db::{AgentRequest, AgentWork, Database, writer::MessageWriter, writer::Stored},
     limits::SlotLease,
-    ops::metrics::Metrics,
+    metrics::Metrics,
     realtime::{Event, Realtime, streams::StreamEvent},
     settings::Settings,
 };
@@ -95,7 +95,7 @@ impl Agents {
                 .as_deref()
                 .filter(|_| provider == agent.provider);
             for m in std::iter::once(model.as_str()).chain(fallback) {
-                for outcome in crate::ops::metric_labels::LLM_OUTCOMES {
+                for outcome in crate::metrics::labels::LLM_OUTCOMES {
                     self.metrics.llm_requests.register(&[provider, m, outcome]);
                 }
             }

@@ -23,7 +23,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{Store, StoreError};
-use crate::{ops::metrics::Metrics, settings::DatabaseSettings};
+use crate::{metrics::Metrics, settings::DatabaseSettings};
 
 /// Whether the database answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

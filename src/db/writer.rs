@@ -19,7 +19,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{Database, InsertOutcome, Message, NewMessage, StoreError};
-use crate::ops::metrics::Metrics;
+use crate::metrics::Metrics;
 
 /// What the writer tells the sender about one message.
 #[derive(Debug, Clone)]
@@ -354,7 +354,7 @@ impl MessageWriter {
             }
         };
         if shrunk {
-            crate::ops::memory::return_free_memory();
+            crate::memory::return_free_memory();
         }
     }
 

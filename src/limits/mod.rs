@@ -21,7 +21,7 @@ pub use failed_logins::FailedLogins;
 pub use rate::RateLimiter;
 pub use slots::{AnswerSlots, SlotLease};
 
-use crate::{ops::metrics::Metrics, settings::Settings};
+use crate::{metrics::Metrics, settings::Settings};
 
 /// Every limiter of the instance.
 pub struct Limits {

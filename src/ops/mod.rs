@@ -1,9 +1,6 @@
-//! Operations: Prometheus metrics, and (as subcommands) the post-deploy verifier, the log guard
-//! and the load generator.
+//! Operations: the operator tools that run as subcommands: the post-deploy verifier, the log
+//! guard and the load generator. (The metrics registry they read is `crate::metrics`.)
 
 pub mod guard;
 pub mod load;
-pub mod memory;
-pub mod metric_labels;
-pub mod metrics;
 pub mod verify;

@@ -42,7 +42,7 @@ pub fn connect(
     settings: &crate::settings::Settings,
     realtime: std::sync::Arc<super::Realtime>,
     db: crate::db::Database,
-    metrics: std::sync::Arc<crate::ops::metrics::Metrics>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
     stop: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<std::sync::Arc<dyn Broker>> {
     match &settings.broker.url {

@@ -16,7 +16,7 @@ use std::{
 use tokio_util::sync::CancellationToken;
 
 use super::protocol::{Frame, message_frame};
-use crate::{db::Message, ops::metrics::Metrics};
+use crate::{db::Message, metrics::Metrics};
 
 /// What a connection's task writes to its socket.
 #[derive(Debug)]

@@ -37,7 +37,7 @@ use crate::{
     auth::Auth,
     contract::ErrorCode,
     db::{Message, writer::Stored},
-    ops::metrics::Metrics,
+    metrics::Metrics,
     threads::Membership,
 };
 use streams::{Follow, StreamEvent, Streams};

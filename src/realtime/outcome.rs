@@ -21,7 +21,7 @@
 
 use std::time::Duration;
 
-use crate::ops::metrics::Metrics;
+use crate::metrics::Metrics;
 
 /// The `outcome` label of `ws_connections_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

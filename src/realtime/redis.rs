@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Broker, BrokerState, Event, Realtime, protocol};
 use crate::{
     db::{Database, Page, manager::backoff_delay},
-    ops::metrics::Metrics,
+    metrics::Metrics,
 };
 
 /// Where Redis is, and the pub/sub channel.

@@ -29,7 +29,7 @@ pub(super) fn close_message(code: u16, reason: &'static str) -> WsMessage {
 pub(super) struct Wire {
     pub(super) socket: WebSocket,
     handle: Arc<ConnHandle>,
-    frames_out: Arc<crate::ops::metrics::Counter>,
+    frames_out: Arc<crate::metrics::Counter>,
     /// Frames were handed to the socket since its last flush.
     unflushed: bool,
     /// A close frame was handed to the socket, or the socket failed: nothing more goes out.
@@ -52,7 +52,7 @@ impl Wire {
     pub(super) fn new(
         socket: WebSocket,
         handle: Arc<ConnHandle>,
-        frames_out: Arc<crate::ops::metrics::Counter>,
+        frames_out: Arc<crate::metrics::Counter>,
     ) -> Wire {
         Wire {
             socket,

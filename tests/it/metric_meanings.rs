@@ -292,7 +292,7 @@ async fn refused_once(scope: &str) -> (Scrape, Scrape, String, Vec<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_rate_limit_scope_counts_one_per_refusal_and_nothing_else() {
-    for scope in emergence::ops::metric_labels::RATE_LIMIT_SCOPES {
+    for scope in emergence::metrics::labels::RATE_LIMIT_SCOPES {
         let (before, after, answer, extra) = refused_once(scope).await;
         assert!(
             answer.contains(r#"status="429""#) || answer.contains(r#"status="503""#),

@@ -401,7 +401,7 @@ fn every_documented_metric_has_a_test_of_its_meaning() {
 
 #[tokio::test]
 async fn every_labelled_counter_is_exported_at_zero_before_its_first_event() {
-    use emergence::ops::metric_labels::*;
+    use emergence::metrics::labels::*;
     let (_fake, url) = crate::support::fake_llm::FakeLlm::start().await;
     let mut gpt = crate::agents::agent("gpt", "openai", "ok");
     gpt.fallback_model = Some("fail-500".into());

@@ -1,6 +1,8 @@
 //! A small, dependency-free Prometheus registry: lock-free counters, gauges and histograms with
 //! the exact names and labels listed in docs/operations.md, rendered as text exposition.
 
+pub mod labels;
+
 use std::{
     collections::BTreeMap,
     fmt::Write,
@@ -154,7 +156,7 @@ impl<T: Default> Family<T> {
         debug_assert!(
             !self.closed,
             "{:?}={values:?} is not a declared label set: add it to the family's known values \
-             (src/ops/metric_labels.rs) so that it is exported at 0 from the start",
+             (src/metrics/labels.rs) so that it is exported at 0 from the start",
             self.labels
         );
         self.insert(values)
@@ -243,7 +245,7 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        use super::metric_labels::*;
+        use labels::*;
         let http_requests = Family::new(&["route", "method", "status"]);
         for (route, methods) in crate::http::routes::ROUTES {
             for method in *methods {
@@ -535,7 +537,7 @@ mod tests {
 
     #[test]
     fn every_declared_label_set_is_exported_at_zero_before_its_first_event() {
-        use crate::ops::metric_labels::*;
+        use crate::metrics::labels::*;
         let text = Metrics::default().render();
         for (name, label, values) in [
             ("ws_connections_total", "outcome", WS_OUTCOMES),
