@@ -1,8 +1,6 @@
 // The chat store: threads, messages, live agent streams, the outbox, and the WebSocket protocol.
 import { api, errorText } from './api';
 import {
-  applyChunk,
-  applySnapshot,
   cpLen,
   isMessage,
   maxServerSeq,
@@ -10,13 +8,15 @@ import {
   newClientId,
   parseOutbox,
 } from './logic';
+import type { ErrorCode, ServerFrame } from './contract';
+import { type FrameOf, type StreamFrame, applyStreamFrame } from './streams';
 import type { Agent, LiveStream, Message, PendingSend, Thread, User } from './types';
 import { Socket, wsUrl } from './ws';
 
 export const MAX_BODY_CHARS = 16384;
 const PAGE = 50;
 const GAP_PAGE = 500;
-const RETRYABLE = new Set(['rate_limited', 'unavailable', 'internal']);
+const RETRYABLE = new Set<ErrorCode>(['rate_limited', 'unavailable', 'internal']);
 
 export type ConnIndicator = 'connected' | 'reconnecting' | 'degraded';
 
@@ -38,7 +38,6 @@ export interface Notice {
   text: string;
 }
 
-type Frame = Record<string, unknown> & { type: string };
 
 function threadFromHash(hash: string): string | null {
   const m = /^#\/t\/([^/]+)$/.exec(hash);
@@ -434,13 +433,12 @@ export class Chat {
 
   // ---- frames ----------------------------------------------------------------------------------
 
-  private onFrame(f: Frame): void {
+  private onFrame(f: ServerFrame): void {
     switch (f.type) {
       case 'welcome': {
         // The cookie is shared by every tab: after a login as someone else elsewhere, a reconnect
         // authenticates as that user. Never resend this user's outbox under another identity.
-        const who = f.user as { id?: unknown } | undefined;
-        if (who && typeof who.id === 'string' && who.id !== this.me.id) {
+        if (f.user.id !== this.me.id) {
           this.socket.stop();
           this.onUserChanged();
           return;
@@ -475,17 +473,17 @@ export class Chat {
         this.onError(f);
         break;
       case 'resync':
-        if (typeof f.thread === 'string' && this.views.has(f.thread)) void this.loadHistory(f.thread, true);
+        if (this.views.has(f.thread)) void this.loadHistory(f.thread, true);
         break;
       case 'stream_start':
       case 'stream_snapshot':
       case 'stream_chunk':
       case 'stream_end':
       case 'stream_error':
-        this.onStream(f);
+        if (f.thread === this.currentId) this.onStream(f);
         break;
       default:
-        return; // pong and unknown frames: nothing to show
+        return; // pong and frames of newer servers: nothing to show
     }
     this.emit();
   }
@@ -499,30 +497,23 @@ export class Chat {
     if (id && v && (v.error || !v.loaded) && !v.loading) void this.loadHistory(id);
   }
 
-  private onSubscribed(f: Frame): void {
-    const thread = f.thread;
-    const head = typeof f.head_seq === 'number' ? f.head_seq : null;
-    if (typeof thread !== 'string' || thread !== this.currentId || head === null) return;
-    const v = this.view(thread);
+  private onSubscribed(f: FrameOf<'subscribed'>): void {
+    if (f.thread !== this.currentId) return;
+    const v = this.view(f.thread);
     // Without after_seq the server replays nothing: fetch what we lack up to the head over HTTP.
-    if (!this.subscribedWithAfter && v.lastSeq < head) {
-      if (v.lastSeq === 0) void this.loadHistory(thread);
-      else void this.fillGap(thread, head);
+    if (!this.subscribedWithAfter && v.lastSeq < f.head_seq) {
+      if (v.lastSeq === 0) void this.loadHistory(f.thread);
+      else void this.fillGap(f.thread, f.head_seq);
     }
   }
 
-  private onMessage(f: Frame): void {
-    const thread = typeof f.thread === 'string' ? f.thread : typeof f.thread_id === 'string' ? f.thread_id : null;
-    if (!thread) return;
-    const { type: _t, thread: _th, ...rest } = f;
-    const m = { ...rest, thread_id: thread } as unknown;
-    if (!isMessage(m)) return;
-    this.absorb(thread, [m]);
+  private onMessage(f: FrameOf<'message'>): void {
+    const { type: _t, thread, ...message } = f;
+    this.absorb(thread, [{ ...message, thread_id: thread }]);
   }
 
-  private onAck(f: Frame): void {
+  private onAck(f: FrameOf<'ack'>): void {
     const cid = f.client_id;
-    if (typeof cid !== 'string') return;
     const p = this.outbox.find((x) => x.client_id === cid);
     if (!p) return;
     if (f.status === 'queued') {
@@ -532,10 +523,10 @@ export class Chat {
       this.dropPending(cid);
       this.saveOutbox();
       const v = this.views.get(p.thread);
-      if (v && typeof f.seq === 'number') {
+      if (v && f.seq !== undefined) {
         // Shown as sent right away; the server's `message` replaces this placeholder.
         const placeholder: Message = {
-          id: typeof f.message_id === 'string' ? f.message_id : `local-${cid}`,
+          id: f.message_id ?? `local-${cid}`,
           thread_id: p.thread,
           seq: f.seq,
           client_id: cid,
@@ -549,10 +540,10 @@ export class Chat {
     }
   }
 
-  private onError(f: Frame): void {
-    const code = typeof f.code === 'string' ? f.code : 'error';
-    const text = typeof f.message === 'string' && f.message ? f.message : code.replace(/_/g, ' ');
-    const cid = typeof f.client_id === 'string' ? f.client_id : null;
+  private onError(f: FrameOf<'error'>): void {
+    const code = f.code;
+    const text = f.message || code.replace(/_/g, ' ');
+    const cid = f.client_id;
     if (!cid) {
       if (code !== 'unauthorized') this.notify(this.currentId, text);
       return;
@@ -560,7 +551,7 @@ export class Chat {
     const p = this.outbox.find((x) => x.client_id === cid);
     if (!p) return;
     if (RETRYABLE.has(code)) {
-      const wait = typeof f.retry_after_ms === 'number' && f.retry_after_ms >= 0 ? f.retry_after_ms : 1000;
+      const wait = f.retry_after_ms !== undefined && f.retry_after_ms >= 0 ? f.retry_after_ms : 1000;
       const old = this.retryTimers.get(cid);
       if (old !== undefined) clearTimeout(old);
       this.retryTimers.set(
@@ -586,54 +577,12 @@ export class Chat {
     this.subscribeCurrent();
   }
 
-  private onStream(f: Frame): void {
-    const thread = f.thread;
-    const sid = f.stream_id;
-    if (typeof thread !== 'string' || typeof sid !== 'string' || thread !== this.currentId) return;
-    let s = this.streams.get(sid);
-    switch (f.type) {
-      case 'stream_start': {
-        const a = f.agent as { id?: unknown; name?: unknown } | undefined;
-        const agent = {
-          id: typeof a?.id === 'string' ? a.id : '',
-          name: typeof a?.name === 'string' ? a.name : 'Agent',
-        };
-        if (s) s.agent = agent;
-        else this.streams.set(sid, { stream_id: sid, thread, agent, text: '', len: 0 });
-        break;
-      }
-      case 'stream_snapshot':
-        if (typeof f.text !== 'string') return;
-        if (!s) {
-          s = { stream_id: sid, thread, agent: { id: '', name: 'Agent' }, text: '', len: 0 };
-          this.streams.set(sid, s);
-        }
-        applySnapshot(s, f.text);
-        break;
-      case 'stream_chunk':
-        if (typeof f.offset !== 'number' || typeof f.delta !== 'string') return;
-        if (!s) {
-          this.requestSnapshot();
-          return;
-        }
-        if (applyChunk(s, f.offset, f.delta) === 'gap') this.requestSnapshot();
-        break;
-      case 'stream_end':
-        this.streams.delete(sid);
-        if (isMessage(f.message)) {
-          const m = f.message;
-          const v = this.view(thread);
-          v.messages = mergeMessages(v.messages, [{ ...m, thread_id: thread, local: true }]);
-        }
-        break;
-      case 'stream_error': {
-        this.streams.delete(sid);
-        const who = s?.agent.name ?? 'The agent';
-        const code = typeof f.code === 'string' ? f.code : 'error';
-        const why = typeof f.message === 'string' && f.message ? f.message : code.replace(/_/g, ' ');
-        this.notify(thread, code === 'cancelled' ? `${who}'s answer was cancelled.` : `${who}'s answer stopped: ${why}`);
-        break;
-      }
-    }
+  private onStream(f: StreamFrame): void {
+    const outcome = applyStreamFrame(this.streams, f);
+    if (outcome.kind === 'gap') this.requestSnapshot();
+    else if (outcome.kind === 'answer') {
+      const v = this.view(f.thread);
+      v.messages = mergeMessages(v.messages, [{ ...outcome.message, thread_id: f.thread, local: true }]);
+    } else if (outcome.kind === 'failed') this.notify(f.thread, outcome.text);
   }
 }

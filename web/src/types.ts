@@ -1,4 +1,6 @@
-// Shapes of the public contract (v1) that the UI relies on.
+// Shapes of the public contract that the UI relies on. Wire frames, error codes and the message
+// shape come from contract.ts, generated from the server's Rust types.
+import type { AuthorView, MessageView } from './contract';
 
 export interface User {
   id: string;
@@ -29,24 +31,12 @@ export interface Thread {
   last_seq: number;
 }
 
-export interface Author {
-  kind: 'user' | 'agent';
-  id: string;
-  name: string;
-}
+export type Author = AuthorView;
 
-export interface Message {
-  id: string;
-  thread_id: string;
-  seq: number;
-  client_id: string;
-  author: Author;
-  body: string;
-  created_at: string;
-  status?: string;
+export type Message = MessageView & {
   /** Set on placeholders built locally from an ack; replaced by the server's copy. */
   local?: boolean;
-}
+};
 
 export type SendState = 'sending' | 'queued' | 'failed';
 

@@ -1,4 +1,5 @@
 // WebSocket client: one connection, exponential backoff with full jitter, app-level pings.
+import type { ServerFrame } from './contract';
 
 export const BACKOFF_BASE_MS = 250;
 export const BACKOFF_CAP_MS = 10_000;
@@ -13,8 +14,8 @@ export function backoffDelay(attempt: number, rand: () => number = Math.random):
 export type SocketPhase = 'connecting' | 'open' | 'waiting' | 'stopped';
 
 export interface SocketHandlers {
-  /** Every parsed server frame (objects with a string `type`). */
-  frame(f: Record<string, unknown> & { type: string }): void;
+  /** Every server frame (an object with a string `type`, typed by the generated contract). */
+  frame(f: ServerFrame): void;
   /** Phase or countdown changed. */
   change(): void;
   /** Closed with 4401: the session is no longer valid. */
@@ -119,7 +120,8 @@ export class Socket {
         return;
       }
       if (!f || typeof f !== 'object' || typeof (f as { type?: unknown }).type !== 'string') return;
-      const frame = f as Record<string, unknown> & { type: string };
+      // The server builds every frame from the contract's types (src/contract.rs).
+      const frame = f as ServerFrame;
       if (frame.type === 'welcome') {
         this.attempt = 0;
         this.welcomed = true;
