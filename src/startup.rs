@@ -10,9 +10,9 @@ use std::{
 use anyhow::Context;
 use axum::{
     Router,
-    extract::{ConnectInfo, MatchedPath, Request, State},
-    http::{Method, header},
-    middleware::{self, Next},
+    extract::{ConnectInfo, Request, State},
+    http::header,
+    middleware,
     response::{IntoResponse, Response},
 };
 use futures_util::{TryFutureExt, future::Either};
@@ -476,7 +476,10 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
         .merge(crate::threads::routes())
         .merge(crate::messages::routes())
         .merge(crate::agents::routes())
-        .route_layer(middleware::from_fn_with_state(state.clone(), admission))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::http::middleware::admission,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(
             crate::http::json::MAX_BODY_BYTES,
         ));
@@ -491,7 +494,7 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
     }
     app.fallback(crate::assets::fallback)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::http::middleware::record_metrics))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -520,88 +523,4 @@ async fn metrics_endpoint(State(state): State<AppState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
-}
-
-/// Count requests by matched route (never the raw path) and time them.
-async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| {
-            if req.uri().path().starts_with("/api/") {
-                "/api/*".into()
-            } else {
-                "static".into()
-            }
-        });
-    let method = req.method().clone();
-    let started = Instant::now();
-    let response = next.run(req).await;
-    let m = method_label(&method);
-    state
-        .metrics
-        .http_requests
-        .with(&[&route, m, response.status().as_str()])
-        .inc();
-    state
-        .metrics
-        .http_duration
-        .with(&[&route, m])
-        .observe(started.elapsed());
-    response
-}
-
-fn method_label(m: &Method) -> &'static str {
-    match *m {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        _ => "OTHER",
-    }
-}
-
-/// Instance-wide overload protection for API routes: past the in-flight ceiling, 503 with
-/// `Retry-After` (never 429: overload is not the client's fault).
-async fn admission(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let max = state.settings.server.max_inflight_requests;
-    let inflight = InFlight::enter(&state.metrics.api_inflight);
-    if inflight.count > max {
-        state.metrics.overload_rejections.inc();
-        return ApiError::Unavailable {
-            retry_after_secs: 1,
-        }
-        .into_response();
-    }
-    let limit = Duration::from_millis(state.settings.server.request_timeout_ms);
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::Unavailable {
-            retry_after_secs: 1,
-        }
-        .into_response(),
-    }
-}
-
-/// Counts a request in flight until dropped (also when the client goes away mid-request).
-struct InFlight<'a> {
-    counter: &'a std::sync::atomic::AtomicUsize,
-    count: usize,
-}
-
-impl<'a> InFlight<'a> {
-    fn enter(counter: &'a std::sync::atomic::AtomicUsize) -> Self {
-        let count = counter.fetch_add(1, Ordering::AcqRel) + 1;
-        Self { counter, count }
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.counter.fetch_sub(1, Ordering::AcqRel);
-    }
 }

@@ -5,6 +5,7 @@ pub mod client_ip;
 pub mod headers;
 pub mod json;
 pub mod linger;
+pub mod middleware;
 pub mod routes;
 
 /// The `{id}` of a path. A path that does not even decode (invalid UTF-8 after percent-decoding)
