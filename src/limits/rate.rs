@@ -94,6 +94,20 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
     }
 }
 
+/// A single token bucket (`burst` at once, refilled at `per_sec`), for one connection's frames.
+pub type DirectLimiter =
+    Gcra<governor::state::NotKeyed, governor::state::InMemoryState, DefaultClock>;
+
+/// A direct limiter, or `None` when `per_sec` is 0 (off).
+pub fn direct(per_sec: f64, burst: u32) -> Option<DirectLimiter> {
+    (per_sec > 0.0).then(|| {
+        let quota = Quota::with_period(Duration::from_secs_f64(1.0 / per_sec))
+            .expect("a positive rate has a positive period")
+            .allow_burst(NonZeroU32::new(burst.max(1)).expect("burst is at least 1"));
+        Gcra::direct(quota)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,11 +44,15 @@ pub(super) struct Session {
     events_tx: Option<mpsc::UnboundedSender<WriteEvent>>,
     events_rx: Option<mpsc::UnboundedReceiver<WriteEvent>>,
     strikes: VecDeque<Instant>,
-    frame_tokens: (f64, Instant),
+    /// Per-connection frame budget (`None`: off, with the send limit, for load tests).
+    frames: Option<crate::limits::rate::DirectLimiter>,
 }
 
 impl Session {
     pub(super) fn new(state: AppState, handle: Arc<ConnHandle>, claims: Claims) -> Self {
+        let frames = (state.settings.limits.send_rate_per_sec > 0)
+            .then(|| crate::limits::rate::direct(FRAME_RATE, FRAME_BURST))
+            .flatten();
         Self {
             state,
             handle,
@@ -57,7 +61,7 @@ impl Session {
             events_tx: None,
             events_rx: None,
             strikes: VecDeque::new(),
-            frame_tokens: (FRAME_BURST, Instant::now()),
+            frames,
         }
     }
 
@@ -225,19 +229,7 @@ impl Session {
     /// Generic per-connection frame budget, on top of the per-user send limit (and, like it,
     /// off when the send limit is off, for load tests).
     fn take_frame_token(&mut self) -> bool {
-        if self.state.settings.limits.send_rate_per_sec == 0 {
-            return true;
-        }
-        let now = Instant::now();
-        let (tokens, at) = &mut self.frame_tokens;
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * FRAME_RATE).min(FRAME_BURST);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.frames.as_ref().is_none_or(|l| l.check().is_ok())
     }
 
     /// Count a rate-limited frame; `false` when the client keeps flooding (close 1008).
@@ -562,4 +554,4 @@ const GAP_HOLD: Duration = Duration::from_millis(50);
 
 /// Per-connection budget for all frames (sends also have their per-user limit).
 const FRAME_RATE: f64 = 200.0;
-const FRAME_BURST: f64 = 400.0;
+const FRAME_BURST: u32 = 400;
