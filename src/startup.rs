@@ -86,22 +86,21 @@ impl Application {
         let (stored_tx, stored_rx) = mpsc::unbounded_channel();
         let (to_agents, agents_rx) = mpsc::unbounded_channel();
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        // The broker brings the other instances' events as values too (`Inbound`).
+        let (broker, inbound) =
+            crate::realtime::broker::connect(&settings, metrics.clone(), background.clone())
+                .context("configuring the broker")?;
         let realtime = Arc::new(Realtime::new(
             settings.database.ring_size,
             auth.clone(),
             members.clone(),
             metrics.clone(),
             commands_tx,
+            broker,
         ));
-        let broker = crate::realtime::broker::connect(
-            &settings,
-            realtime.clone(),
-            db.clone(),
-            metrics.clone(),
-            background.clone(),
-        )
-        .context("configuring the broker")?;
-        realtime.set_broker(broker);
+        if let Some(inbound) = inbound {
+            crate::realtime::apply_inbound(realtime.clone(), db.clone(), inbound);
+        }
         let writer_stop = CancellationToken::new();
         let (writer, writer_task) = MessageWriter::start(
             db.clone(),

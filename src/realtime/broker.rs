@@ -37,25 +37,42 @@ impl Broker for LocalBroker {
     }
 }
 
+/// What the broker brings from the other instances, for realtime to apply (in order).
+#[derive(Debug)]
+pub enum Inbound {
+    /// Another instance's event.
+    Event(Box<Event>),
+    /// Another instance could not publish events of these threads: re-read them.
+    Resync(Vec<String>),
+    /// The broker came back after a gap: what was sent meanwhile is lost; re-read everything
+    /// subscribed here and ask for snapshots of streams run elsewhere.
+    Reconnected,
+    /// The broker's connectivity changed (`status` frames).
+    State(BrokerState),
+}
+
+/// The broker, and the receiver of what the other instances send (`None`: there are none).
+pub type Connected = (
+    std::sync::Arc<dyn Broker>,
+    Option<tokio::sync::mpsc::UnboundedReceiver<Inbound>>,
+);
+
 /// The broker for these settings: Redis when `EMERGENCE_BROKER_URL` is set, else in-process.
 pub fn connect(
     settings: &crate::settings::Settings,
-    realtime: std::sync::Arc<super::Realtime>,
-    db: crate::db::Database,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     stop: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<std::sync::Arc<dyn Broker>> {
+) -> anyhow::Result<Connected> {
     match &settings.broker.url {
         Some(url) => {
             let mut target = super::redis::RedisTarget::parse(url.expose())?;
             target.channel = settings.broker.channel.clone();
-            Ok(super::redis::RedisBroker::start(
-                target, realtime, db, metrics, stop,
-            ))
+            let (broker, inbound) = super::redis::RedisBroker::start(target, metrics, stop);
+            Ok((broker, Some(inbound)))
         }
         None => {
             metrics.broker_up.set(1);
-            Ok(std::sync::Arc::new(LocalBroker))
+            Ok((std::sync::Arc::new(LocalBroker), None))
         }
     }
 }

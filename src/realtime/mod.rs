@@ -10,6 +10,7 @@
 pub mod broker;
 pub mod connection;
 pub mod hub;
+mod inbound;
 pub mod outcome;
 pub mod protocol;
 pub mod redis;
@@ -20,7 +21,7 @@ mod wire;
 use std::{
     collections::HashMap,
     sync::{
-        Arc, OnceLock, RwLock,
+        Arc, RwLock,
         atomic::{AtomicU64, Ordering},
     },
 };
@@ -28,9 +29,10 @@ use std::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-pub use broker::{Broker, BrokerState};
+pub use broker::{Broker, BrokerState, Inbound};
 pub use connection::routes;
 pub use hub::{ConnHandle, Hub};
+pub use inbound::apply_inbound;
 use protocol::Frame;
 
 use crate::{
@@ -130,7 +132,7 @@ pub struct Realtime {
     pub hub: Hub,
     conns: RwLock<HashMap<u64, Arc<ConnHandle>>>,
     next_id: AtomicU64,
-    broker: OnceLock<Arc<dyn Broker>>,
+    broker: Arc<dyn Broker>,
     /// Agent streams known to this instance (running here or elsewhere).
     pub streams: Streams,
     /// Cancel and snapshot requests, for whoever runs streams on this instance.
@@ -147,12 +149,13 @@ impl Realtime {
         members: Arc<Membership>,
         metrics: Arc<Metrics>,
         stream_commands: mpsc::UnboundedSender<StreamEvent>,
+        broker: Arc<dyn Broker>,
     ) -> Self {
         Self {
             hub: Hub::new(ring_size),
             conns: RwLock::new(HashMap::new()),
             next_id: AtomicU64::new(1),
-            broker: OnceLock::new(),
+            broker,
             streams: Streams::default(),
             stream_commands,
             auth,
@@ -161,27 +164,18 @@ impl Realtime {
         }
     }
 
-    pub fn set_broker(&self, broker: Arc<dyn Broker>) {
-        let _ = self.broker.set(broker);
-    }
-
-    pub fn broker(&self) -> Option<&Arc<dyn Broker>> {
-        self.broker.get()
+    pub fn broker(&self) -> &Arc<dyn Broker> {
+        &self.broker
     }
 
     pub fn broker_state(&self) -> BrokerState {
-        self.broker
-            .get()
-            .map(|b| b.state())
-            .unwrap_or(BrokerState::Local)
+        self.broker.state()
     }
 
     /// Apply an event here, then share it with the other instances.
     pub fn publish(&self, event: Event) {
         self.apply(&event);
-        if let Some(b) = self.broker.get() {
-            b.publish(&event);
-        }
+        self.broker.publish(&event);
     }
 
     /// Apply an event (from this instance or another).
@@ -197,10 +191,9 @@ impl Realtime {
             }
             Event::MemberAdded { thread_id, user_id } => self.members.add(thread_id, user_id),
             Event::Stream(e) => {
-                if let Follow::NeedSnapshot(stream_id) = self.streams.apply(e, &self.hub)
-                    && let Some(b) = self.broker.get()
-                {
-                    b.publish(&Event::Stream(StreamEvent::SnapshotRequest { stream_id }));
+                if let Follow::NeedSnapshot(stream_id) = self.streams.apply(e, &self.hub) {
+                    self.broker
+                        .publish(&Event::Stream(StreamEvent::SnapshotRequest { stream_id }));
                 }
                 if matches!(
                     e,
@@ -246,9 +239,7 @@ impl Realtime {
     /// Publish a stored message (fan-out here and on every instance).
     pub fn publish_message(&self, message: &Message) {
         self.hub.publish(message);
-        if let Some(b) = self.broker.get() {
-            b.publish(&Event::message(message));
-        }
+        self.broker.publish(&Event::message(message));
     }
 
     pub fn next_conn_id(&self) -> u64 {

@@ -25,11 +25,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Broker, BrokerState, Event, Realtime, protocol};
-use crate::{
-    db::{Database, Page, manager::backoff_delay},
-    metrics::Metrics,
-};
+use super::{Broker, BrokerState, Event, broker::Inbound};
+use crate::{db::manager::backoff_delay, metrics::Metrics};
 
 /// Where Redis is, and the pub/sub channel.
 #[derive(Debug, Clone)]
@@ -99,6 +96,8 @@ pub struct RedisBroker {
     queue: mpsc::Sender<Vec<u8>>,
     state: Arc<AtomicU8>,
     metrics: Arc<Metrics>,
+    /// What the other instances send, for realtime to apply.
+    inbound: mpsc::UnboundedSender<Inbound>,
     /// Threads whose events were dropped while Redis was unreachable.
     dropped_threads: Arc<Mutex<HashSet<String>>>,
 }
@@ -107,28 +106,30 @@ const QUEUE: usize = 65_536;
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl RedisBroker {
+    /// Start publishing and subscribing; what arrives from the other instances comes out of
+    /// the returned receiver.
     pub fn start(
         target: RedisTarget,
-        realtime: Arc<Realtime>,
-        db: Database,
         metrics: Arc<Metrics>,
         stop: CancellationToken,
-    ) -> Arc<RedisBroker> {
+    ) -> (Arc<RedisBroker>, mpsc::UnboundedReceiver<Inbound>) {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let (inbound, inbound_rx) = mpsc::unbounded_channel();
         let broker = Arc::new(RedisBroker {
             instance: uuid::Uuid::new_v4().to_string(),
             queue: tx,
             state: Arc::new(AtomicU8::new(DOWN)),
             metrics: metrics.clone(),
+            inbound,
             dropped_threads: Arc::default(),
         });
         metrics.broker_up.set(0);
         tokio::spawn(publisher(target.clone(), rx, broker.clone(), stop.clone()));
-        tokio::spawn(subscriber(target, broker.clone(), realtime, db, stop));
-        broker
+        tokio::spawn(subscriber(target, broker.clone(), stop));
+        (broker, inbound_rx)
     }
 
-    fn set_state(&self, up: bool, realtime: Option<&Realtime>, db: Option<&Database>) {
+    fn set_state(&self, up: bool) {
         let new = if up { UP } else { DOWN };
         let old = self.state.swap(new, Ordering::AcqRel);
         self.metrics.broker_up.set(up as i64);
@@ -138,12 +139,12 @@ impl RedisBroker {
             } else {
                 tracing::warn!("broker connection lost");
             }
-            if let (Some(rt), Some(db)) = (realtime, db) {
-                rt.broadcast_all(&protocol::status(
-                    db.state().as_str(),
-                    if up { "up" } else { "down" },
-                ));
-            }
+            let state = if up {
+                BrokerState::Up
+            } else {
+                BrokerState::Down
+            };
+            let _ = self.inbound.send(Inbound::State(state));
         }
     }
 }
@@ -282,13 +283,7 @@ fn mark_dropped(broker: &RedisBroker, bytes: &[u8]) {
 }
 
 /// SUBSCRIBE and apply the other instances' events; resync from the database after any gap.
-async fn subscriber(
-    target: RedisTarget,
-    broker: Arc<RedisBroker>,
-    realtime: Arc<Realtime>,
-    db: Database,
-    stop: CancellationToken,
-) {
+async fn subscriber(target: RedisTarget, broker: Arc<RedisBroker>, stop: CancellationToken) {
     let mut attempt = 0u32;
     let mut first = true;
     loop {
@@ -299,7 +294,7 @@ async fn subscriber(
                 if attempt == 1 {
                     tracing::warn!(error = %e, "broker subscriber cannot reach Redis");
                 }
-                broker.set_state(false, Some(&realtime), Some(&db));
+                broker.set_state(false);
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(backoff_delay(attempt, 100, 5_000)) => continue,
@@ -307,10 +302,11 @@ async fn subscriber(
             }
         };
         attempt = 0;
-        broker.set_state(true, Some(&realtime), Some(&db));
+        broker.set_state(true);
         if !first {
             broker.metrics.broker_reconnects.inc();
-            resync_all(&realtime, &db, &broker.metrics).await;
+            // Notifications sent during the gap are lost: realtime re-reads from the database.
+            let _ = broker.inbound.send(Inbound::Reconnected);
         }
         first = false;
         // Read messages; a silent connection is checked with PING every 10 s.
@@ -328,66 +324,25 @@ async fn subscriber(
                     }
                 }
                 Ok(None) => break,
-                Ok(Some(msg)) => {
-                    handle_message(msg.get_payload_bytes(), &broker, &realtime, &db).await
-                }
+                Ok(Some(msg)) => handle_message(msg.get_payload_bytes(), &broker),
             }
         }
-        broker.set_state(false, Some(&realtime), Some(&db));
+        broker.set_state(false);
     }
 }
 
-async fn handle_message(
-    payload: &[u8],
-    broker: &RedisBroker,
-    realtime: &Arc<Realtime>,
-    db: &Database,
-) {
+/// One message from the channel: another instance's event, or its request to re-read threads.
+fn handle_message(payload: &[u8], broker: &RedisBroker) {
     if let Ok(env) = serde_json::from_slice::<Envelope>(payload) {
         if env.origin == broker.instance {
             return; // our own echo
         }
         broker.metrics.broker_received.inc();
-        realtime.apply(&env.event);
+        let _ = broker.inbound.send(Inbound::Event(Box::new(env.event)));
     } else if let Ok(hint) = serde_json::from_slice::<ResyncHint>(payload)
         && hint.origin != broker.instance
     {
-        for thread in hint.resync {
-            resync_thread(realtime, db, &thread, &broker.metrics).await;
-        }
-    }
-}
-
-/// Re-read every thread with subscribers here, and ask for snapshots of streams run elsewhere.
-async fn resync_all(realtime: &Arc<Realtime>, db: &Database, metrics: &Metrics) {
-    for thread in realtime.hub.active_threads() {
-        resync_thread(realtime, db, &thread, metrics).await;
-    }
-    for stream_id in realtime.streams.ids() {
-        if let Some(b) = realtime.broker() {
-            b.publish(&Event::Stream(
-                super::streams::StreamEvent::SnapshotRequest { stream_id },
-            ));
-        }
-    }
-}
-
-async fn resync_thread(realtime: &Arc<Realtime>, db: &Database, thread: &str, metrics: &Metrics) {
-    let Some(floor) = realtime.hub.delivery_floor(thread) else {
-        return;
-    };
-    metrics.broker_resync.inc();
-    let id = thread.to_string();
-    match db
-        .run(|s| async move { s.messages(&id, Page::After(floor), 1000).await })
-        .await
-    {
-        Ok(messages) => {
-            for m in &messages {
-                realtime.hub.publish(m);
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, thread, "resync after a broker gap failed"),
+        let _ = broker.inbound.send(Inbound::Resync(hint.resync));
     }
 }
 
