@@ -100,10 +100,6 @@ impl AnswerSlots {
         }))
     }
 
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
-
     /// Reserve a slot for `user`, or `Err(limit)` when they have `limit` running already.
     pub async fn reserve(self: &Arc<Self>, user: &str) -> Result<Arc<SlotLease>, usize> {
         if self.limit > 0 {

@@ -55,6 +55,17 @@ struct Outage {
     last_cause: String,
 }
 
+/// The outage in progress on the entry's instance, begun by this entry if there is none.
+fn outage<'a>(outages: &'a mut HashMap<String, Outage>, e: &Entry) -> &'a mut Outage {
+    outages.entry(e.instance.clone()).or_insert(Outage {
+        since: e.time,
+        logged_failures: 0,
+        max_attempt: 0,
+        max_failed: None,
+        last_cause: String::new(),
+    })
+}
+
 /// Add `n` failures spread evenly over `(from, to)`: attempts the server did not log.
 pub(super) fn spread(series: &mut Series, n: u64, from: Option<f64>, to: Option<f64>) {
     for k in 1..=n {
@@ -91,25 +102,15 @@ impl DbTracker {
         if m.starts_with("database connection lost") {
             db.losses.add(e.time);
             self.loss_failures.add(e.time);
-            note_cause(db);
-            let o = outages.entry(e.instance.clone()).or_insert(Outage {
-                since: e.time,
-                logged_failures: 0,
-                max_attempt: 0,
-                max_failed: None,
-                last_cause: String::new(),
-            });
-            o.last_cause = cause;
+            // A server that writes `database operation failed` noted this cause there already.
+            if self.operation_failures.count == 0 {
+                note_cause(db);
+            }
+            outage(outages, e).last_cause = cause;
         } else if m.starts_with("database connection attempt failed") {
             db.failures.add(e.time);
             note_cause(db);
-            let o = outages.entry(e.instance.clone()).or_insert(Outage {
-                since: e.time,
-                logged_failures: 0,
-                max_attempt: 0,
-                max_failed: None,
-                last_cause: String::new(),
-            });
+            let o = outage(outages, e);
             o.logged_failures += 1;
             o.max_attempt = o.max_attempt.max(e.field_u64("attempt").unwrap_or(0));
             if let Some(f) = e.field_u64("failed") {
