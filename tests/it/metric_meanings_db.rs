@@ -16,7 +16,7 @@ use crate::{
     support::{
         TestApp, TestDb,
         fault_proxy::{FaultProxy, Mode},
-        process::{BUILT, KillOnDrop, free_port, wait_ready},
+        process::{BUILT, KillOnDrop, create_thread, free_port, register, wait_ready},
         start, test_settings,
     },
 };
@@ -74,30 +74,9 @@ async fn an_outage_counts_each_attempt_failure_and_reconnection_as_the_logs_tell
     wait_ready(port).await;
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let user: Value = http
-        .post(format!("{base}/api/auth/register"))
-        .json(&json!({"username": "alice", "password": "correct horse battery"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = user["token"].as_str().unwrap().to_string();
-    let thread: Value = http
-        .post(format!("{base}/api/threads"))
-        .bearer_auth(&token)
-        .json(&json!({"title": "outage"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let messages = format!(
-        "{base}/api/threads/{}/messages",
-        thread["id"].as_str().unwrap()
-    );
+    let token = register(&http, &base, "alice").await;
+    let thread = create_thread(&http, &base, &token, json!({"title": "outage"})).await;
+    let messages = format!("{base}/api/threads/{thread}/messages");
     let before = Scrape::at(&http, port).await;
     assert_eq!(before.get("db_up"), 1.0);
     assert_eq!(before.get("db_pending_writes"), 0.0);

@@ -16,7 +16,7 @@ use crate::{
         TestApp, TestDb, WsClient,
         fake_llm::FakeLlm,
         fault_proxy::{FaultProxy, Mode},
-        process::{BUILT, free_port, spawn_server, wait_ready},
+        process::{BUILT, create_thread, free_port, register, spawn_server, wait_ready},
         start, test_settings,
     },
 };
@@ -246,27 +246,8 @@ async fn kill_9_of_one_instance_mid_traffic_loses_and_duplicates_nothing() {
     }
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{}", ports[0]);
-    let reg: serde_json::Value = http
-        .post(format!("{base}/api/auth/register"))
-        .json(&json!({"username":"roamer","password":"correct horse battery"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = reg["token"].as_str().unwrap().to_string();
-    let thread: serde_json::Value = http
-        .post(format!("{base}/api/threads"))
-        .bearer_auth(&token)
-        .json(&json!({"title":"failover"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let thread = thread["id"].as_str().unwrap().to_string();
+    let token = register(&http, &base, "roamer").await;
+    let thread = create_thread(&http, &base, &token, json!({"title": "failover"})).await;
     let clients = 6;
     let sends = 40;
     let total = (clients * sends) as i64;
@@ -448,27 +429,8 @@ async fn sigterm_mid_traffic_drains_with_1012_and_clients_resume_elsewhere_losin
     }
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{}", ports[1]);
-    let reg: serde_json::Value = http
-        .post(format!("{base}/api/auth/register"))
-        .json(&json!({"username":"drainee","password":"correct horse battery"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = reg["token"].as_str().unwrap().to_string();
-    let thread: serde_json::Value = http
-        .post(format!("{base}/api/threads"))
-        .bearer_auth(&token)
-        .json(&json!({"title":"drain"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let thread = thread["id"].as_str().unwrap().to_string();
+    let token = register(&http, &base, "drainee").await;
+    let thread = create_thread(&http, &base, &token, json!({"title": "drain"})).await;
     let (clients, sends) = (6, 40);
     let total = (clients * sends) as i64;
     let got = Arc::new(Mutex::new(BTreeMap::new()));

@@ -7,9 +7,7 @@ use std::{net::IpAddr, time::Duration};
 use serde_json::{Value, json};
 
 use crate::support::{
-    TestApp, TestUser,
-    process::{BUILT, KillOnDrop, free_port, spawn_server, wait_ready},
-    spawn_app, spawn_app_with,
+    TestApp, TestUser, process::spawn_ready_on_sqlite, spawn_app, spawn_app_with,
 };
 
 /// A client whose connections come from `source` (any 127.0.0.0/8 address is this machine).
@@ -51,17 +49,8 @@ pub fn proc_kib(pid: u32, field: &str) -> u64 {
 
 #[tokio::test]
 async fn two_hundred_failed_logins_with_1_mb_usernames_leave_rss_within_5_mib() {
-    let dir = tempdir();
-    let port = free_port();
-    let db_url = format!("sqlite://{}/emergence.db", dir.display());
-    let server = KillOnDrop(spawn_server(
-        BUILT,
-        port,
-        &[("DATABASE_URL", &db_url)],
-        false,
-    ));
-    wait_ready(port).await;
-    let pid = server.0.id();
+    let server = spawn_ready_on_sqlite().await;
+    let (port, pid) = (server.port, server.pid());
     let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/api/auth/login");
     let huge = "a".repeat(1_000_000);
@@ -103,13 +92,6 @@ async fn two_hundred_failed_logins_with_1_mb_usernames_leave_rss_within_5_mib() 
         after <= before + 5 * 1024,
         "RSS grew from {before} KiB to {after} KiB after 200 failed logins with 1 MB usernames"
     );
-    let _ = std::fs::remove_dir_all(dir);
-}
-
-fn tempdir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("emergence-sec-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ use crate::{
     support::{
         TestApp, WsClient,
         fake_llm::FakeLlm,
-        process::{BUILT, KillOnDrop, free_port, spawn_server, wait_ready},
+        process::{BUILT, free_port, spawn_ready_on_sqlite},
         spawn_app_with,
     },
 };
@@ -158,18 +158,8 @@ async fn fifty_agent_requests_spread_over_three_instances_never_run_more_than_th
 
 #[tokio::test]
 async fn a_burst_of_32_registrations_hashes_a_few_passwords_at_a_time() {
-    let dir = std::env::temp_dir().join(format!("emergence-argon-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = free_port();
-    let db_url = format!("sqlite://{}/emergence.db", dir.display());
-    let server = KillOnDrop(spawn_server(
-        BUILT,
-        port,
-        &[("DATABASE_URL", &db_url)],
-        false,
-    ));
-    wait_ready(port).await;
-    let pid = server.0.id();
+    let server = spawn_ready_on_sqlite().await;
+    let (port, pid) = (server.port, server.pid());
     let http = reqwest::Client::new();
     let register = |name: String| {
         let http = http.clone();
@@ -196,7 +186,6 @@ async fn a_burst_of_32_registrations_hashes_a_few_passwords_at_a_time() {
         "peak RSS {peak} KiB from {before} KiB: password hashing is not bounded"
     );
     drop(server);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// The first frame (or the refusal) of a WebSocket upgrade.

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::support::{
     TestDb, WsClient,
     fault_proxy::{FaultProxy, Mode},
-    process::{BUILT, KillOnDrop, free_port, spawn_server, wait_ready},
+    process::{BUILT, KillOnDrop, create_thread, free_port, register, spawn_server, wait_ready},
 };
 
 fn rss_kib(pid: u32) -> u64 {
@@ -74,29 +74,11 @@ async fn soak_mixed_traffic_with_a_database_outage_returns_to_baseline() {
         .build()
         .unwrap();
     wait_ready(port).await;
-    let reg: serde_json::Value = http
-        .post(format!("{base}/api/auth/register"))
-        .json(&json!({"username":"soaker","password":"correct horse battery"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = reg["token"].as_str().unwrap().to_string();
+    let token = register(&http, &base, "soaker").await;
     let mut threads = Vec::new();
     for i in 0..5 {
-        let t: serde_json::Value = http
-            .post(format!("{base}/api/threads"))
-            .bearer_auth(&token)
-            .json(&json!({"title": format!("soak {i}"), "agents": ["anima"]}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        threads.push(t["id"].as_str().unwrap().to_string());
+        let body = json!({"title": format!("soak {i}"), "agents": ["anima"]});
+        threads.push(create_thread(&http, &base, &token, body).await);
     }
     let ws_url = format!("ws://127.0.0.1:{port}/ws?token={token}");
     let tally: Arc<Mutex<Tally>> = Arc::default();

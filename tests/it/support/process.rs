@@ -72,3 +72,69 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// The built binary serving its own fresh SQLite database on a free port, ready. Dropping it
+/// kills the process, then removes the database.
+pub struct RealServer {
+    pub port: u16,
+    pub process: KillOnDrop,
+    _db: super::TestDb,
+}
+
+impl RealServer {
+    pub fn pid(&self) -> u32 {
+        self.process.0.id()
+    }
+}
+
+/// Start the built binary (limits off, see [`spawn_server`]) on a fresh SQLite database.
+pub async fn spawn_ready_on_sqlite() -> RealServer {
+    let db = super::TestDb::sqlite();
+    let port = free_port();
+    let process = KillOnDrop(spawn_server(
+        BUILT,
+        port,
+        &[("DATABASE_URL", &db.url())],
+        false,
+    ));
+    wait_ready(port).await;
+    RealServer {
+        port,
+        process,
+        _db: db,
+    }
+}
+
+/// Register `username` (password "correct horse battery") on the server at `base`; its token.
+pub async fn register(http: &reqwest::Client, base: &str, username: &str) -> String {
+    let user: serde_json::Value = http
+        .post(format!("{base}/api/auth/register"))
+        .json(&serde_json::json!({"username": username, "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    user["token"].as_str().expect("registered").to_string()
+}
+
+/// Create a thread (`body`: the request, e.g. `{"title": …}`) as the holder of `token`; its id.
+pub async fn create_thread(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    body: serde_json::Value,
+) -> String {
+    let thread: serde_json::Value = http
+        .post(format!("{base}/api/threads"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    thread["id"].as_str().expect("created").to_string()
+}
