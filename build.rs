@@ -2,6 +2,9 @@
 //!
 //! `EMERGENCE_WEB_PREBUILT=1` skips npm and embeds an existing `web/dist` (the Dockerfile builds
 //! the UI in its own stage).
+//!
+//! It also watches `migrations/`: `sqlx::migrate!` embeds those files at compile time, and a new
+//! migration file changes no Rust source, so without this the binary would not pick it up.
 
 use std::{
     env, fs,
@@ -14,6 +17,7 @@ fn main() {
     let web = root.join("web");
     let dist = web.join("dist");
     println!("cargo:rerun-if-env-changed=EMERGENCE_WEB_PREBUILT");
+    println!("cargo:rerun-if-changed=migrations");
     for p in [
         "src",
         "index.html",

@@ -15,6 +15,8 @@ Scenarios (pick any, or ``all``):
   persist    (5) persisted messages/s from many senders, SQLite and PostgreSQL
   crosscheck     one fan-out run measured by both `emergence load` and k6
   profile        strace -c and perf of the Emergence server under fan-out (not in `all`)
+  search         1,000,000 messages in 10,000 threads, search latency on both backends (not in
+                 `all`; bench/search.py)
 
 Results: bench/results/<timestamp>.json (every run) and .md (the table).
 Standard library only.
@@ -47,11 +49,12 @@ RESULTS = BENCH / "results"
 VENV = BENCH / ".venv"
 
 SCENARIOS = ["static", "fanout", "idle", "coldstart", "persist", "crosscheck"]
-EXTRA = ["profile"]
+EXTRA = ["profile", "search"]
 
 # Load-test settings for Emergence: the contract's "0 turns that limit off".
 NO_LIMITS = {
     "EMERGENCE_AUTH_RATE_PER_MIN": "0",
+    "EMERGENCE_REGISTRATION": "open",
     "EMERGENCE_SEND_RATE_PER_SEC": "0",
     "EMERGENCE_WS_CONNECT_RATE_PER_MIN": "0",
     "EMERGENCE_THREAD_RATE_PER_MIN": "0",
@@ -196,6 +199,9 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.bin = Path(args.bin)
+        # The load generator: the server binary unless told otherwise (a same-minute A/B of two
+        # servers drives both with one load generator).
+        self.load_bin = Path(args.load_bin or args.bin)
         self.quick = args.quick
         self.reps = args.reps or (1 if args.quick else 3)
         self.results: dict = {"scenarios": {}}
@@ -241,7 +247,7 @@ class Bench:
     # -- load tools ------------------------------------------------------------------------
 
     def load(self, url: str, *extra: str, timeout: float = 300) -> dict:
-        cmd = [str(self.bin), "load", "--url", url, "--json", *extra]
+        cmd = [str(self.load_bin), "load", "--url", url, "--json", *extra]
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if p.returncode != 0:
             raise RuntimeError(f"emergence load failed ({p.returncode}): {p.stderr.strip()[-2000:]}")
@@ -277,7 +283,7 @@ class Bench:
         secs = 3 if self.quick else 10
         conns = 64
         accept = {"Accept-Encoding": "br, gzip"}
-        systems = [self.emergence(), self.nginx(), self.fastapi()]
+        systems = [self.emergence()] + ([] if self.args.emergence_only else [self.nginx(), self.fastapi()])
         out: dict = {"bundle": bundle, "wrk": f"wrk -t1 -c{conns} -d{secs}s", "headers": accept,
                      "served": {}, "runs": {s.name: [] for s in systems}}
         try:
@@ -323,7 +329,7 @@ class Bench:
         clients = self.args.fanout_clients
         secs = 3 if self.quick else 5
         rates = [float(x) for x in self.args.rates.split(",")]
-        systems = [self.emergence(), self.node(), self.fastapi()]
+        systems = [self.emergence()] + ([] if self.args.emergence_only else [self.node(), self.fastapi()])
         out: dict = {"clients": clients, "seconds_per_run": secs, "senders": 1, "rates": rates,
                      "steps": {s.name: [] for s in systems}, "last_ok": {}, "first_fail": {}, "capacity": {}}
         active = list(systems)
@@ -382,7 +388,7 @@ class Bench:
         n = self.args.idle_clients
         hold = 5 if self.quick else 15
         systems = [self.emergence()]
-        if not self.args.idle_emergence_only:
+        if not (self.args.idle_emergence_only or self.args.emergence_only):
             systems += [self.node(), self.fastapi()]
         out: dict = {"connections": n, "hold_seconds": hold, "runs": {}}
         for s in systems:
@@ -462,7 +468,7 @@ class Bench:
         reps = 5 if self.quick else 20
         out: dict = {"repetitions": reps, "runs": {}}
         makers = [("emergence", self.emergence, reps)]
-        if not self.args.coldstart_emergence_only:
+        if not (self.args.coldstart_emergence_only or self.args.emergence_only):
             peer_reps = 3 if self.quick else 5
             makers += [("nginx", self.nginx, peer_reps), ("node-ws", self.node, peer_reps),
                        ("fastapi", self.fastapi, peer_reps)]
@@ -516,6 +522,10 @@ class Bench:
         out["median_msgs_per_sec"] = {k: median([r["throughput_per_sec"] for r in v])
                                       for k, v in out["runs"].items()}
         return out
+
+    def scenario_search(self) -> dict:
+        import search  # noqa: PLC0415 (bench/search.py, next to this file)
+        return search.scenario(self, PG_ADMIN)
 
     def scenario_crosscheck(self) -> dict:
         """The same fan-out measured by `emergence load` alone and by k6 subscribers."""
@@ -681,6 +691,12 @@ class Bench:
         (RESULTS / f"{stamp}.md").write_text(md)
         print(md)
         log(f"wrote bench/results/{stamp}.json and .md")
+        # The charts of the run, next to it (bench/charts.py; docs/performance.md embeds them).
+        sys.path.insert(0, str(BENCH))
+        import charts  # noqa: E402 (standard library only, like this file)
+
+        for chart in charts.draw(RESULTS / f"{stamp}.json"):
+            log(f"wrote {chart.relative_to(ROOT)}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -796,6 +812,13 @@ def table_rows(sc: dict) -> list[dict]:
             v = m.get(label)
             add(f"(5) persisted msgs/s, {label}", f"{p['senders']} senders × window {p['window']}", v, "", None,
                 None, f"≥ {want:,}", None if v is None else v >= want)
+    q = sc.get("search")
+    for label, b in ((q or {}).get("backends") or {}).items():
+        for who in ("everything", "typical"):
+            v = b[who]["all"]["p95_ms"]
+            add(f"(6) search, {q['messages']:,} messages, {label}",
+                f"p95 ms, member of {b[who]['threads_readable']:,} threads", v, "", None, None, "≤ 50 ms",
+                v <= 50.0)
     return rows
 
 
@@ -859,6 +882,13 @@ def render_markdown(results: dict, rows: list[dict]) -> str:
         for k, v in sc["persist"]["runs"].items():
             lines.append(f"- {k}: " + ", ".join(f"{fmt(r['throughput_per_sec'])} (p99 {fmt(r['latency_ms']['p99'])})"
                                                   for r in v))
+    for label, b in (sc.get("search") or {}).get("backends", {}).items():
+        lines += ["", f"(6) search on {label} (seeded in {b['seed_seconds']} s, {b['database_mib']} MiB): "
+                      "p50 / p95 / p99 ms (mean hits per page)", "",
+                  "| user | query | p50 | p95 | p99 | hits |", "|---|---|---:|---:|---:|---:|"]
+        for who in ("everything", "typical"):
+            for kind, v in b[who]["by_kind"].items():
+                lines.append(f"| {who} | {kind} | {v['p50_ms']} | {v['p95_ms']} | {v['p99_ms']} | {v['mean_hits']} |")
     if "crosscheck" in sc and "k6" in sc["crosscheck"]:
         x = sc["crosscheck"]
         lines += ["", f"Cross-check, {x['subscribers']} subscribers at {x['rate']} msg/s: "
@@ -892,6 +922,10 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="one short run per point (a smoke test)")
     ap.add_argument("--reps", type=int, help="runs per point (default 3, quick 1)")
     ap.add_argument("--bin", default=os.environ.get("EMERGENCE_BIN", str(ROOT / "target" / "release" / "emergence")))
+    ap.add_argument("--load-bin", default=os.environ.get("EMERGENCE_LOAD_BIN"),
+                    help="binary whose `load` drives the scenarios (default: --bin)")
+    ap.add_argument("--emergence-only", action="store_true",
+                    help="skip the peers (nginx, node, FastAPI) in every scenario (for A/B runs)")
     ap.add_argument("--load-threads", type=int, default=2, help="worker threads of `emergence load`")
     ap.add_argument("--fanout-clients", type=int, default=1000)
     ap.add_argument("--rates", default="10,20,30,50,75,100,150,200,250,300,400,500,750,1000,1500,2000",

@@ -17,7 +17,7 @@
 #   - deploy/cloudbuild.yaml (the deploy pipeline): build, push, deploy with no
 #     traffic, `emergence verify` against that revision, then the traffic
 #     shift, in that order, the shift waiting for verify, and verify's exit code
-#     not ignored; verify's flags exist in src/cli/verify.rs.
+#     not ignored; verify's flags exist in crates/ops/src/cli/verify.rs.
 #
 # Usage: scripts/check-deploy.sh   (from anywhere; exit status 0 = all good)
 # Installs promtool (Debian package `prometheus`) and PyYAML when missing.
@@ -578,13 +578,13 @@ if verify_i is not None:
         err("verify's exit code is the gate: no allowFailure / allowExitCodes on its step")
     if re.search(r"\|\|\s*true|;\s*true|set \+e", c):
         err("verify's exit code is the gate: its command must not swallow a failure")
-    # Every flag used exists in src/cli/verify.rs.
-    with open("src/cli/verify.rs", encoding="utf-8") as fh:
+    # Every flag used exists in crates/ops/src/cli/verify.rs.
+    with open("crates/ops/src/cli/verify.rs", encoding="utf-8") as fh:
         fields = re.findall(r"pub ([a-z_]+):", fh.read())
     known = {"--" + f.replace("_", "-") for f in fields}
     used = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", c.split("verify", 1)[1]))
     if not used <= known:
-        err(f"verify step: unknown flags {sorted(used - known)} (src/cli/verify.rs has {sorted(known)})")
+        err(f"verify step: unknown flags {sorted(used - known)} (crates/ops/src/cli/verify.rs has {sorted(known)})")
     if "--url" not in used:
         err("verify step: --url is required")
     if not errors:

@@ -87,6 +87,7 @@ fn build_index(settings: &Settings) -> Option<Arc<Index>> {
                 }
             }
         };
+        let index = with_sign_in_options(index, settings);
         Some(Arc::new(Index {
             csp: format!(
                 "default-src 'self'; script-src {csp_sources}; style-src {csp_sources}; img-src 'self' data:; \
@@ -96,6 +97,47 @@ fn build_index(settings: &Settings) -> Option<Arc<Index>> {
             ..index
         }))
     })()
+}
+
+/// When single sign-on is configured (or password login is off), the sign-in page must know it
+/// before anything is typed: the options (`GET /api/auth/options`'s body) go into the shell as
+/// `<meta name="emergence-sign-in">`, so the first load makes no extra request. Without either,
+/// the shell stays as built (with its precompressed copies).
+fn with_sign_in_options(index: Index, settings: &Settings) -> Index {
+    let auth = &settings.auth;
+    if auth.password_login && auth.oidc.is_empty() {
+        return index;
+    }
+    let options = serde_json::json!({
+        "password_login": auth.password_login,
+        "providers": auth.oidc.iter().map(|p| serde_json::json!({
+            "name": p.name,
+            "label": p.label(),
+            "start_url": format!("/auth/oidc/{}/start", p.name),
+        })).collect::<Vec<_>>(),
+    })
+    .to_string()
+    .replace('&', "&amp;")
+    .replace('"', "&quot;")
+    .replace('<', "&lt;")
+    .replace('>', "&gt;");
+    let html = String::from_utf8_lossy(&index.body).replacen(
+        "</head>",
+        &format!("<meta name=\"emergence-sign-in\" content=\"{options}\" />\n  </head>"),
+        1,
+    );
+    Index {
+        etag: {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(html.as_bytes());
+            let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+            format!("\"{hex}\"")
+        },
+        body: Bytes::from(html.into_bytes()),
+        br: None,
+        gz: None,
+        csp: index.csp,
+    }
 }
 
 fn find(path: &str) -> Option<&'static Embedded> {

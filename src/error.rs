@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+pub mod responses;
+
 use crate::{
     contract::{ErrorBody, ErrorCode, ErrorDetail},
     db::StoreError,
@@ -25,6 +27,9 @@ pub enum ApiError {
     Unauthorized(&'static str),
     #[error("{0}")]
     Forbidden(&'static str),
+    /// A 403 with its own code (`registration_closed`, `invite_invalid`, `pending_approval`).
+    #[error("{1}")]
+    Denied(ErrorCode, &'static str),
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -46,6 +51,12 @@ pub enum ApiError {
     },
     #[error("service temporarily unavailable")]
     Unavailable { retry_after_secs: u64 },
+    /// 429 `budget_exceeded`: the requester's token budget is spent until `resets_at`.
+    #[error("your usage budget is spent; it resets at {resets_at}")]
+    BudgetExceeded {
+        resets_at: String,
+        retry_after_secs: u64,
+    },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -60,14 +71,16 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) | ApiError::InvalidJson(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::Denied(..) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::BudgetExceeded { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -79,6 +92,7 @@ impl ApiError {
             ApiError::InvalidJson(_) => ErrorCode::InvalidJson,
             ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
             ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::Denied(code, _) => *code,
             ApiError::NotFound => ErrorCode::NotFound,
             ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
             ApiError::Conflict(_) => ErrorCode::Conflict,
@@ -87,6 +101,7 @@ impl ApiError {
             ApiError::Validation(_) => ErrorCode::Validation,
             ApiError::RateLimited { .. } => ErrorCode::RateLimited,
             ApiError::Unavailable { .. } => ErrorCode::Unavailable,
+            ApiError::BudgetExceeded { .. } => ErrorCode::BudgetExceeded,
             ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -116,6 +131,10 @@ impl IntoResponse for ApiError {
                     ApiError::Validation(fields) => Some(fields.clone()),
                     _ => None,
                 },
+                resets_at: match &self {
+                    ApiError::BudgetExceeded { resets_at, .. } => Some(resets_at.clone()),
+                    _ => None,
+                },
             },
         };
         if let ApiError::Internal(cause) = &self {
@@ -139,7 +158,10 @@ impl IntoResponse for ApiError {
                     headers.insert("ratelimit", v);
                 }
             }
-            ApiError::Unavailable { retry_after_secs } => {
+            ApiError::Unavailable { retry_after_secs }
+            | ApiError::BudgetExceeded {
+                retry_after_secs, ..
+            } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             _ => {}

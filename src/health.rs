@@ -3,10 +3,14 @@
 //! database only makes it `degraded`, still 200, so a platform does not kill instances that are
 //! still serving).
 
-use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
-use serde_json::json;
+use axum::{Json, Router, extract::State, http::StatusCode, routing::get};
 
-use crate::state::{AppState, Phase};
+use crate::{
+    contract::http::{Alive, BrokerStatus, DbStatus, Liveness, Readiness, ReadyStatus},
+    db::DbState,
+    realtime::broker::BrokerState,
+    state::{AppState, Phase},
+};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -14,13 +18,42 @@ pub fn routes() -> Router<AppState> {
         .route("/readyz", get(readyz))
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+/// Liveness: the process answers. Never touches the database.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "health",
+    responses((status = 200, description = "The process is alive", body = Liveness))
+)]
+pub(crate) async fn healthz() -> Json<Liveness> {
+    Json(Liveness { status: Alive::Ok })
 }
 
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let db = state.db.state().as_str();
-    let broker = state.realtime.broker_state().as_str();
+/// Readiness: whether this instance can serve users.
+///
+/// 200 `ready`, or `degraded` while the database or broker is unreachable but connections are
+/// still accepted; 503 `starting` or `draining` otherwise.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "health",
+    responses(
+        (status = 200, description = "Serving (`ready` or `degraded`)", body = Readiness),
+        (status = 503, description = "Not serving (`starting` or `draining`)", body = Readiness),
+    )
+)]
+pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let db = match state.db.state() {
+        DbState::Up => DbStatus::Up,
+        DbState::Down => DbStatus::Down,
+    };
+    let broker = match state.realtime.broker_state() {
+        BrokerState::Local => BrokerStatus::Local,
+        BrokerState::Up => BrokerStatus::Up,
+        BrokerState::Down => BrokerStatus::Down,
+    };
     let phase = match state.lifecycle.phase() {
         // Before the first connection attempt has ended, "db down" would only mean "not tried
         // yet": a load balancer must not send users to an instance that is about to be ready.
@@ -28,13 +61,12 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         phase => phase,
     };
     let (code, status) = match phase {
-        Phase::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting"),
-        Phase::Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
-        Phase::Serving if db == "up" && broker != "down" => (StatusCode::OK, "ready"),
-        Phase::Serving => (StatusCode::OK, "degraded"),
+        Phase::Starting => (StatusCode::SERVICE_UNAVAILABLE, ReadyStatus::Starting),
+        Phase::Draining => (StatusCode::SERVICE_UNAVAILABLE, ReadyStatus::Draining),
+        Phase::Serving if db == DbStatus::Up && broker != BrokerStatus::Down => {
+            (StatusCode::OK, ReadyStatus::Ready)
+        }
+        Phase::Serving => (StatusCode::OK, ReadyStatus::Degraded),
     };
-    (
-        code,
-        Json(json!({"status": status, "db": db, "broker": broker})),
-    )
+    (code, Json(Readiness { status, db, broker }))
 }

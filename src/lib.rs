@@ -5,7 +5,8 @@
 //! [`db::writer`] (queue, group commit, gapless `seq`), which reports a `Stored` event →
 //! [`realtime`] delivers it (hub fan-out here, broker to other instances) and hands requests for
 //! agents on to [`agents`], whose answers take the same write path. Each subscriber's connection
-//! task writes what is queued for its socket in one go. [`ops`] measures all of it.
+//! task writes what is queued for its socket in one go. The operator tools that measure all of it
+//! live outside this library, in `crates/ops` (with the typed client of `crates/client`).
 
 /// The allocator: jemalloc, whose background thread returns freed memory to the system after a
 /// burst (glibc malloc keeps it; mimalloc costs more per idle connection): measured side by side
@@ -26,24 +27,31 @@ pub mod agents;
 pub mod assets;
 pub mod auth;
 pub mod cli;
-pub mod contract;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod export;
 pub mod health;
 pub mod http;
 pub mod limits;
 pub mod memory;
 pub mod messages;
 pub mod metrics;
-pub mod ops;
+pub mod openapi;
 pub mod realtime;
+pub mod regenerate;
+pub mod search;
 pub mod send;
 pub mod settings;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod threads;
+pub mod usage;
+
+/// The wire contract (frames, error codes, HTTP bodies) lives in its own crate
+/// (`crates/contract`), shared with the typed client and the operator tools.
+pub use emergence_contract as contract;
 
 pub use settings::Settings;
 pub use startup::Application;

@@ -381,6 +381,7 @@ async fn serve(
 /// Background work: signing key, revocation refresh, answer-slot leases, status frames.
 fn spawn_background(state: &AppState, stop: CancellationToken) {
     state.limits.answers.spawn_refresher(stop.clone());
+    crate::threads::lifecycle::spawn_purge(state.clone(), stop.clone());
     // The signing key: configured, or generated once and kept in the database.
     if !state.auth.has_key() {
         let s = state.clone();
@@ -473,8 +474,11 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
     let api = Router::new()
         .merge(crate::auth::routes())
         .merge(crate::threads::routes())
+        .merge(crate::search::routes())
+        .merge(crate::export::routes())
         .merge(crate::messages::routes())
         .merge(crate::agents::routes())
+        .merge(crate::usage::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::http::middleware::admission,
@@ -486,6 +490,7 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
     let mut app = Router::new()
         .merge(crate::health::routes())
         .merge(crate::realtime::routes())
+        .merge(crate::openapi::routes())
         .merge(api)
         .merge(crate::assets::routes());
     if with_metrics {
@@ -513,7 +518,18 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-async fn metrics_endpoint(State(state): State<AppState>) -> Response {
+/// Prometheus text exposition.
+///
+/// On the main listener unless a separate metrics address is configured.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "health",
+    responses((status = 200, description = "Prometheus text format 0.0.4",
+        content_type = "text/plain; version=0.0.4; charset=utf-8", body = String))
+)]
+pub(crate) async fn metrics_endpoint(State(state): State<AppState>) -> Response {
     (
         [(
             header::CONTENT_TYPE,

@@ -1,23 +1,19 @@
 //! Threads: creation, listing, membership, and the membership cache that lets the WebSocket path
-//! authorise subscriptions and sends while the database is down.
+//! authorise subscriptions and sends while the database is down. The lifecycle (rename,
+//! archive, pin, delete, purge) is in `lifecycle`, the member list and removals in `members`.
+
+pub mod lifecycle;
+pub mod members;
 
 use std::{
     collections::{HashMap, HashSet},
     sync::RwLock,
 };
 
-use axum::{
-    Json, Router,
-    extract::State,
-    http::StatusCode,
-    response::IntoResponse,
-    routing::{get, post},
-};
-use serde_json::{Value, json};
-
 use crate::{
     auth::CurrentUser,
-    db::{StoreError, Thread, now_ms, rfc3339},
+    contract::http::{NewMember, NewThread, ThreadList, ThreadView},
+    db::{StoreError, Thread, now_ms},
     domain::{ThreadTitle, Username},
     error::ApiError,
     http::json::{Fields, JsonObject},
@@ -25,18 +21,28 @@ use crate::{
     realtime::Event,
     state::AppState,
 };
+use axum::{
+    Json, Router,
+    extract::State,
+    http::StatusCode,
+    routing::{get, post},
+};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/threads", post(create).get(list))
-        .route("/api/threads/{id}", get(show))
-        .route("/api/threads/{id}/members", post(add_member))
-}
-
-/// Thread JSON per the contract.
-pub fn thread_json(t: &Thread) -> Value {
-    json!({"id": t.id, "title": t.title, "owner_id": t.owner_id, "agents": t.agents,
-        "created_at": rfc3339(t.created_at), "last_seq": t.last_seq})
+        .route(
+            "/api/threads/{id}",
+            get(show).patch(lifecycle::update).delete(lifecycle::delete),
+        )
+        .route(
+            "/api/threads/{id}/members",
+            post(add_member).get(members::list),
+        )
+        .route(
+            "/api/threads/{id}/members/{user_id}",
+            axum::routing::delete(members::remove),
+        )
 }
 
 /// Take one request from a per-user limiter, or answer 429 with when to retry.
@@ -56,11 +62,24 @@ fn rate_limit(
     })
 }
 
-async fn create(
+/// Create a thread owned by the caller, who is its first member.
+#[utoipa::path(
+    post,
+    path = "/api/threads",
+    operation_id = "createThread",
+    tag = "threads",
+    request_body = NewThread,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 201, description = "The new thread", body = ThreadView),
+        (status = 429, response = crate::error::responses::RateLimited),
+    )
+)]
+pub(crate) async fn create(
     State(state): State<AppState>,
     user: CurrentUser,
     JsonObject(body): JsonObject,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<(StatusCode, Json<ThreadView>), ApiError> {
     rate_limit(&state, &state.limits.threads, "threads", &user)?;
     let mut f = Fields::new(&body);
     let title = f.string("title");
@@ -98,21 +117,44 @@ async fn create(
     state
         .members
         .set(&thread.id, [user.id().to_string()].into_iter().collect());
-    Ok((StatusCode::CREATED, Json(thread_json(&thread))))
+    Ok((StatusCode::CREATED, Json(ThreadView::from(&thread))))
 }
 
-async fn list(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Value>, ApiError> {
+/// The threads the caller is a member of: pinned first, then most recent activity first;
+/// archived ones are left out, unless `archived=true` (then only they are listed).
+#[utoipa::path(
+    get,
+    path = "/api/threads",
+    operation_id = "listThreads",
+    tag = "threads",
+    params(("archived" = Option<bool>, Query, description = "List the archived threads instead")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, description = "The caller's threads", body = ThreadList))
+)]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
+) -> Result<Json<ThreadList>, ApiError> {
+    let archived = match q.get("archived").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::field("archived", "must be true or false")),
+    };
     let uid = user.id().to_string();
     let threads = state
         .db
-        .run(|s| async move { s.threads_for_user(&uid).await })
+        .run(|s| async move { s.thread_list(&uid, archived).await })
         .await?;
     state
         .members
-        .note_user_threads(user.id(), threads.iter().map(|t| t.id.clone()));
-    Ok(Json(
-        json!({"threads": threads.iter().map(thread_json).collect::<Vec<_>>()}),
-    ))
+        .note_user_threads(user.id(), threads.iter().map(|t| t.thread.id.clone()));
+    Ok(Json(ThreadList {
+        threads: threads
+            .iter()
+            .map(|t| crate::db::views::thread_view(&t.thread, t.archived, t.pinned))
+            .collect(),
+    }))
 }
 
 /// Load a thread the user is a member of; a stranger gets the same 404 as a missing thread.
@@ -147,16 +189,53 @@ pub async fn member_thread(
     }
 }
 
-async fn show(
+/// One thread; a thread the caller is not a member of is a 404, like one that does not exist.
+#[utoipa::path(
+    get,
+    path = "/api/threads/{id}",
+    operation_id = "getThread",
+    tag = "threads",
+    params(("id" = String, Path, description = "Thread id")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The thread", body = ThreadView),
+        (status = 404, response = crate::error::responses::NotFound),
+    )
+)]
+pub(crate) async fn show(
     State(state): State<AppState>,
     user: CurrentUser,
     crate::http::IdPath(id): crate::http::IdPath,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ThreadView>, ApiError> {
     let thread = member_thread(&state, &id, user.id()).await?;
-    Ok(Json(thread_json(&thread)))
+    let (tid, uid) = (id.clone(), user.id().to_string());
+    let (archived, pinned) = state
+        .db
+        .run(|s| async move { s.member_flags(&tid, &uid).await })
+        .await?
+        .unwrap_or_default();
+    Ok(Json(crate::db::views::thread_view(
+        &thread, archived, pinned,
+    )))
 }
 
-async fn add_member(
+/// Add a user to a thread (its owner only).
+#[utoipa::path(
+    post,
+    path = "/api/threads/{id}/members",
+    operation_id = "addMember",
+    tag = "threads",
+    params(("id" = String, Path, description = "Thread id")),
+    request_body = NewMember,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "The user is a member"),
+        (status = 403, response = crate::error::responses::Forbidden),
+        (status = 404, response = crate::error::responses::NotFound),
+        (status = 429, response = crate::error::responses::RateLimited),
+    )
+)]
+pub(crate) async fn add_member(
     State(state): State<AppState>,
     user: CurrentUser,
     crate::http::IdPath(id): crate::http::IdPath,
@@ -188,9 +267,10 @@ async fn add_member(
         })
         .await?;
     state.realtime.publish(Event::MemberAdded {
-        thread_id: id,
+        thread_id: id.clone(),
         user_id: member,
     });
+    members::publish_members(&state, &id, thread.last_seq).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -201,11 +281,21 @@ pub struct Membership {
     threads: RwLock<HashMap<String, HashSet<String>>>,
     /// Threads each user is known to belong to (positive knowledge only).
     users: RwLock<HashMap<String, HashSet<String>>>,
+    /// Threads known to be deleted: nobody is a member, even while the database is down.
+    gone: RwLock<HashSet<String>>,
 }
 
 impl Membership {
     /// `Some(answer)` when known, `None` when only the database can tell.
     pub fn check(&self, thread_id: &str, user_id: &str) -> Option<bool> {
+        if self
+            .gone
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(thread_id)
+        {
+            return Some(false);
+        }
         if let Some(members) = self
             .threads
             .read()
@@ -246,6 +336,46 @@ impl Membership {
             .entry(user_id.to_string())
             .or_default()
             .insert(thread_id.to_string());
+    }
+
+    /// A member was removed (or left): a "no" from now on, on this instance, up or down.
+    pub fn remove(&self, thread_id: &str, user_id: &str) {
+        if let Some(m) = self
+            .threads
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(thread_id)
+        {
+            m.remove(user_id);
+        }
+        if let Some(t) = self
+            .users
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(user_id)
+        {
+            t.remove(thread_id);
+        }
+    }
+
+    /// The thread was deleted: nobody is a member any more.
+    pub fn forget_thread(&self, thread_id: &str) {
+        self.gone
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(thread_id.to_string());
+        self.threads
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(thread_id);
+        for threads in self
+            .users
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .values_mut()
+        {
+            threads.remove(thread_id);
+        }
     }
 
     pub fn note_user_threads(&self, user_id: &str, threads: impl IntoIterator<Item = String>) {

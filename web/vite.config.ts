@@ -24,7 +24,10 @@ export default defineConfig({
     assetsDir: 'assets',
     emptyOutDir: true,
     target: 'es2020',
-    // The page loads exactly one script and one stylesheet; no preload helper, no polyfill.
+    // The page loads exactly one script and one stylesheet; no preload helper, no polyfill. Two
+    // lazy chunks are fetched only when a message needs them: the code highlighter
+    // (`languages-<hash>.js`, src/markdown/highlight.ts) and the math typesetter
+    // (`mathml-<hash>.js`, src/markdown/math.ts).
     modulePreload: false,
     cssCodeSplit: false,
     assetsInlineLimit: 0,
@@ -32,10 +35,9 @@ export default defineConfig({
     reportCompressedSize: false,
     rollupOptions: {
       output: {
-        inlineDynamicImports: true,
         hashCharacters: 'hex',
         entryFileNames: 'assets/index-[hash].js',
-        chunkFileNames: 'assets/index-[hash].js',
+        chunkFileNames: 'assets/[name]-[hash].js',
         assetFileNames: (info) =>
           (info.names ?? []).some((n) => n.endsWith('.css'))
             ? 'assets/index-[hash][extname]'

@@ -7,6 +7,7 @@ Each server runs on a free port with its own SQLite database in a temporary dire
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import os
 import shutil
@@ -17,9 +18,14 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from openapi_schema_validator import OAS31Validator
+from openapi_spec_validator import validate as validate_openapi
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 
 from emergence_client import (
     CLOSE_SERVICE_RESTART,
@@ -65,6 +71,7 @@ class Server:
             "PORT": str(self.port),
             "DATABASE_URL": f"sqlite://{self.dir}/py.db",
             "EMERGENCE_AUTH_RATE_PER_MIN": "0",
+            "EMERGENCE_REGISTRATION": "open",
         })
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([self.bin, "serve"], env=env, stdout=log, stderr=log,
@@ -135,6 +142,12 @@ def uname(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}{_n}"[:32]
 
 
+def identity(api: Api) -> dict:
+    """Who the user is, as the welcome frame names them: `id` and `username`."""
+    assert api.user is not None
+    return {"id": api.user["id"], "username": api.user["username"]}
+
+
 def new_user(server: Server, prefix: str) -> Api:
     api = Api(server.url)
     api.register(uname(prefix), PASSWORD)
@@ -148,7 +161,8 @@ def run(coro, timeout: float = 90.0):
 async def connect(server: Server, api: Api, **kw) -> Connection:
     c = await Connection.open(server.url, api.token, **kw)
     w = await c.welcome()
-    assert w["user"] == api.user, w
+    # The welcome names the user ({id, username}); register/login also give role and status (v2).
+    assert w["user"] == identity(api), w
     assert w["db"] in ("up", "down")
     assert isinstance(w["connection_id"], str)
     return c
@@ -301,7 +315,7 @@ def test_credential_precedence(server):
         # The cookie alone authenticates a WebSocket (no Origin header: not a browser).
         c = await Connection.open(server.url, None, via="none",
                                   headers={"Cookie": f"emergence_session={api.token}"})
-        assert (await c.welcome())["user"] == api.user
+        assert (await c.welcome())["user"] == identity(api)
         await c.close()
         # A cookie upgrade from a foreign Origin is refused before the upgrade (403)...
         with pytest.raises(UpgradeRefused) as e:
@@ -786,7 +800,8 @@ def test_agent_answers_are_streamed_to_every_subscriber_and_stored(server):
             assert end["type"] == "stream_end", end
             sid = end["stream_id"]
             start = [f for f in ws.frames if f["type"] == "stream_start" and f["stream_id"] == sid]
-            assert len(start) == 1 and start[0]["agent"] == {"id": agent["id"], "name": agent["name"]}
+            assert len(start) == 1 and start[0]["agent"] == {
+                "id": agent["id"], "name": agent["name"], "model": agent["model"]}  # the model that answers
             assert start[0]["thread"] == t
             text, n = "", 0
             for f in ws.frames:
@@ -964,3 +979,183 @@ def test_health_endpoints(server):
     r = httpx.get(f"{server.url}/readyz", trust_env=False)
     assert r.status_code == 200 and r.json()["status"] == "ready"
     assert r.json()["db"] == "up" and r.json()["broker"] in ("local", "up")
+
+
+# ---- the OpenAPI document ------------------------------------------------------------------------
+
+
+def closed(doc: dict) -> dict:
+    """A copy of the document in which no object schema allows an undocumented property.
+
+    ``unevaluatedProperties: false`` goes on every object schema, except directly inside an
+    ``allOf`` (where each part sees only its own properties): there it goes on the ``allOf``'s
+    owner instead, and a component used as such a part is closed where it is validated alone.
+    """
+    doc = copy.deepcopy(doc)
+    parts: set[str] = set()
+
+    def find_parts(node: Any) -> None:
+        if isinstance(node, dict):
+            for sub in node.get("allOf", []):
+                parts.add(sub.get("$ref", "").rsplit("/", 1)[-1])
+            for v in node.values():
+                find_parts(v)
+        elif isinstance(node, list):
+            for v in node:
+                find_parts(v)
+
+    def close(node: Any, part: bool = False) -> None:
+        if isinstance(node, dict):
+            if not part and ("properties" in node or "allOf" in node):
+                node.setdefault("unevaluatedProperties", False)
+            for key, v in node.items():
+                if key == "allOf":
+                    for sub in v:
+                        close(sub, part=True)
+                elif key == "properties":
+                    for prop in v.values():
+                        close(prop)
+                else:
+                    close(v)
+        elif isinstance(node, list):
+            for v in node:
+                close(v)
+
+    find_parts(doc)
+    for name, schema in doc["components"]["schemas"].items():
+        close(schema, part=name in parts)
+    return doc
+
+
+class Described:
+    """Checks answers and frames against the server's own OpenAPI document (closed: a field the
+    document does not name fails too)."""
+
+    def __init__(self, doc: dict):
+        self.doc = closed(doc)
+        resource = Resource.from_contents(self.doc, default_specification=DRAFT202012)
+        self.registry = Registry().with_resource("urn:emergence:openapi", resource)
+        self.checked: set[tuple[str, str, int]] = set()
+
+    def validate(self, schema: dict, instance: Any) -> None:
+        schema = {**schema, "unevaluatedProperties": False} if "$ref" in schema else schema
+        OAS31Validator(schema, registry=self.registry).validate(instance)
+
+    def component(self, name: str) -> dict:
+        return {"$ref": f"urn:emergence:openapi#/components/schemas/{name}"}
+
+    def answer(self, method: str, template: str, resp: httpx.Response) -> None:
+        """The answer's status is documented for that operation, and its JSON body fits."""
+        op = self.doc["paths"][template][method.lower()]
+        documented = op["responses"].get(str(resp.status_code))
+        assert documented, f"{method} {template}: {resp.status_code} is not documented: {resp.text}"
+        if "$ref" in documented:
+            documented = self.doc["components"]["responses"][documented["$ref"].rsplit("/", 1)[-1]]
+        media = documented.get("content", {}).get("application/json")
+        if media is None:
+            assert not resp.content or not resp.headers.get("content-type", "").startswith(
+                "application/json"), f"{method} {template} {resp.status_code}: undocumented body"
+        else:
+            schema = media["schema"]
+            if "$ref" in schema:
+                schema = {"$ref": "urn:emergence:openapi" + schema["$ref"]}
+            self.validate(schema, resp.json())
+        self.checked.add((method.upper(), template, resp.status_code))
+
+
+def test_the_openapi_document_is_valid_and_describes_what_the_server_answers(server):
+    r = httpx.get(f"{server.url}/api/openapi.json", trust_env=False)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    doc = r.json()
+    assert doc["openapi"].startswith("3.1."), doc["openapi"]
+    validate_openapi(doc)  # a real OpenAPI 3.1 validator; raises on the first problem
+    d = Described(doc)
+
+    def call(method: str, template: str, path: str, body: Any = None, token: str | None = None,
+             raw: bytes | None = None, content_type: str = "application/json") -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        content = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        if content is not None:
+            headers["Content-Type"] = content_type
+        resp = httpx.request(method, f"{server.url}{path}", content=content, headers=headers,
+                             trust_env=False, timeout=15)
+        d.answer(method, template, resp)
+        return resp
+
+    call("GET", "/healthz", "/healthz")
+    call("GET", "/readyz", "/readyz")
+    assert call("GET", "/metrics", "/metrics").status_code == 200
+    name, password = uname("Oas"), PASSWORD
+    # Bodies as the document's request schemas describe them.
+    account = {"username": name, "password": password}
+    d.validate(d.component("NewAccount"), account)
+    token = call("POST", "/api/auth/register", "/api/auth/register", account).json()["token"]
+    assert call("POST", "/api/auth/register", "/api/auth/register", account).status_code == 409
+    assert call("POST", "/api/auth/register", "/api/auth/register", {"username": "x!"}).status_code == 422
+    assert call("POST", "/api/auth/login", "/api/auth/login", account).status_code == 200
+    assert call("POST", "/api/auth/login", "/api/auth/login",
+                {"username": name, "password": "wrong password"}).status_code == 401
+    call("GET", "/api/me", "/api/me", token=token)
+    assert call("GET", "/api/me", "/api/me").status_code == 401
+    agents = call("GET", "/api/agents", "/api/agents", token=token).json()["agents"]
+    new_thread = {"title": "described", "agents": [agents[0]["id"]]}
+    d.validate(d.component("NewThread"), new_thread)
+    t = call("POST", "/api/threads", "/api/threads", new_thread, token).json()["id"]
+    assert call("POST", "/api/threads", "/api/threads", raw=b"{", token=token).status_code == 400
+    assert call("POST", "/api/threads", "/api/threads", raw=b"title=x", token=token,
+                content_type="application/x-www-form-urlencoded").status_code == 415
+    assert call("POST", "/api/threads", "/api/threads", {"title": " "}, token).status_code == 422
+    call("GET", "/api/threads", "/api/threads", token=token)
+    call("GET", "/api/threads/{id}", f"/api/threads/{t}", token=token)
+    assert call("GET", "/api/threads/{id}", "/api/threads/no-such-thread", token=token).status_code == 404
+    other = Api(server.url)
+    other.register(uname("OasB"), PASSWORD)
+    assert call("POST", "/api/threads/{id}/members", f"/api/threads/{t}/members",
+                {"username": other.user["username"]}, token).status_code == 204
+    messages = f"/api/threads/{t}/messages"
+    post = {"client_id": new_client_id(), "body": "described"}
+    d.validate(d.component("PostMessage"), post)
+    assert call("POST", "/api/threads/{id}/messages", messages, post, token).status_code == 201
+    assert call("POST", "/api/threads/{id}/messages", messages, post, token).status_code == 200
+    assert call("POST", "/api/threads/{id}/messages", messages, post, other.token).status_code == 409
+    call("GET", "/api/threads/{id}/messages", messages + "?after_seq=0", token=token)
+    assert call("GET", "/api/threads/{id}/messages", messages + "?limit=0", token=token).status_code == 422
+    debate = {"client_id": new_client_id(), "topic": "described?", "rounds": 1,
+              "agents": [a["id"] for a in agents[:2]]}
+    d.validate(d.component("NewDebate"), debate)
+    assert call("POST", "/api/threads/{id}/debate", f"/api/threads/{t}/debate", debate,
+                token).status_code == 202
+    call("GET", "/api/openapi.json", "/api/openapi.json")
+    assert call("POST", "/api/auth/logout", "/api/auth/logout", token=other.token).status_code == 204
+    other.close()
+    # The document's responses were really exercised, errors included.
+    assert {s for (_, _, s) in d.checked} >= {200, 201, 202, 204, 400, 401, 404, 409, 415, 422}
+
+    # WebSocket frames, both ways, against ServerFrame and ClientFrameShape.
+    async def frames() -> None:
+        api = Api(server.url)
+        api.register(uname("OasW"), PASSWORD)
+        c = await connect(server, api)
+        thread = api.create_thread("frames", [agents[0]["id"]])["id"]
+        sent = [
+            {"type": "subscribe", "thread": thread, "after_seq": 0},
+            {"type": "ping", "nonce": 7},
+            {"type": "send", "thread": thread, "client_id": new_client_id(), "body": "hi",
+             "agent": agents[0]["id"]},
+            {"type": "subscribe", "thread": "no-such-thread"},
+        ]
+        for f in sent:
+            d.validate(d.component("ClientFrameShape"), f)
+            await c.send(f)
+        await c.wait_for(lambda f: f["type"] == "stream_end", timeout=60)
+        await c.wait_for(lambda f: f["type"] == "message" and f["author"]["kind"] == "agent")
+        await c.wait_for(lambda f: f["type"] == "error" and f["code"] == "not_found")
+        seen = {f["type"] for f in c.frames}
+        assert seen >= {"welcome", "subscribed", "pong", "ack", "message", "stream_start",
+                        "stream_end", "error"}, seen
+        for f in c.frames:
+            d.validate(d.component("ServerFrame"), f)
+        await c.close()
+        api.close()
+
+    run(frames())

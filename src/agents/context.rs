@@ -4,6 +4,8 @@
 //! Token estimate: 1 token per 4 bytes of text plus 8 per message (a simple, deliberately
 //! conservative rule of thumb for English and code).
 
+use std::collections::{HashMap, HashSet};
+
 use crate::db::{AuthorKind, Message};
 
 use super::{AgentSettings, providers::ChatMessage};
@@ -61,6 +63,43 @@ pub fn conversation(agent: &AgentSettings, history: &[Message], budget: usize) -
     out
 }
 
+/// The thread as readers see it: each answer once, as its latest version (regenerated
+/// versions name their first one in `version_of`), in the place of its first version (or of
+/// its earliest version still in `history`). `history` is in ascending `seq`.
+pub fn on_screen(history: Vec<Message>) -> Vec<Message> {
+    let group = |m: &Message| {
+        m.meta
+            .as_ref()
+            .and_then(|x| x.version_of.clone())
+            .unwrap_or_else(|| m.id.clone())
+    };
+    if history
+        .iter()
+        .all(|m| m.meta.as_ref().is_none_or(|x| x.version_of.is_none()))
+    {
+        return history;
+    }
+    let latest: HashMap<String, usize> = history
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (group(m), i))
+        .collect();
+    let mut placed = HashSet::new();
+    history
+        .iter()
+        .filter_map(|m| {
+            let g = group(m);
+            placed
+                .insert(g.clone())
+                .then(|| history[latest[&g]].clone())
+        })
+        .collect()
+}
+
+/// Added to the mediator's prompt for a debate's closing turn.
+pub const SYNTHESIS_PROMPT: &str = "\n\nThe debate above is over and you are its mediator. Write a \
+     closing synthesis: where the debaters agree, where they differ, and a balanced conclusion.";
+
 /// The persona prompt, with a reminder of the setting.
 pub fn system_prompt(agent: &AgentSettings) -> String {
     let base = if agent.system_prompt.is_empty() {
@@ -94,7 +133,41 @@ mod tests {
             body: body.into(),
             created_at: 0,
             status: None,
+            prompt_tokens: None,
+            completion_tokens: None,
+            meta: None,
         }
+    }
+
+    #[test]
+    fn the_thread_on_screen_shows_each_answer_once_as_its_latest_version_in_its_first_place() {
+        let version = |seq, of: &str, body| {
+            let mut m = msg(seq, AuthorKind::Agent, "neo", body);
+            m.meta = Some(Box::new(crate::db::MessageMeta {
+                version_of: Some(of.into()),
+                ..Default::default()
+            }));
+            m
+        };
+        let history = vec![
+            msg(1, AuthorKind::User, "bob", "q"),
+            msg(2, AuthorKind::Agent, "neo", "first"),
+            msg(3, AuthorKind::User, "bob", "next"),
+            version(4, "2", "second"),
+            version(5, "2", "third"),
+        ];
+        let bodies: Vec<String> = on_screen(history).into_iter().map(|m| m.body).collect();
+        assert_eq!(bodies, ["q", "third", "next"]);
+        // The first version out of the window: the latest takes the earliest version's place.
+        let bodies: Vec<String> = on_screen(vec![
+            version(4, "2", "second"),
+            msg(5, AuthorKind::User, "bob", "more"),
+            version(6, "2", "third"),
+        ])
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+        assert_eq!(bodies, ["third", "more"]);
     }
 
     #[test]

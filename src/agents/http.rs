@@ -10,11 +10,11 @@ use axum::{
     response::IntoResponse,
     routing::{get, post},
 };
-use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::{
     auth::CurrentUser,
+    contract::http::{AcceptedStatus, AgentList, AgentView, DebateAccepted, NewDebate},
     db::writer::WriteEvent,
     domain::{ClientId, MessageBody},
     error::ApiError,
@@ -29,20 +29,56 @@ pub fn routes() -> Router<AppState> {
         .route("/api/threads/{id}/debate", post(post_debate))
 }
 
-async fn list_agents(State(state): State<AppState>, _user: CurrentUser) -> Json<serde_json::Value> {
-    let agents: Vec<_> = state
+/// The agents any message may ask (never their keys).
+#[utoipa::path(
+    get,
+    path = "/api/agents",
+    operation_id = "listAgents",
+    tag = "agents",
+    security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, description = "The configured agents", body = AgentList))
+)]
+pub(crate) async fn list_agents(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+) -> Json<AgentList> {
+    let agents = state
         .agents
         .list()
         .iter()
         .map(|a| {
             let (provider, model) = state.agents.provider_of(a);
-            json!({"id": a.id, "name": a.name, "provider": provider, "model": model})
+            AgentView {
+                id: a.id.clone(),
+                name: a.name.clone(),
+                provider,
+                model,
+            }
         })
         .collect();
-    Json(json!({"agents": agents}))
+    Json(AgentList { agents })
 }
 
-async fn post_debate(
+/// Start a debate.
+///
+/// The topic is stored as the caller's message (idempotent by `client_id`), then the agents
+/// answer in turn for `rounds` rounds; the turns stream over the WebSocket.
+#[utoipa::path(
+    post,
+    path = "/api/threads/{id}/debate",
+    operation_id = "startDebate",
+    tag = "agents",
+    params(("id" = String, Path, description = "Thread id")),
+    request_body = NewDebate,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 202, description = "The debate is on its way", body = DebateAccepted),
+        (status = 404, response = crate::error::responses::NotFound),
+        (status = 409, response = crate::error::responses::Conflict),
+        (status = 429, response = crate::error::responses::RateLimited),
+    )
+)]
+pub(crate) async fn post_debate(
     State(state): State<AppState>,
     user: CurrentUser,
     crate::http::IdPath(thread): crate::http::IdPath,
@@ -66,6 +102,10 @@ async fn post_debate(
     if !matches!(rounds, Some(1..=10)) {
         f.reject("rounds", "must be an integer from 1 to 10");
     }
+    let mediator = f.opt_string("mediator").map(str::to_string);
+    if mediator.as_ref().is_some_and(|m| !state.agents.knows(m)) {
+        f.reject("mediator", "unknown agent");
+    }
     f.finish()?;
     let client_id = client_id.expect("checked");
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -78,6 +118,7 @@ async fn post_debate(
         topic.expect("checked"),
         agents,
         rounds.unwrap_or(1) as u32,
+        mediator,
         tx,
     )
     .await
@@ -94,6 +135,9 @@ async fn post_debate(
     }
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"client_id": cid, "status": "accepted"})),
+        Json(DebateAccepted {
+            client_id: cid,
+            status: AcceptedStatus::Accepted,
+        }),
     ))
 }

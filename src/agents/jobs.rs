@@ -14,9 +14,13 @@ use std::{
 use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::{AgentSettings, ProviderSettings, providers::Providers};
+use super::{
+    AgentSettings, ProviderSettings,
+    discovery::LocalModels,
+    providers::{Providers, Route},
+};
 use crate::{
-    db::{AgentRequest, AgentWork, Database, writer::MessageWriter, writer::Stored},
+    db::{AgentRequest, AgentWork, Database, DebateRole, writer::MessageWriter, writer::Stored},
     limits::SlotLease,
     metrics::Metrics,
     realtime::{Event, Realtime, streams::StreamEvent},
@@ -38,11 +42,41 @@ struct Job {
     _slot: Arc<SlotLease>,
 }
 
+/// Where a turn stands in its debate (none for a plain answer).
+#[derive(Debug, Clone)]
+pub(super) struct TurnPlace {
+    pub debate_id: String,
+    pub round: Option<u32>,
+    pub role: DebateRole,
+}
+
+/// The answer a regenerating job writes a new version of.
+#[derive(Debug, Clone)]
+pub struct VersionPlace {
+    /// The answer's first version (the new one's `version_of`).
+    pub of: String,
+    /// The first version's `seq`: the new version sees the thread as it was before it.
+    pub before_seq: i64,
+}
+
+/// What one job runs: its speakers in order for `rounds` rounds, then the mediator's synthesis.
+struct JobPlan {
+    agents: Vec<String>,
+    rounds: u32,
+    mediator: Option<String>,
+    debate_id: Option<String>,
+    version: Option<VersionPlace>,
+}
+
 /// What one job needs to run its turns.
 pub(super) struct JobControl {
     pub id: String,
+    /// Who asked: their budget pays for every turn, and the answers are theirs in usage.
+    pub requester: String,
     pub token: CancellationToken,
     pub reason: Arc<OnceLock<StopReason>>,
+    /// A regenerating job's answer.
+    pub version: Option<VersionPlace>,
 }
 
 /// Configured agents, their providers, what they use to answer, and the jobs running here.
@@ -50,10 +84,16 @@ pub struct Agents {
     pub(super) agents: Vec<AgentSettings>,
     pub(super) providers: Providers,
     pub(super) settings: ProviderSettings,
+    /// Chat models found on local servers (Ollama, `local_urls`).
+    pub(super) local: Arc<LocalModels>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) realtime: Arc<Realtime>,
     pub(super) db: Database,
     pub(super) writer: MessageWriter,
+    /// Token budgets, reserved before each provider call.
+    pub(super) budgets: Arc<crate::usage::Budgets>,
+    /// Price per model, for `llm_cost_total`.
+    pub(super) prices: crate::settings::usage::PriceTable,
     /// Running jobs by job id; streams map to their job.
     jobs: Mutex<HashMap<String, Job>>,
     pub(super) stream_jobs: Mutex<HashMap<String, String>>,
@@ -73,8 +113,14 @@ impl Agents {
             agents: settings.agents.clone(),
             providers: Providers::new(p.clone(), Duration::from_millis(p.connect_timeout_ms)),
             settings: p,
+            local: Arc::new(LocalModels::default()),
             metrics,
             realtime,
+            budgets: Arc::new(crate::usage::Budgets::new(
+                db.clone(),
+                settings.budgets.clone(),
+            )),
+            prices: settings.prices.clone(),
             db,
             writer,
             jobs: Mutex::new(HashMap::new()),
@@ -86,17 +132,29 @@ impl Agents {
     }
 
     /// Export `llm_requests_total` at 0 for every provider and model an agent may call (see
-    /// `turn::generate`: its provider and model, or the offline one, and its fallback model).
+    /// `call::generate`: its provider and model, a local one, or the offline one, and its
+    /// fallback model), and `llm_errors_total` for each of those providers and failure classes.
     fn register_metric_labels(&self) {
         for agent in &self.agents {
-            let (provider, model) = self.provider_of(agent);
+            let route = self.route(agent);
             let fallback = agent
                 .fallback_model
                 .as_deref()
-                .filter(|_| provider == agent.provider);
-            for m in std::iter::once(model.as_str()).chain(fallback) {
+                .filter(|_| route.provider == agent.provider);
+            for class in super::errors::CLASSES
+                .iter()
+                .filter(|c| super::errors::is_provider_failure(**c))
+            {
+                self.metrics
+                    .llm_errors
+                    .register(&[&route.provider, super::errors::class_str(*class)]);
+            }
+            for m in std::iter::once(route.model.as_str()).chain(fallback) {
+                self.metrics.llm_cost.register(&[&agent.id, m]);
                 for outcome in crate::metrics::labels::LLM_OUTCOMES {
-                    self.metrics.llm_requests.register(&[provider, m, outcome]);
+                    self.metrics
+                        .llm_requests
+                        .register(&[&route.provider, m, outcome]);
                 }
             }
         }
@@ -111,6 +169,13 @@ impl Agents {
         stop: CancellationToken,
     ) {
         let me = self.clone();
+        self.local.watch(
+            self.providers.http().clone(),
+            self.settings.clone(),
+            stop.clone(),
+            move |_| me.register_metric_labels(),
+        );
+        let me = self.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -121,6 +186,11 @@ impl Agents {
                 }
             }
         });
+    }
+
+    /// The token budgets every agent call is checked against.
+    pub fn budgets(&self) -> &crate::usage::Budgets {
+        &self.budgets
     }
 
     pub fn knows(&self, id: &str) -> bool {
@@ -135,13 +205,35 @@ impl Agents {
         self.agents.iter().find(|a| a.id == id)
     }
 
-    /// The provider an agent really uses: its own when configured, else the offline one.
-    pub(super) fn provider_of<'a>(&self, agent: &'a AgentSettings) -> (&'a str, String) {
-        if self.providers.available(&agent.provider) {
-            (agent.provider.as_str(), agent.model.clone())
-        } else {
-            ("local", "offline".to_string())
+    /// Where an agent's calls really go: its own provider when configured; else (the default
+    /// personas on `local`, or a provider without a key) the first local chat model found on
+    /// this machine; else the offline agent.
+    pub(super) fn route(&self, agent: &AgentSettings) -> Route {
+        if agent.provider != "local" && self.providers.available(&agent.provider) {
+            return Route {
+                provider: agent.provider.clone(),
+                model: agent.model.clone(),
+                base_url: None,
+            };
         }
+        match self.local.first() {
+            Some(m) => Route {
+                provider: m.provider.to_string(),
+                model: m.model,
+                base_url: Some(m.base_url),
+            },
+            None => Route {
+                provider: "local".into(),
+                model: "offline".into(),
+                base_url: None,
+            },
+        }
+    }
+
+    /// The provider and model an agent really uses (what `GET /api/agents` shows).
+    pub fn provider_of(&self, agent: &AgentSettings) -> (String, String) {
+        let route = self.route(agent);
+        (route.provider, route.model)
     }
 
     /// A message was stored: start what it asks for, the first time only.
@@ -149,16 +241,92 @@ impl Agents {
         let (true, Some(request)) = (stored.first, stored.request) else {
             return;
         };
-        let AgentRequest { work, slot, .. } = request;
-        let (agents, rounds) = match work {
-            AgentWork::Answer { agent } => (vec![agent], 1),
-            AgentWork::Debate { agents, rounds } => (agents, rounds),
+        let AgentRequest {
+            work,
+            slots,
+            requester,
+        } = request;
+        let message = &stored.message;
+        let single = |agent: String| JobPlan {
+            agents: vec![agent],
+            rounds: 1,
+            mediator: None,
+            debate_id: None,
+            version: None,
         };
-        let debate = agents.len() > 1;
+        let plans: Vec<(String, JobPlan)> = match work {
+            AgentWork::Answer { agent } => vec![(format!("job-{}", message.id), single(agent))],
+            // One job per agent: each answer runs and stops on its own.
+            AgentWork::Several { agents } => agents
+                .into_iter()
+                .enumerate()
+                .map(|(i, agent)| (format!("job-{}-{i}", message.id), single(agent)))
+                .collect(),
+            AgentWork::Debate {
+                agents,
+                rounds,
+                mediator,
+            } => {
+                let id = crate::db::debate_id_for(&message.id);
+                vec![(
+                    id.clone(),
+                    JobPlan {
+                        agents,
+                        rounds,
+                        mediator,
+                        debate_id: Some(id),
+                        version: None,
+                    },
+                )]
+            }
+        };
+        for ((job_id, plan), slot) in plans.into_iter().zip(slots) {
+            self.start_job(
+                message.thread_id.clone(),
+                job_id,
+                requester.clone(),
+                plan,
+                slot,
+            );
+        }
+    }
+
+    /// Write a new version of an answer (the caller recorded the request once, see
+    /// `crate::regenerate`): one turn of `agent`, holding the requester's `slot` until it ends.
+    pub fn regenerate(
+        self: &Arc<Self>,
+        thread: String,
+        job_id: String,
+        requester: String,
+        agent: String,
+        version: VersionPlace,
+        slot: Arc<SlotLease>,
+    ) {
+        let plan = JobPlan {
+            agents: vec![agent],
+            rounds: 1,
+            mediator: None,
+            debate_id: None,
+            version: Some(version),
+        };
+        self.start_job(thread, job_id, requester, plan, slot);
+    }
+
+    /// Run one job's turns in order, holding `slot` until it ends.
+    fn start_job(
+        self: &Arc<Self>,
+        thread: String,
+        job_id: String,
+        requester: String,
+        plan: JobPlan,
+        slot: Arc<SlotLease>,
+    ) {
         let job = JobControl {
-            id: format!("job-{}", stored.message.id),
+            id: job_id,
+            requester,
             token: CancellationToken::new(),
             reason: Arc::new(OnceLock::new()),
+            version: plan.version.clone(),
         };
         self.jobs.lock().unwrap_or_else(|e| e.into_inner()).insert(
             job.id.clone(),
@@ -169,23 +337,47 @@ impl Agents {
             },
         );
         let me = self.clone();
-        let thread = stored.message.thread_id;
         self.tasks.spawn(async move {
-            'rounds: for _round in 0..rounds {
-                for agent_id in &agents {
-                    if job.token.is_cancelled() {
-                        break 'rounds;
-                    }
-                    let debate_id = debate.then(|| job.id.clone());
-                    if !me.run_turn(&thread, agent_id, debate_id, &job).await {
+            let place = |round: Option<u32>, role: DebateRole| {
+                plan.debate_id.as_ref().map(|id| TurnPlace {
+                    debate_id: id.clone(),
+                    round,
+                    role,
+                })
+            };
+            let mut finished = true;
+            'rounds: for round in 1..=plan.rounds {
+                for agent_id in &plan.agents {
+                    if job.token.is_cancelled()
+                        || !me
+                            .run_turn(
+                                &thread,
+                                agent_id,
+                                place(Some(round), DebateRole::Turn),
+                                &job,
+                            )
+                            .await
+                    {
+                        finished = false;
                         break 'rounds;
                     }
                 }
+            }
+            // The mediator closes a debate that ran all its rounds.
+            if let Some(mediator) = plan.mediator.as_ref().filter(|_| finished)
+                && !job.token.is_cancelled()
+            {
+                me.run_turn(&thread, mediator, place(None, DebateRole::Synthesis), &job)
+                    .await;
             }
             me.jobs
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&job.id);
+            // Every instance forgets the debate: it can no longer be stopped.
+            if let Some(debate_id) = plan.debate_id {
+                me.publish(StreamEvent::DebateEnded { thread, debate_id });
+            }
         });
     }
 
@@ -198,6 +390,10 @@ impl Agents {
         match event {
             StreamEvent::Cancel { stream_id } => {
                 self.cancel_local(stream_id);
+            }
+            // A debate's job id is its debate id.
+            StreamEvent::CancelDebate { debate_id } => {
+                self.cancel_job(debate_id);
             }
             StreamEvent::SnapshotRequest { stream_id } => {
                 let owned = self
@@ -213,6 +409,10 @@ impl Agents {
                         agent_name: stream.agent_name.clone(),
                         debate_id: stream.debate_id.clone(),
                         text: stream.text(),
+                        model: stream.model(),
+                        round: stream.round,
+                        role: stream.role,
+                        version_of: stream.version_of.clone(),
                     });
                 }
             }
@@ -229,8 +429,14 @@ impl Agents {
             .get(stream_id)
             .cloned();
         let Some(job_id) = job_id else { return false };
+        self.cancel_job(&job_id)
+    }
+
+    /// Stop a job (an answer or a whole debate) if it runs here: its running turn ends
+    /// `cancelled` and no further turn starts.
+    fn cancel_job(&self, job_id: &str) -> bool {
         let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(job) = jobs.get(&job_id) {
+        if let Some(job) = jobs.get(job_id) {
             let _ = job.reason.set(StopReason::Cancelled);
             job.token.cancel();
             return true;

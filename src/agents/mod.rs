@@ -1,13 +1,18 @@
 //! Agents: AI personas that answer in threads. Their settings live in `settings::agents`; this
 //! module owns the runtime: the jobs started by stored messages (`jobs`), one streamed turn
-//! (`turn`), the HTTP routes (`http`), the context an agent sees (`context`) and the providers.
+//! (`turn`) and its provider call (`call`), the HTTP routes (`http`), the context an agent sees
+//! (`context`), the providers, local models found on this machine (`discovery`) and what users
+//! read when an answer fails (`errors`).
 
+mod call;
 mod context;
-mod http;
+pub mod discovery;
+pub mod errors;
+pub(crate) mod http;
 mod jobs;
 pub mod providers;
 mod turn;
 
 pub use crate::settings::agents::{AgentSettings, ProviderSettings, default_agents};
 pub use http::routes;
-pub use jobs::Agents;
+pub use jobs::{Agents, VersionPlace};

@@ -1,28 +1,30 @@
-//! One agent turn: open the provider's stream (retries and a fallback model before the first
-//! token), publish its chunks coalesced (`stream_chunk`, at most one per stream every 25 ms),
-//! and store the answer through the writer like any other message; delivery then sends
-//! `stream_end` followed by the stored `message`. A failure or a stop ends the stream with
-//! `stream_error`, and its partial text is stored as `incomplete`.
+//! One agent turn: call the provider (`call`: retries and a fallback model before the first
+//! token, chunks coalesced), and store the answer through the writer like any other message;
+//! delivery then sends `stream_end` followed by the stored `message`. A failure or a stop ends
+//! the stream with `stream_error` (a stable class and its short sentence from `errors`, never
+//! upstream text), its partial text is stored as `incomplete`, and one structured log line
+//! tells operators what happened.
 
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use super::{
-    AgentSettings, context,
-    jobs::{Agents, JobControl, StopReason},
-    providers::{CompletionRequest, EventStream, ProviderError, ProviderEvent},
+    AgentSettings,
+    call::Generated,
+    context, errors,
+    jobs::{Agents, JobControl, StopReason, TurnPlace},
+    providers::{CompletionRequest, Route},
 };
 use crate::{
-    contract::ErrorCode,
-    db::{Author, AuthorKind, Message, NewMessage, Page, now_ms, writer::WriteEvent},
+    contract::{AgentErrorClass, ErrorCode},
+    db::{
+        Author, AuthorKind, DebateMeta, DebateRole, Message, MessageMeta, NewMessage, Page, now_ms,
+        writer::WriteEvent,
+    },
     realtime::streams::StreamEvent,
+    usage::budget::Refusal,
 };
-
-/// At most one chunk frame per stream per this interval.
-const COALESCE: Duration = Duration::from_millis(25);
 
 impl Agents {
     /// Run one agent turn of `job`; `false` when the job must stop (cancelled, interrupted or
@@ -31,7 +33,7 @@ impl Agents {
         &self,
         thread: &str,
         agent_id: &str,
-        debate_id: Option<String>,
+        place: Option<TurnPlace>,
         job: &JobControl,
     ) -> bool {
         let (token, reason) = (&job.token, &job.reason);
@@ -43,64 +45,147 @@ impl Agents {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(stream_id.clone(), job.id.clone());
+        let route = self.route(&agent);
         self.publish(StreamEvent::Start {
             thread: thread.to_string(),
             stream_id: stream_id.clone(),
             agent_id: agent.id.clone(),
             agent_name: agent.name.clone(),
-            debate_id,
+            debate_id: place.as_ref().map(|p| p.debate_id.clone()),
+            model: Some(route.model.clone()),
+            round: place.as_ref().and_then(|p| p.round),
+            role: place.as_ref().map(|p| p.role),
+            version_of: job.version.as_ref().map(|v| v.of.clone()),
         });
-        let history = self.history(thread).await;
+        // A new version of an answer sees the thread as it was before the first version.
+        let page = job
+            .version
+            .as_ref()
+            .map_or(Page::Latest, |v| Page::Before(v.before_seq));
+        let history = context::on_screen(self.history(thread, page).await);
+        let mut system = context::system_prompt(&agent);
+        if place
+            .as_ref()
+            .is_some_and(|p| p.role == DebateRole::Synthesis)
+        {
+            system.push_str(context::SYNTHESIS_PROMPT);
+        }
         let request = CompletionRequest {
-            model: agent.model.clone(),
-            system: context::system_prompt(&agent),
+            model: route.model.clone(),
+            system,
             messages: context::conversation(&agent, &history, self.settings.context_tokens),
             temperature: agent.temperature,
             max_tokens: agent.max_tokens,
         };
+        // The requester's budget first: a spent one ends the stream before any provider call.
+        let estimate = reservation_estimate(&request);
+        let reservation = match self
+            .budgets
+            .reserve(&job.requester, estimate, now_ms())
+            .await
+        {
+            Ok(r) => r,
+            Err(refusal) => {
+                self.refuse(thread, &stream_id, refusal);
+                return false;
+            }
+        };
         let started = Instant::now();
         let outcome = self
-            .generate(thread, &stream_id, &agent, request, token)
+            .generate(thread, &stream_id, &agent, &route, request, token)
             .await;
-        let (provider, _) = self.provider_of(&agent);
+        let spent = match (outcome.prompt_tokens, outcome.completion_tokens) {
+            (None, None) if outcome.text.is_empty() => 0,
+            // No usage reported: count what was estimated for the prompt and the text.
+            (None, None) => {
+                estimate - i64::from(agent.max_tokens)
+                    + context::estimate_tokens(&outcome.text) as i64
+            }
+            (p, c) => (p.unwrap_or(0) + c.unwrap_or(0)) as i64,
+        };
+        // Settled before the answer is delivered: whoever sees `stream_end` sees the budget spent.
+        if let Some(r) = reservation {
+            self.budgets.settle(r, spent.max(0)).await;
+        }
+        self.count_cost(&agent, &outcome);
         self.metrics
             .llm_stream
-            .with(&[provider])
+            .with(&[&route.provider])
             .observe(started.elapsed());
         let text = outcome.text.clone();
-        let (status, error) = match (&outcome.error, token.is_cancelled()) {
-            (_, true) => {
-                let code = match reason.get() {
-                    Some(StopReason::Interrupted) => ErrorCode::Interrupted,
-                    _ => ErrorCode::Cancelled,
-                };
-                (
-                    Some("incomplete"),
-                    Some((code, format!("the answer was {}", code.as_str()))),
-                )
-            }
-            (Some(e), false) => (Some("incomplete"), Some((e.code(), e.to_string()))),
-            (None, false) => (None, None),
+        let class = match (&outcome.error, token.is_cancelled()) {
+            (_, true) => Some(match reason.get() {
+                Some(StopReason::Interrupted) => AgentErrorClass::Interrupted,
+                _ => AgentErrorClass::Cancelled,
+            }),
+            (Some(e), false) => Some(e.class),
+            (None, false) => None,
         };
+        if let Some(class) = class {
+            self.log_failure(
+                &agent,
+                &route,
+                &stream_id,
+                &outcome,
+                class,
+                started.elapsed(),
+            );
+        }
+        let status = class.map(|_| "incomplete");
+        let meta = MessageMeta {
+            debate: place.map(|p| DebateMeta {
+                id: p.debate_id,
+                role: p.role,
+                round: p.round,
+                agents: None,
+                rounds: None,
+                mediator: None,
+            }),
+            version_of: job.version.as_ref().map(|v| v.of.clone()),
+            model: Some(outcome.model.clone()),
+            duration_ms: Some(started.elapsed().as_millis() as u64),
+            error_class: class.map(|c| errors::class_str(c).to_string()),
+        };
+        let error = class.map(|c| (errors::code(c), errors::english(c).to_string(), c));
         let finished_ok = error.is_none();
         match error {
             // The error first, then the partial text (if any) as an incomplete message.
-            Some((code, message)) => {
+            Some((code, message, class)) => {
                 self.publish(StreamEvent::Error {
                     thread: thread.to_string(),
                     stream_id: stream_id.clone(),
                     code,
                     message,
+                    error_class: Some(class),
+                    resets_at: None,
                 });
                 if !text.is_empty() {
-                    self.store(thread, &stream_id, &agent, text, status, &outcome, false)
-                        .await;
+                    self.store(
+                        thread,
+                        &stream_id,
+                        (&agent, &job.requester),
+                        text,
+                        status,
+                        &outcome,
+                        meta,
+                        false,
+                    )
+                    .await;
                 }
             }
             // Stored as the stream's answer: delivery sends `stream_end`, then the `message`.
             None => {
-                self.store(thread, &stream_id, &agent, text, status, &outcome, true)
-                    .await;
+                self.store(
+                    thread,
+                    &stream_id,
+                    (&agent, &job.requester),
+                    text,
+                    status,
+                    &outcome,
+                    meta,
+                    true,
+                )
+                .await;
             }
         }
         self.stream_jobs
@@ -110,16 +195,112 @@ impl Agents {
         finished_ok
     }
 
-    /// The thread so far: from the database, or the in-memory ring during an outage.
-    async fn history(&self, thread: &str) -> Vec<Message> {
+    /// The one log line of a failed or cancelled call: who, where, when, why. Never the key
+    /// (scrubbed from the upstream detail), never the prompt.
+    fn log_failure(
+        &self,
+        agent: &AgentSettings,
+        route: &Route,
+        stream_id: &str,
+        outcome: &Generated,
+        class: AgentErrorClass,
+        elapsed: Duration,
+    ) {
+        let error = outcome.error.as_ref();
+        let status = error.and_then(|e| e.status);
+        let detail = error
+            .map(|e| self.scrub(&route.provider, &e.detail))
+            .unwrap_or_default();
+        let (phase, retries) = (outcome.phase.as_str(), outcome.retries);
+        let elapsed_ms = elapsed.as_millis() as u64;
+        let error_class = errors::class_str(class);
+        let (provider, model) = (&route.provider, &outcome.model);
+        if matches!(
+            class,
+            AgentErrorClass::Cancelled | AgentErrorClass::Interrupted
+        ) {
+            tracing::info!(
+                agent = %agent.id, provider = %provider, model = %model, stream_id, phase, status,
+                retries, elapsed_ms, error_class, "provider call cancelled"
+            );
+        } else {
+            tracing::warn!(
+                agent = %agent.id, provider = %provider, model = %model, stream_id, phase, status,
+                retries, elapsed_ms, error_class, detail = %detail, "provider call failed"
+            );
+        }
+    }
+
+    /// End a stream that may not call its provider: the requester's budget is spent (with when
+    /// it resets), or a budget applies and the database cannot tell what is left.
+    fn refuse(&self, thread: &str, stream_id: &str, refusal: Refusal) {
+        let (code, message, resets_at) = match refusal {
+            Refusal::Exhausted(spent) => (
+                ErrorCode::BudgetExceeded,
+                format!(
+                    "Your usage budget is spent; it resets at {}.",
+                    spent.resets_at()
+                ),
+                Some(spent.resets_at()),
+            ),
+            Refusal::Unavailable => (
+                ErrorCode::Unavailable,
+                "Your usage budget cannot be checked right now; try again later.".to_string(),
+                None,
+            ),
+        };
+        tracing::info!(
+            stream_id,
+            code = code.as_str(),
+            "agent call refused by the budget"
+        );
+        self.publish(StreamEvent::Error {
+            thread: thread.to_string(),
+            stream_id: stream_id.to_string(),
+            code,
+            message,
+            error_class: None,
+            resets_at,
+        });
+        self.stream_jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(stream_id);
+    }
+
+    /// Add what the answer cost (its model's price times the tokens reported) to
+    /// `llm_cost_total`.
+    fn count_cost(&self, agent: &AgentSettings, outcome: &Generated) {
+        let (Some(price), true) = (
+            self.prices.get(&outcome.model),
+            outcome.prompt_tokens.is_some() || outcome.completion_tokens.is_some(),
+        ) else {
+            return;
+        };
+        let cost = price.cost(
+            outcome.prompt_tokens.unwrap_or(0),
+            outcome.completion_tokens.unwrap_or(0),
+        );
+        self.metrics
+            .llm_cost
+            .with(&[&agent.id, &outcome.model])
+            .add(cost);
+    }
+
+    /// The thread so far (`page`): from the database, or the in-memory ring during an outage.
+    async fn history(&self, thread: &str, page: Page) -> Vec<Message> {
         let id = thread.to_string();
         if let Ok(messages) = self
             .db
-            .run(|s| async move { s.messages(&id, Page::Latest, 100).await })
+            .run(|s| async move { s.messages(&id, page, 100).await })
             .await
         {
             return messages;
         }
+        let before = match page {
+            Page::Before(seq) => seq,
+            _ => i64::MAX,
+        };
         self.realtime
             .hub
             .replay_from_ring(thread, 0)
@@ -128,170 +309,10 @@ impl Agents {
                     .iter()
                     .filter_map(|f| serde_json::from_str::<serde_json::Value>(f.as_str()).ok())
                     .filter_map(|v| message_from_json(&v))
+                    .filter(|m| m.seq < before)
                     .collect()
             })
             .unwrap_or_default()
-    }
-
-    /// Stream from the provider (with retries and fallback before the first token), publishing
-    /// coalesced chunks with their offsets.
-    async fn generate(
-        &self,
-        thread: &str,
-        stream_id: &str,
-        agent: &AgentSettings,
-        mut request: CompletionRequest,
-        token: &CancellationToken,
-    ) -> Generated {
-        let (provider, model) = self.provider_of(agent);
-        request.model = model.clone();
-        let mut out = Generated::default();
-        let first_token_timeout = Duration::from_millis(self.settings.first_token_timeout_ms);
-        let idle_timeout = Duration::from_millis(self.settings.idle_timeout_ms);
-        let started = Instant::now();
-        let mut models = vec![model];
-        if let Some(fallback) = agent
-            .fallback_model
-            .clone()
-            .filter(|_| provider == agent.provider)
-        {
-            models.push(fallback);
-        }
-        // Open the stream: retries on 429/5xx/connection errors, then the fallback model.
-        let mut stream: Option<(EventStream, String)> = None;
-        let mut last_error = None;
-        'models: for m in &models {
-            request.model = m.clone();
-            for attempt in 0..=self.settings.max_retries {
-                if token.is_cancelled() {
-                    return out;
-                }
-                let opened = tokio::select! {
-                    _ = token.cancelled() => return out,
-                    r = tokio::time::timeout(first_token_timeout, self.providers.open(provider, &request)) => r,
-                };
-                match opened {
-                    Ok(Ok(s)) => {
-                        stream = Some((s, m.clone()));
-                        break 'models;
-                    }
-                    Ok(Err(e)) => {
-                        self.metrics
-                            .llm_requests
-                            .with(&[provider, m, outcome_label(&e)])
-                            .inc();
-                        let retry = e.retryable() && attempt < self.settings.max_retries;
-                        let wait = match &e {
-                            ProviderError::RateLimited {
-                                retry_after: Some(d),
-                            } => *d,
-                            _ => Duration::from_millis(250 << attempt),
-                        };
-                        tracing::warn!(provider, model = %m, attempt, error = %e, "provider request failed");
-                        last_error = Some(e);
-                        if !retry {
-                            break;
-                        }
-                        tokio::select! {
-                            _ = token.cancelled() => return out,
-                            _ = tokio::time::sleep(wait) => {}
-                        }
-                    }
-                    Err(_) => {
-                        self.metrics
-                            .llm_requests
-                            .with(&[provider, m, "timeout"])
-                            .inc();
-                        last_error = Some(ProviderError::Timeout);
-                        break;
-                    }
-                }
-            }
-        }
-        let Some((mut events, model)) = stream else {
-            out.error = last_error.or(Some(ProviderError::Broken("no answer".into())));
-            return out;
-        };
-        let mut pending = String::new();
-        let mut sent_chars = 0usize;
-        let mut last_flush = Instant::now() - COALESCE;
-        let mut first_token = true;
-        let outcome = loop {
-            let wait = if first_token {
-                first_token_timeout.saturating_sub(started.elapsed())
-            } else {
-                idle_timeout
-            };
-            let flush_at = tokio::time::Instant::from_std(last_flush + COALESCE);
-            tokio::select! {
-                _ = token.cancelled() => break "cancelled",
-                _ = tokio::time::sleep_until(flush_at), if !pending.is_empty() => {
-                    sent_chars = self.flush(thread, stream_id, &mut pending, sent_chars, &mut out.text);
-                    last_flush = Instant::now();
-                }
-                next = tokio::time::timeout(wait, events.next()) => match next {
-                    Err(_) => {
-                        out.error = Some(ProviderError::Timeout);
-                        break "timeout";
-                    }
-                    Ok(None) => break "ok",
-                    Ok(Some(Err(e))) => {
-                        let label = outcome_label(&e);
-                        out.error = Some(e);
-                        break label;
-                    }
-                    Ok(Some(Ok(ProviderEvent::Delta(d)))) => {
-                        if first_token {
-                            first_token = false;
-                            self.metrics.llm_first_token.with(&[provider]).observe(started.elapsed());
-                        }
-                        pending.push_str(&d);
-                        if last_flush.elapsed() >= COALESCE {
-                            sent_chars = self.flush(thread, stream_id, &mut pending, sent_chars, &mut out.text);
-                            last_flush = Instant::now();
-                        }
-                    }
-                    Ok(Some(Ok(ProviderEvent::Usage { prompt, completion }))) => {
-                        out.prompt_tokens = prompt.or(out.prompt_tokens);
-                        out.completion_tokens = completion.or(out.completion_tokens);
-                    }
-                }
-            }
-        };
-        if !pending.is_empty() {
-            self.flush(thread, stream_id, &mut pending, sent_chars, &mut out.text);
-        }
-        self.metrics
-            .llm_requests
-            .with(&[provider, &model, outcome])
-            .inc();
-        if let Some(p) = out.prompt_tokens {
-            self.metrics.llm_tokens.with(&["prompt"]).add(p);
-        }
-        if let Some(c) = out.completion_tokens {
-            self.metrics.llm_tokens.with(&["completion"]).add(c);
-        }
-        out
-    }
-
-    fn flush(
-        &self,
-        thread: &str,
-        stream_id: &str,
-        pending: &mut String,
-        offset: usize,
-        text: &mut String,
-    ) -> usize {
-        let delta = std::mem::take(pending);
-        let n = delta.chars().count();
-        text.push_str(&delta);
-        self.publish(StreamEvent::Chunk {
-            thread: thread.to_string(),
-            stream_id: stream_id.to_string(),
-            offset,
-            delta,
-        });
-        offset + n
     }
 
     /// Store an agent answer once (its client_id is derived from the stream) through the writer,
@@ -302,10 +323,11 @@ impl Agents {
         &self,
         thread: &str,
         stream_id: &str,
-        agent: &AgentSettings,
+        (agent, requester): (&AgentSettings, &str),
         text: String,
         status: Option<&str>,
         outcome: &Generated,
+        meta: MessageMeta,
         answer: bool,
     ) -> Option<Message> {
         let message = NewMessage {
@@ -322,6 +344,8 @@ impl Agents {
             status: status.map(str::to_string),
             prompt_tokens: outcome.prompt_tokens.map(|v| v as i64),
             completion_tokens: outcome.completion_tokens.map(|v| v as i64),
+            meta: Some(Box::new(meta)),
+            requester: Some(requester.to_string()),
             agent: None,
             stream_id: answer.then(|| stream_id.to_string()),
         };
@@ -347,20 +371,15 @@ impl Agents {
     }
 }
 
-#[derive(Default)]
-struct Generated {
-    text: String,
-    error: Option<ProviderError>,
-    prompt_tokens: Option<u64>,
-    completion_tokens: Option<u64>,
-}
-
-fn outcome_label(e: &ProviderError) -> &'static str {
-    match e {
-        ProviderError::RateLimited { .. } => "rate_limited",
-        ProviderError::Timeout => "timeout",
-        _ => "error",
-    }
+/// Tokens to reserve for one call: the prompt as estimated, plus the most the answer may take.
+fn reservation_estimate(request: &CompletionRequest) -> i64 {
+    let prompt: usize = context::estimate_tokens(&request.system)
+        + request
+            .messages
+            .iter()
+            .map(|m| context::estimate_tokens(&m.content))
+            .sum::<usize>();
+    (prompt + request.max_tokens as usize) as i64
 }
 
 fn message_from_json(v: &serde_json::Value) -> Option<Message> {
@@ -381,5 +400,16 @@ fn message_from_json(v: &serde_json::Value) -> Option<Message> {
         body: v["body"].as_str()?.to_string(),
         created_at: 0,
         status: v["status"].as_str().map(str::to_string),
+        prompt_tokens: v["prompt_tokens"].as_i64(),
+        completion_tokens: v["completion_tokens"].as_i64(),
+        meta: Some(MessageMeta {
+            debate: serde_json::from_value(v["debate"].clone()).ok(),
+            version_of: v["version_of"].as_str().map(str::to_string),
+            model: v["model"].as_str().map(str::to_string),
+            duration_ms: v["duration_ms"].as_u64(),
+            error_class: v["error_class"].as_str().map(str::to_string),
+        })
+        .filter(|m| !m.is_empty())
+        .map(Box::new),
     })
 }

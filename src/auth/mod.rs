@@ -4,9 +4,13 @@
 //! touches the database; the set is refreshed from the database every couple of seconds (and,
 //! across instances, pushed through the broker), so a logout is honoured everywhere within 5 s.
 
+pub mod access;
+pub(crate) mod account;
+pub(crate) mod admin;
+pub mod oidc;
 pub mod password;
 mod revocations;
-mod routes;
+pub(crate) mod routes;
 pub mod token;
 
 use std::sync::RwLock;
@@ -16,8 +20,16 @@ use axum::{
     http::{HeaderMap, Method, request::Parts},
 };
 
+pub use access::{AdminUser, SessionUser, SignedIn};
 pub use revocations::Revocations;
-pub use routes::routes;
+
+/// Every `/api/auth/*`, `/api/me*` and `/api/admin/*` route.
+pub fn routes() -> axum::Router<AppState> {
+    routes::routes()
+        .merge(account::routes())
+        .merge(admin::routes())
+        .merge(oidc::routes())
+}
 pub use token::{Claims, SigningKey, TokenError};
 
 use crate::{db::now_ms, error::ApiError, settings::AuthSettings, state::AppState};
@@ -42,6 +54,10 @@ pub struct Auth {
     pub revocations: Revocations,
     pub passwords: password::Hasher,
     pub settings: AuthSettings,
+    /// Single sign-on providers (OpenID Connect).
+    pub oidc: oidc::Providers,
+    /// Sessions (issued while their account was pending) this instance has seen approved since.
+    approved: RwLock<std::collections::HashSet<String>>,
 }
 
 impl Auth {
@@ -55,7 +71,9 @@ impl Auth {
             key: RwLock::new(key),
             revocations: Revocations::default(),
             passwords: password::Hasher::new(concurrent_hashes),
+            oidc: oidc::Providers::new(&settings),
             settings,
+            approved: RwLock::default(),
         }
     }
 
@@ -69,6 +87,21 @@ impl Auth {
 
     pub fn set_key(&self, key: SigningKey) {
         *self.key.write().unwrap_or_else(|e| e.into_inner()) = Some(key);
+    }
+
+    /// Whether this session (issued while its account was pending) is known to be approved.
+    pub fn known_approved(&self, session_id: &str) -> bool {
+        self.approved
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(session_id)
+    }
+
+    pub fn remember_approved(&self, session_id: &str) {
+        let mut set = self.approved.write().unwrap_or_else(|e| e.into_inner());
+        if set.len() < 100_000 {
+            set.insert(session_id.to_string());
+        }
     }
 
     /// Verify a token: signature, expiry, revocation. No database.
@@ -184,7 +217,8 @@ pub fn require_own_origin(
     }
 }
 
-/// The authenticated caller of an `/api/*` route.
+/// The authenticated, active caller of an `/api/*` route: a pending account is refused (403
+/// `pending_approval`), and a `read`-scoped API token may not change anything (403 `forbidden`).
 #[derive(Debug, Clone)]
 pub struct CurrentUser {
     pub claims: Claims,
@@ -207,21 +241,33 @@ impl FromRequestParts<AppState> for CurrentUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let Some((token, source)) = credential(&parts.headers, None) else {
-            return Err(ApiError::Unauthorized("authentication required"));
-        };
-        let claims = state.auth.authenticate(&token).map_err(|e| match e {
-            AuthError::KeyUnknown => ApiError::Unavailable {
-                retry_after_secs: 2,
-            },
-            AuthError::Expired => ApiError::Unauthorized("the session has expired"),
-            AuthError::Revoked => ApiError::Unauthorized("the session has ended"),
-            _ => ApiError::Unauthorized("invalid credentials"),
-        })?;
+        let SignedIn { claims, source } = SignedIn::from_request_parts(parts, state).await?;
+        access::require_approved(state, &claims).await?;
         let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if source == Source::Cookie && !safe {
-            require_own_origin(&parts.headers, &parts.uri, &state.settings)?;
+        if !safe && !access::may_change(&claims) {
+            return Err(ApiError::Forbidden("this API token may only read"));
         }
         Ok(CurrentUser { claims, source })
     }
+}
+
+/// Check a credential the way every `/api/*` route does (no database): signature, expiry,
+/// revocation, and the `Origin` of a cookie-authenticated state change.
+pub(crate) fn signed_in(parts: &Parts, state: &AppState) -> Result<(Claims, Source), ApiError> {
+    let Some((token, source)) = credential(&parts.headers, None) else {
+        return Err(ApiError::Unauthorized("authentication required"));
+    };
+    let claims = state.auth.authenticate(&token).map_err(|e| match e {
+        AuthError::KeyUnknown => ApiError::Unavailable {
+            retry_after_secs: 2,
+        },
+        AuthError::Expired => ApiError::Unauthorized("the session has expired"),
+        AuthError::Revoked => ApiError::Unauthorized("the session has ended"),
+        _ => ApiError::Unauthorized("invalid credentials"),
+    })?;
+    let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if source == Source::Cookie && !safe {
+        require_own_origin(&parts.headers, &parts.uri, &state.settings)?;
+    }
+    Ok((claims, source))
 }

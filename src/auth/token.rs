@@ -18,6 +18,13 @@ pub struct Claims {
     pub name: String,
     /// Expiry, milliseconds since the epoch.
     pub exp: i64,
+    /// `read` or `chat` for a personal API token; absent for a sign-in session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The account was waiting for approval when the token was issued: each use checks (once
+    /// per instance, then remembered) whether an admin has approved it since.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }
 
 /// Why a token was refused.
@@ -91,6 +98,8 @@ mod tests {
             sid: "s".into(),
             name: "alice".into(),
             exp,
+            scope: None,
+            pending: false,
         }
     }
 

@@ -20,6 +20,14 @@ pub struct BackupArgs {
 pub async fn run(settings: Settings, args: BackupArgs) -> anyhow::Result<ExitCode> {
     let url = args
         .database_url
+        // PostgreSQL itself when a pooler sits in front (pg_dump / pg_restore need a session).
+        .or_else(|| {
+            settings
+                .database
+                .direct_url
+                .as_ref()
+                .map(|u| u.expose().to_string())
+        })
         .unwrap_or_else(|| settings.database.url.expose().to_string());
     let contents = crate::db::backup::backup(&url, &args.out).await?;
     println!("backup written to {} ({contents})", args.out.display());

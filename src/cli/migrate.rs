@@ -4,7 +4,7 @@ use std::{process::ExitCode, time::Duration};
 
 use clap::Args;
 
-use crate::{db::Store, settings::Settings, telemetry};
+use crate::{db, settings::Settings, telemetry};
 
 #[derive(Args, Debug)]
 pub struct MigrateArgs {
@@ -19,8 +19,8 @@ pub async fn run(mut settings: Settings, args: MigrateArgs) -> anyhow::Result<Ex
     }
     telemetry::init(&settings.log);
     let db = &settings.database;
-    let store = Store::connect(
-        db.url.expose(),
+    let store = db::connect(
+        db::Target::of(db),
         2,
         Duration::from_millis(db.connect_timeout_ms.max(5_000)),
         true,

@@ -24,6 +24,14 @@ pub struct RestoreArgs {
 pub async fn run(settings: Settings, args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let url = args
         .database_url
+        // PostgreSQL itself when a pooler sits in front (pg_dump / pg_restore need a session).
+        .or_else(|| {
+            settings
+                .database
+                .direct_url
+                .as_ref()
+                .map(|u| u.expose().to_string())
+        })
         .unwrap_or_else(|| settings.database.url.expose().to_string());
     let contents = crate::db::backup::restore(&url, &args.from, args.force).await?;
     println!("restored {} ({contents})", args.from.display());

@@ -275,15 +275,18 @@ async fn check_sqlite_integrity(db: &mut SqliteConnection) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Row counts, or `None` when the database has no Emergence tables at all.
+/// Row counts, or `None` when the database has no Emergence tables at all (the tables the
+/// counts read, whichever ledger recorded the migrations: `_sqlx_migrations`, or the
+/// `emergence_migrations` of databases created before).
 async fn sqlite_contents(db: &mut SqliteConnection) -> anyhow::Result<Option<Contents>> {
     let tables: i64 = sqlx::query(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'emergence_migrations'",
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' \
+         AND name IN ('users', 'threads', 'messages')",
     )
     .fetch_one(&mut *db)
     .await?
     .try_get(0)?;
-    if tables == 0 {
+    if tables < 3 {
         return Ok(None);
     }
     let row = sqlx::query(COUNTS).fetch_one(&mut *db).await?;
@@ -295,10 +298,13 @@ async fn sqlite_contents(db: &mut SqliteConnection) -> anyhow::Result<Option<Con
 }
 
 async fn pg_contents(db: &mut PgConnection) -> anyhow::Result<Option<Contents>> {
-    let present: bool = sqlx::query("SELECT to_regclass('emergence_migrations') IS NOT NULL")
-        .fetch_one(&mut *db)
-        .await?
-        .try_get(0)?;
+    let present: bool = sqlx::query(
+        "SELECT to_regclass('users') IS NOT NULL AND to_regclass('threads') IS NOT NULL \
+         AND to_regclass('messages') IS NOT NULL",
+    )
+    .fetch_one(&mut *db)
+    .await?
+    .try_get(0)?;
     if !present {
         return Ok(None);
     }

@@ -22,7 +22,7 @@ use std::{
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{Store, StoreError};
+use super::{SharedStore, StoreError};
 use crate::{metrics::Metrics, settings::DatabaseSettings};
 
 /// Whether the database answers.
@@ -49,7 +49,9 @@ pub struct Database {
 
 struct Inner {
     settings: DatabaseSettings,
-    store: RwLock<Option<Store>>,
+    store: RwLock<Option<SharedStore>>,
+    /// Where connections come from: the configured URL, or (in unit tests) a given store.
+    source: Source,
     state: watch::Sender<DbState>,
     wake: Notify,
     /// Set while writes are queued: the supervisor then probes at least every `URGENT_PROBE`.
@@ -63,6 +65,15 @@ struct Inner {
     /// When the first attempt must have ended (its own timeout), even if it was cancelled.
     first_attempt_deadline: Instant,
     metrics: Arc<Metrics>,
+}
+
+/// Where the manager gets its store from.
+enum Source {
+    /// `settings.url`, opened by [`super::connect`].
+    Url,
+    /// A store given by a unit test.
+    #[cfg(test)]
+    Given(SharedStore),
 }
 
 /// Probe interval ceiling while user messages wait in the queue.
@@ -80,12 +91,35 @@ impl Database {
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Database {
+        Database::start_from(Source::Url, settings, metrics, shutdown)
+    }
+
+    /// Manage `store` instead of connecting to the URL (unit tests, with the in-memory fake):
+    /// every "connection attempt" pings it, so a fake that is down is reconnected to exactly
+    /// like a real database.
+    #[cfg(test)]
+    pub(crate) fn start_with(
+        store: SharedStore,
+        settings: DatabaseSettings,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Database {
+        Database::start_from(Source::Given(store), settings, metrics, shutdown)
+    }
+
+    fn start_from(
+        source: Source,
+        settings: DatabaseSettings,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Database {
         let (state, _) = watch::channel(DbState::Down);
         metrics.db_up.set(0);
         let db = Database {
             inner: Arc::new(Inner {
                 settings: settings.clone(),
                 store: RwLock::new(None),
+                source,
                 state,
                 wake: Notify::new(),
                 urgent: AtomicBool::new(false),
@@ -135,7 +169,7 @@ impl Database {
     }
 
     /// The backend in use, when connected.
-    pub fn store(&self) -> Option<Store> {
+    pub fn store(&self) -> Option<SharedStore> {
         self.inner
             .store
             .read()
@@ -157,7 +191,7 @@ impl Database {
     /// operation by the query timeout. An unreachable database turns the state to down.
     pub async fn run<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
     where
-        F: FnOnce(Store) -> Fut,
+        F: FnOnce(SharedStore) -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
         let Some(store) = self.store().filter(|_| self.is_up()) else {
@@ -251,7 +285,7 @@ impl Database {
     /// timeout, or cancelled unanswered to make room for a newer one) counts once in
     /// `db_connection_failures_total`. Attempts still running when another one connects are
     /// abandoned and counted in neither. `db_reconnect_attempts_total` counts the outage (once).
-    async fn reconnect(&self, first: bool, shutdown: &CancellationToken) -> Option<Store> {
+    async fn reconnect(&self, first: bool, shutdown: &CancellationToken) -> Option<SharedStore> {
         let s = &self.inner.settings;
         let metrics = &self.inner.metrics;
         let started = Instant::now();
@@ -338,13 +372,22 @@ impl Database {
         }
     }
 
-    async fn connect_once(&self) -> Result<Store, StoreError> {
+    async fn connect_once(&self) -> Result<SharedStore, StoreError> {
         let s = &self.inner.settings;
         let timeout = Duration::from_millis(s.connect_timeout_ms);
         let may_create = !self.inner.connected_once.load(Ordering::Relaxed);
         let attempt = async {
-            let store =
-                Store::connect(s.url.expose(), s.max_connections, timeout, may_create).await?;
+            let store = match &self.inner.source {
+                Source::Url => {
+                    super::connect(super::Target::of(s), s.max_connections, timeout, may_create)
+                        .await?
+                }
+                #[cfg(test)]
+                Source::Given(store) => {
+                    store.ping().await?;
+                    store.clone()
+                }
+            };
             store.migrate().await?;
             Ok::<_, StoreError>(store)
         };

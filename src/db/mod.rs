@@ -1,19 +1,32 @@
-//! Storage: the one narrow interface to the database, with a SQLite and a PostgreSQL
-//! implementation (chosen once, from the URL scheme), the health manager that makes outages
-//! survivable, the group-commit message writer, and whole-database backup and restore.
+//! Storage: the one narrow interface to the database ([`Store`]), with a SQLite and a PostgreSQL
+//! implementation (chosen once, from the URL scheme, by [`connect`]), the health manager that
+//! makes outages survivable, the group-commit message writer, and whole-database backup and
+//! restore. Unit tests run the writer and the hub against an in-memory fake of [`Store`].
 
-mod backend;
+pub mod accounts;
 pub mod backup;
+mod batch;
+pub mod lifecycle;
 pub mod manager;
+#[cfg(test)]
+pub mod memory;
+mod meta;
 mod migrations;
+mod sql;
+pub mod sso;
+mod store;
+pub mod usage;
+pub mod versions;
+pub mod views;
 pub mod writer;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-pub use backend::Store;
 pub use manager::{Database, DbState};
+pub use meta::{DebateMeta, DebateRole, MessageMeta, debate_id_for};
+pub use store::{SharedStore, Store, Target, connect};
 
 /// The storage error vocabulary.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +115,8 @@ pub struct User {
     pub id: String,
     pub username: String,
     pub password_hash: String,
+    pub role: accounts::Role,
+    pub status: accounts::Status,
 }
 
 /// A thread, as stored.
@@ -123,27 +138,15 @@ pub struct Author {
     pub name: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[cfg_attr(test, derive(ts_rs::TS))]
-#[serde(rename_all = "lowercase")]
-pub enum AuthorKind {
-    User,
-    Agent,
-}
+/// Who writes a message is part of the wire contract; storage keeps it as its text.
+pub use crate::contract::AuthorKind;
 
-impl AuthorKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthorKind::User => "user",
-            AuthorKind::Agent => "agent",
-        }
-    }
-    fn parse(s: &str) -> Self {
-        if s == "agent" {
-            AuthorKind::Agent
-        } else {
-            AuthorKind::User
-        }
+/// A stored author kind: anything but `agent` is a user.
+pub(crate) fn author_kind(s: &str) -> AuthorKind {
+    if s == "agent" {
+        AuthorKind::Agent
+    } else {
+        AuthorKind::User
     }
 }
 
@@ -159,6 +162,10 @@ pub struct Message {
     pub created_at: i64,
     /// `incomplete` for an agent answer cut short.
     pub status: Option<String>,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    /// Debate place, version link, model and duration (stored as JSON).
+    pub meta: Option<Box<MessageMeta>>,
 }
 
 /// A message to store; `seq` is assigned by the database transaction.
@@ -173,6 +180,11 @@ pub struct NewMessage {
     pub status: Option<String>,
     pub prompt_tokens: Option<i64>,
     pub completion_tokens: Option<i64>,
+    /// Debate place, version link, model and duration (stored as JSON).
+    pub meta: Option<Box<MessageMeta>>,
+    /// Who asked for this agent answer (`None` for users' own messages): usage is summed per
+    /// requester from it.
+    pub requester: Option<String>,
     /// What the message asks of the agents (not stored; acted on once, when first stored).
     pub agent: Option<AgentRequest>,
     /// The agent stream this message is the answer of (not stored; its `message` frame follows
@@ -185,9 +197,10 @@ pub struct NewMessage {
 pub struct AgentRequest {
     pub work: AgentWork,
     pub requester: String,
-    /// Held until the job ends; dropping every copy (also when the message turns out to be a
-    /// repeat, or is refused) gives the slot back.
-    pub slot: std::sync::Arc<crate::limits::SlotLease>,
+    /// Held until the jobs end (one per parallel answer, one for an answer or a debate);
+    /// dropping every copy (also when the message turns out to be a repeat, or is refused)
+    /// gives the slots back.
+    pub slots: Vec<std::sync::Arc<crate::limits::SlotLease>>,
 }
 
 /// What the agents are asked to do.
@@ -195,8 +208,14 @@ pub struct AgentRequest {
 pub enum AgentWork {
     /// One agent answers.
     Answer { agent: String },
-    /// Agents take turns for `rounds` rounds.
-    Debate { agents: Vec<String>, rounds: u32 },
+    /// Several agents answer at once, each in its own job (each stoppable alone).
+    Several { agents: Vec<String> },
+    /// Agents take turns for `rounds` rounds, then the mediator (if any) writes a synthesis.
+    Debate {
+        agents: Vec<String>,
+        rounds: u32,
+        mediator: Option<String>,
+    },
 }
 
 /// What happened to one message of a batch.

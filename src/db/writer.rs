@@ -368,3 +368,6 @@ impl MessageWriter {
         self.pending()
     }
 }
+
+#[cfg(test)]
+mod tests;

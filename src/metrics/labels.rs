@@ -31,3 +31,6 @@ pub const LLM_OUTCOMES: &[&str] = &["ok", "error", "timeout", "rate_limited", "c
 /// statuses the alerts and SLIs select (429 rate limited, 500 internal error, 503 unavailable).
 /// Other statuses appear with their first answer.
 pub const HTTP_ZERO_STATUSES: &[&str] = &["429", "500", "503"];
+
+/// `broker_received_total{relevance}`: whether this instance serves the event's thread.
+pub const BROKER_RELEVANCE: &[&str] = &["relevant", "irrelevant"];

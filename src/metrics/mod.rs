@@ -1,6 +1,11 @@
 //! A small, dependency-free Prometheus registry: lock-free counters, gauges and histograms with
-//! the exact names and labels listed in docs/operations.md, rendered as text exposition.
+//! the exact names and labels listed in docs/operations.md, rendered as text exposition. Kept
+//! after a same-minute A/B against `prometheus-client` (faster only on large families, and its
+//! OpenMetrics output renames counters and HELP texts) and `metrics-exporter-prometheus` (the
+//! same output, slower counters and histograms): docs/performance.md, "Metrics registry";
+//! `bench/metrics-ab`.
 
+mod label_key;
 pub mod labels;
 
 use std::{
@@ -12,6 +17,8 @@ use std::{
     },
     time::Duration,
 };
+
+use label_key::{Borrowed, LabelKey, LabelValues};
 
 /// A monotonically increasing count.
 #[derive(Default, Debug)]
@@ -26,6 +33,23 @@ impl Counter {
     }
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A monotonically increasing amount of money, kept in billionths so that it adds lock-free;
+/// rendered in whole units (`llm_cost_total`).
+#[derive(Default, Debug)]
+pub struct Money(AtomicU64);
+
+impl Money {
+    pub fn add(&self, amount: f64) {
+        if amount.is_finite() && amount > 0.0 {
+            self.0
+                .fetch_add((amount * 1e9).round() as u64, Ordering::Relaxed);
+        }
+    }
+    pub fn get(&self) -> f64 {
+        self.0.load(Ordering::Relaxed) as f64 / 1e9
     }
 }
 
@@ -53,19 +77,20 @@ const BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// A latency histogram with fixed buckets.
+/// A latency histogram with fixed buckets. Each slot counts only its own range (the last one
+/// what lies past the largest bound), so an observation is one increment wherever it falls;
+/// the cumulative counts Prometheus wants, and the total, are summed when rendered
+/// (docs/performance.md, "Metrics registry").
 #[derive(Debug)]
 pub struct Histogram {
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
+    slots: [AtomicU64; BUCKETS.len() + 1],
     sum_micros: AtomicU64,
 }
 
 impl Default for Histogram {
     fn default() -> Self {
         Self {
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            count: AtomicU64::new(0),
+            slots: std::array::from_fn(|_| AtomicU64::new(0)),
             sum_micros: AtomicU64::new(0),
         }
     }
@@ -74,17 +99,14 @@ impl Default for Histogram {
 impl Histogram {
     pub fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if secs <= *bound {
-                self.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
+        // The first bucket whose bound is >= the value (`le` is inclusive), else the overflow.
+        let slot = BUCKETS.partition_point(|bound| *bound < secs);
+        self.slots[slot].fetch_add(1, Ordering::Relaxed);
         self.sum_micros
             .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }
     pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
+        self.slots.iter().map(|s| s.load(Ordering::Relaxed)).sum()
     }
 }
 
@@ -101,7 +123,7 @@ pub struct Family<T> {
     /// Closed: every label set is declared at construction; another one is a bug (debug builds
     /// panic, so tests catch it; release builds still count it).
     closed: bool,
-    children: RwLock<BTreeMap<Vec<String>, Arc<T>>>,
+    children: RwLock<BTreeMap<LabelKey, Arc<T>>>,
 }
 
 impl<T: Default> Family<T> {
@@ -136,7 +158,7 @@ impl<T: Default> Family<T> {
     }
 
     fn insert(&self, values: &[&str]) -> Arc<T> {
-        let key: Vec<String> = values.iter().map(|s| s.to_string()).collect();
+        let key = LabelKey(values.iter().map(|s| s.to_string()).collect());
         let mut map = self.children.write().unwrap_or_else(|e| e.into_inner());
         map.entry(key).or_default().clone()
     }
@@ -146,11 +168,8 @@ impl<T: Default> Family<T> {
         debug_assert_eq!(values.len(), self.labels.len());
         {
             let map = self.children.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(found) = map
-                .iter()
-                .find(|(k, _)| k.iter().map(String::as_str).eq(values.iter().copied()))
-            {
-                return found.1.clone();
+            if let Some(found) = map.get(&Borrowed(values) as &dyn LabelValues) {
+                return found.clone();
             }
         }
         debug_assert!(
@@ -165,7 +184,7 @@ impl<T: Default> Family<T> {
     /// Every label set exported, in label order.
     pub fn label_sets(&self) -> Vec<Vec<String>> {
         let map = self.children.read().unwrap_or_else(|e| e.into_inner());
-        map.keys().cloned().collect()
+        map.keys().map(|k| k.0.clone()).collect()
     }
 
     fn snapshot(&self) -> Vec<(String, Arc<T>)> {
@@ -175,7 +194,7 @@ impl<T: Default> Family<T> {
                 let labels = self
                     .labels
                     .iter()
-                    .zip(values)
+                    .zip(&values.0)
                     .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
                     .collect::<Vec<_>>()
                     .join(",");
@@ -193,7 +212,7 @@ impl Family<Counter> {
         };
         let map = self.children.read().unwrap_or_else(|e| e.into_inner());
         map.iter()
-            .filter(|(k, _)| k[idx] == value)
+            .filter(|(k, _)| k.0[idx] == value)
             .map(|(_, c)| c.get())
             .sum()
     }
@@ -231,12 +250,18 @@ pub struct Metrics {
     pub broker_up: Gauge,
     pub broker_reconnects: Counter,
     pub broker_published: Counter,
-    pub broker_received: Counter,
+    /// Events received from other instances, by `relevance`: `relevant` (a thread served here,
+    /// or an instance-wide event) or `irrelevant` (a thread nobody here subscribes to).
+    pub broker_received: Family<Counter>,
     pub broker_resync: Counter,
     pub llm_requests: Family<Counter>,
+    /// Failed provider calls by `provider` and `class` (`agents::errors`).
+    pub llm_errors: Family<Counter>,
     pub llm_first_token: Family<Histogram>,
     pub llm_stream: Family<Histogram>,
     pub llm_tokens: Family<Counter>,
+    /// What agent answers cost by `agent` and `model`, from the settings' price table.
+    pub llm_cost: Family<Money>,
     pub slow_consumer_disconnects: Counter,
     /// API requests in flight (admission control).
     pub api_inflight: std::sync::atomic::AtomicUsize,
@@ -273,12 +298,14 @@ impl Default for Metrics {
             broker_up: Gauge::default(),
             broker_reconnects: Counter::default(),
             broker_published: Counter::default(),
-            broker_received: Counter::default(),
+            broker_received: Family::new_with(&["relevance"], BROKER_RELEVANCE),
             broker_resync: Counter::default(),
             llm_requests: Family::new(&["provider", "model", "outcome"]),
+            llm_errors: Family::new(&["provider", "class"]),
             llm_first_token: Family::new(&["provider"]),
             llm_stream: Family::new(&["provider"]),
             llm_tokens: Family::new_with(&["direction"], TOKEN_DIRECTIONS),
+            llm_cost: Family::new(&["agent", "model"]),
             slow_consumer_disconnects: Counter::default(),
             api_inflight: Default::default(),
             start_time: std::time::SystemTime::now()
@@ -311,11 +338,15 @@ impl Out {
     }
     fn histogram_body(&mut self, name: &str, labels: &str, h: &Histogram) {
         let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
         for (i, bound) in BUCKETS.iter().enumerate() {
-            let n = h.buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(self.0, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {n}");
+            cumulative += h.slots[i].load(Ordering::Relaxed);
+            let _ = writeln!(
+                self.0,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+            );
         }
-        let count = h.count.load(Ordering::Relaxed);
+        let count = cumulative + h.slots[BUCKETS.len()].load(Ordering::Relaxed);
         let _ = writeln!(self.0, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
         let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
         let wrap = if labels.is_empty() {
@@ -443,9 +474,9 @@ impl Metrics {
             "Events published to the broker.",
             &self.broker_published,
         );
-        o.counter(
+        o.counters(
             "broker_received_total",
-            "Events received from other instances.",
+            "Events received from other instances, by relevance to this instance.",
             &self.broker_received,
         );
         o.counter(
@@ -457,6 +488,11 @@ impl Metrics {
             "llm_requests_total",
             "Provider requests by provider, model and outcome.",
             &self.llm_requests,
+        );
+        o.counters(
+            "llm_errors_total",
+            "Failed provider calls by provider and error class.",
+            &self.llm_errors,
         );
         o.histograms(
             "llm_first_token_seconds",
@@ -473,6 +509,14 @@ impl Metrics {
             "Tokens by direction (prompt, completion).",
             &self.llm_tokens,
         );
+        o.header(
+            "llm_cost_total",
+            "counter",
+            "Cost of agent answers by agent and model, from the price table (settings currency).",
+        );
+        for (labels, m) in self.llm_cost.snapshot() {
+            let _ = writeln!(o.0, "llm_cost_total{{{labels}}} {}", m.get());
+        }
         self.render_process(&mut o);
         o.0
     }
@@ -517,72 +561,4 @@ impl Metrics {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_labels_and_histograms() {
-        let m = Metrics::default();
-        m.http_requests.with(&["/api/me", "GET", "200"]).inc();
-        m.http_requests.with(&["/api/me", "GET", "200"]).inc();
-        m.db_query_duration.observe(Duration::from_millis(3));
-        let text = m.render();
-        assert!(
-            text.contains("http_requests_total{route=\"/api/me\",method=\"GET\",status=\"200\"} 2")
-        );
-        assert!(text.contains("db_query_duration_seconds_bucket{le=\"0.005\"} 1"));
-        assert!(text.contains("db_query_duration_seconds_count 1"));
-        assert!(text.contains("process_resident_memory_bytes"));
-    }
-
-    #[test]
-    fn every_declared_label_set_is_exported_at_zero_before_its_first_event() {
-        use crate::metrics::labels::*;
-        let text = Metrics::default().render();
-        for (name, label, values) in [
-            ("ws_connections_total", "outcome", WS_OUTCOMES),
-            ("ws_frames_total", "direction", WS_DIRECTIONS),
-            ("rate_limited_total", "scope", RATE_LIMIT_SCOPES),
-            ("llm_tokens_total", "direction", TOKEN_DIRECTIONS),
-        ] {
-            for v in values {
-                let line = format!("{name}{{{label}=\"{v}\"}} 0\n");
-                assert!(text.contains(&line), "missing {line}");
-            }
-        }
-        for (route, methods) in crate::http::routes::ROUTES {
-            for m in *methods {
-                for s in HTTP_ZERO_STATUSES {
-                    let line = format!(
-                        "http_requests_total{{route=\"{route}\",method=\"{m}\",status=\"{s}\"}} 0\n"
-                    );
-                    assert!(text.contains(&line), "missing {line}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn a_registered_label_set_counts_from_zero() {
-        let f: Family<Counter> = Family::new(&["provider", "model", "outcome"]);
-        f.register(&["openai", "gpt", "ok"]);
-        assert_eq!(f.label_sets(), vec![vec!["openai", "gpt", "ok"]]);
-        f.with(&["openai", "gpt", "ok"]).inc();
-        f.with(&["openai", "gpt", "error"]).inc();
-        assert_eq!(
-            f.label_sets().len(),
-            2,
-            "open families still take new label sets"
-        );
-        assert_eq!(f.sum_where("outcome", "ok"), 1);
-    }
-
-    #[test]
-    #[cfg(debug_assertions)]
-    #[should_panic(expected = "is not a declared label set")]
-    fn a_closed_family_refuses_an_undeclared_label_set_in_debug_builds() {
-        let f: Family<Counter> = Family::new_with(&["scope"], &["auth"]);
-        f.with(&["auth"]).inc();
-        f.with(&["typo"]).inc();
-    }
-}
+mod tests;

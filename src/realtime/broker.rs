@@ -21,10 +21,19 @@ impl BrokerState {
     }
 }
 
+/// Resolves once the other instances' events for a followed thread reach this instance.
+pub type Following = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// Carries events to the other instances. Publishing never blocks.
 pub trait Broker: Send + Sync {
     fn publish(&self, event: &Event);
     fn state(&self) -> BrokerState;
+    /// A socket here subscribed to `thread`: receive its events from now on (sharded
+    /// fan-out). Every `follow` is paired with one [`Broker::unfollow`].
+    fn follow(&self, thread: &str) -> Following;
+    /// A socket here left `thread`; a while after the last one, its events stop coming
+    /// ([`Inbound::Unfollowed`]).
+    fn unfollow(&self, thread: &str);
 }
 
 /// A single instance: nothing to carry.
@@ -35,6 +44,10 @@ impl Broker for LocalBroker {
     fn state(&self) -> BrokerState {
         BrokerState::Local
     }
+    fn follow(&self, _thread: &str) -> Following {
+        Box::pin(std::future::ready(()))
+    }
+    fn unfollow(&self, _thread: &str) {}
 }
 
 /// What the broker brings from the other instances, for realtime to apply (in order).
@@ -44,11 +57,15 @@ pub enum Inbound {
     Event(Box<Event>),
     /// Another instance could not publish events of these threads: re-read them.
     Resync(Vec<String>),
-    /// The broker came back after a gap: what was sent meanwhile is lost; re-read everything
-    /// subscribed here and ask for snapshots of streams run elsewhere.
+    /// The broker (re)connected: whatever was sent before is unknown here (a gap, or sockets
+    /// that subscribed before the first connection succeeded); re-read everything subscribed
+    /// here and ask for snapshots of streams run elsewhere.
     Reconnected,
     /// The broker's connectivity changed (`status` frames).
     State(BrokerState),
+    /// This instance stopped receiving the thread's events (sharded fan-out, no subscriber
+    /// here for a while).
+    Unfollowed(String),
 }
 
 /// The broker, and the receiver of what the other instances send (`None`: there are none).
@@ -67,7 +84,8 @@ pub fn connect(
         Some(url) => {
             let mut target = super::redis::RedisTarget::parse(url.expose())?;
             target.channel = settings.broker.channel.clone();
-            let (broker, inbound) = super::redis::RedisBroker::start(target, metrics, stop);
+            let (broker, inbound) =
+                super::redis::RedisBroker::start(target, settings.broker.sharding, metrics, stop);
             Ok((broker, Some(inbound)))
         }
         None => {

@@ -37,7 +37,7 @@ use super::{
 };
 use crate::{
     auth::{AuthError, Claims, Source, credential, origin_allowed},
-    contract::ErrorCode,
+    contract::{ErrorBody, ErrorCode, ErrorDetail},
     error::ApiError,
     http::client_ip::ClientIp,
     limits::{CapExceeded, ConnectionSlot, client_key, count_rate_limited, retry_after_secs},
@@ -48,8 +48,22 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/ws", get(upgrade))
 }
 
-fn refuse(status: StatusCode, retry_after: Option<u64>, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({"error": {"code": code, "message": message}});
+/// Refuse an upgrade with the contract's error body (the statuses `ApiError` does not build
+/// with these headers: 429 and 503 before the upgrade).
+fn refuse(
+    status: StatusCode,
+    retry_after: Option<u64>,
+    code: ErrorCode,
+    message: &str,
+) -> Response {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code,
+            message: message.to_string(),
+            fields: None,
+            resets_at: None,
+        },
+    };
     let mut r = (status, axum::Json(body)).into_response();
     if let Some(secs) = retry_after {
         r.headers_mut()
@@ -58,7 +72,36 @@ fn refuse(status: StatusCode, retry_after: Option<u64>, code: &str, message: &st
     r
 }
 
-async fn upgrade(
+/// The WebSocket endpoint (`docs/protocol.md` §7).
+///
+/// A `GET` with the WebSocket upgrade headers; after `101 Switching Protocols` every frame is
+/// one JSON object in a text frame: the server sends the `ServerFrame` union, the client the
+/// `ClientFrameShape` union (both in `components.schemas`). A missing, bad, expired or revoked
+/// credential does not refuse the upgrade: the server sends
+/// `{"type":"error","code":"unauthorized"}` and closes with 4401.
+#[utoipa::path(
+    get,
+    path = "/ws",
+    operation_id = "websocket",
+    tag = "realtime",
+    params(
+        ("token" = Option<String>, Query, description = "The session token, for clients that cannot set headers (browsers use the cookie)"),
+        ("Upgrade" = String, Header, description = "`websocket`"),
+        ("Connection" = String, Header, description = "`Upgrade`"),
+        ("Sec-WebSocket-Version" = String, Header, description = "`13`"),
+        ("Sec-WebSocket-Key" = String, Header, description = "The client's handshake nonce"),
+    ),
+    security(("bearer" = []), ("cookie" = []), ("token" = [])),
+    responses(
+        (status = 101, description = "Switching Protocols: the WebSocket is open; the first frame is `welcome` (or `error` + close 4401 without valid credentials)"),
+        (status = 400, response = crate::error::responses::BadRequest),
+        (status = 403, response = crate::error::responses::Forbidden),
+        (status = 429, description = "`rate_limited`: too many open connections for this user", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 503, response = crate::error::responses::Unavailable),
+    )
+)]
+pub(crate) async fn upgrade(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
@@ -72,7 +115,7 @@ async fn upgrade(
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             Some(1),
-            "unavailable",
+            ErrorCode::Unavailable,
             "the instance is restarting",
         );
     }
@@ -87,7 +130,7 @@ async fn upgrade(
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             Some(retry_after_secs(wait)),
-            "unavailable",
+            ErrorCode::Unavailable,
             "too many connection attempts",
         );
     }
@@ -97,7 +140,7 @@ async fn upgrade(
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             Some(5),
-            "unavailable",
+            ErrorCode::Unavailable,
             "the instance is at capacity",
         );
     }
@@ -156,7 +199,7 @@ fn refuse_over_cap(state: &AppState, cap: CapExceeded) -> Response {
             refuse(
                 StatusCode::TOO_MANY_REQUESTS,
                 Some(5),
-                "rate_limited",
+                ErrorCode::RateLimited,
                 "too many open connections for this user",
             )
         }
@@ -170,7 +213,7 @@ fn refuse_over_cap(state: &AppState, cap: CapExceeded) -> Response {
             refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
                 Some(5),
-                "unavailable",
+                ErrorCode::Unavailable,
                 "too many open connections from this address",
             )
         }
@@ -202,6 +245,32 @@ async fn run(
             return;
         }
     };
+    // A token issued to an account waiting for approval: 4403 while it still waits (the only
+    // case where the handshake asks the database, and only until this instance sees it approved).
+    let status = match crate::auth::access::account_status(&state, &claims).await {
+        Ok(status) => status,
+        Err(_) => crate::db::accounts::Status::Pending,
+    };
+    if status != crate::db::accounts::Status::Active {
+        let (code, close, why) = if status == crate::db::accounts::Status::Pending {
+            (
+                ErrorCode::PendingApproval,
+                4403,
+                "this account is waiting for an administrator's approval",
+            )
+        } else {
+            (ErrorCode::Unauthorized, 4401, "the session has ended")
+        };
+        outcome::record(&state.metrics, Ending::rejected(close, code.as_str()), None);
+        let refuse = async {
+            socket
+                .send(WsMessage::Text(ErrorFrame::new(code, why).to_frame()))
+                .await?;
+            socket.send(close_message(close, code.as_str())).await
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), refuse).await;
+        return;
+    }
     let opened = Instant::now();
     state.metrics.ws_active.inc();
     let kill = CancellationToken::new();

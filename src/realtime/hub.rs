@@ -192,6 +192,23 @@ enum SubState {
 struct Sub {
     conn: Arc<ConnHandle>,
     state: SubState,
+    /// Thread changes (`thread_updated`, `members_updated`) waiting for the message they follow:
+    /// `(at_seq, frame)`, sent once the subscription has delivered `at_seq`, in publication order.
+    changes: VecDeque<(i64, Frame)>,
+}
+
+impl Sub {
+    /// Send the waiting changes that no longer wait for a message.
+    fn flush_changes(&mut self) {
+        let SubState::Live { last, .. } = &self.state else {
+            return;
+        };
+        while self.changes.front().is_some_and(|(at, _)| *at <= *last) {
+            if let Some((_, frame)) = self.changes.pop_front() {
+                self.conn.send(frame);
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -276,6 +293,7 @@ impl Hub {
             Sub {
                 conn,
                 state: SubState::Pending(Vec::new()),
+                changes: VecDeque::new(),
             },
         );
     }
@@ -303,6 +321,7 @@ impl Hub {
         for (seq, frame) in buffered {
             deliver(sub, thread, seq, &frame);
         }
+        sub.flush_changes();
     }
 
     /// Messages fetched from the database to fill a gap.
@@ -322,6 +341,43 @@ impl Hub {
         }
     }
 
+    /// Fan out a change of the thread (title, agents, members) that happened after message
+    /// `at_seq`: each subscriber gets it right after that message, once.
+    pub fn publish_change(&self, thread: &str, at_seq: i64, frame: &Frame) {
+        let Some(room) = self.existing(thread) else {
+            return;
+        };
+        let mut room = room.lock().unwrap_or_else(|e| e.into_inner());
+        for sub in room.subs.values_mut() {
+            sub.changes.push_back((at_seq, frame.clone()));
+            sub.flush_changes();
+        }
+    }
+
+    /// End the subscriptions to `thread` of `user` (every user when `None`) at once, with a last
+    /// frame saying why; returns the connections whose subscription ended.
+    pub fn end_subscriptions(&self, thread: &str, user: Option<&str>, frame: &Frame) -> Vec<u64> {
+        let Some(room) = self.existing(thread) else {
+            return Vec::new();
+        };
+        let mut room = room.lock().unwrap_or_else(|e| e.into_inner());
+        let ended: Vec<u64> = room
+            .subs
+            .iter()
+            .filter(|(_, s)| user.is_none_or(|u| s.conn.user_id == u))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ended {
+            if let Some(sub) = room.subs.remove(id) {
+                sub.conn.send(frame.clone());
+            }
+        }
+        if user.is_none() {
+            room.ring.clear();
+        }
+        ended
+    }
+
     pub fn unsubscribe(&self, thread: &str, conn_id: u64) {
         if let Some(room) = self.existing(thread) {
             room.lock()
@@ -329,6 +385,19 @@ impl Hub {
                 .subs
                 .remove(&conn_id);
         }
+    }
+
+    /// Forget what this instance knew of a thread nobody here subscribes to any more (its
+    /// events stop coming: a ring and head kept would go stale). `false` if it has subscribers.
+    pub fn forget(&self, thread: &str) -> bool {
+        let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
+        let idle = rooms
+            .get(thread)
+            .is_none_or(|r| r.lock().unwrap_or_else(|e| e.into_inner()).subs.is_empty());
+        if idle {
+            rooms.remove(thread);
+        }
+        idle
     }
 
     /// The newest `seq` this instance knows for the thread.
@@ -451,6 +520,10 @@ fn deliver(sub: &mut Sub, thread: &str, seq: i64, frame: &Frame) {
                     break;
                 }
             }
+            sub.flush_changes();
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -26,6 +26,7 @@ pub fn apply_inbound(
                     }
                 }
                 Inbound::Reconnected => resync_all(&realtime, &db).await,
+                Inbound::Unfollowed(thread) => realtime.forget(&thread),
                 Inbound::State(state) => {
                     let broker = match state {
                         BrokerState::Down => "down",

@@ -11,6 +11,7 @@ pub mod broker;
 pub mod connection;
 pub mod hub;
 mod inbound;
+mod interest;
 pub mod outcome;
 pub mod protocol;
 pub mod redis;
@@ -37,7 +38,7 @@ use protocol::Frame;
 
 use crate::{
     auth::Auth,
-    contract::ErrorCode,
+    contract::{ErrorCode, MemberView, RemovedReason, ServerFrame},
     db::{Message, writer::Stored},
     metrics::Metrics,
     threads::Membership,
@@ -59,6 +60,30 @@ pub enum Event {
         thread_id: String,
         user_id: String,
     },
+    /// Title, agents or owner changed, after message `at_seq` (`thread_updated`).
+    ThreadChanged {
+        thread_id: String,
+        at_seq: i64,
+        title: String,
+        owner_id: String,
+        agents: Vec<String>,
+    },
+    /// The member list changed, after message `at_seq` (`members_updated`).
+    MembersChanged {
+        thread_id: String,
+        at_seq: i64,
+        members: Vec<MemberView>,
+    },
+    /// A member lost access (removed or left): their subscriptions end at once (`removed`).
+    MemberRemoved {
+        thread_id: String,
+        user_id: String,
+        reason: RemovedReason,
+    },
+    /// The thread was deleted: every subscription ends at once (`removed`, reason `deleted`).
+    ThreadDeleted {
+        thread_id: String,
+    },
     /// Agent stream events (start, chunks, end, error) and requests to the running instance.
     Stream(StreamEvent),
 }
@@ -67,6 +92,21 @@ impl Event {
     pub fn message(m: &Message) -> Event {
         Event::Message {
             message: WireMessage::from(m),
+        }
+    }
+
+    /// The thread the event concerns; `None` for instance-wide events (revocations, stream
+    /// requests addressed by stream id).
+    pub fn thread(&self) -> Option<&str> {
+        match self {
+            Event::Message { message } => Some(&message.thread_id),
+            Event::MemberAdded { thread_id, .. }
+            | Event::ThreadChanged { thread_id, .. }
+            | Event::MembersChanged { thread_id, .. }
+            | Event::MemberRemoved { thread_id, .. }
+            | Event::ThreadDeleted { thread_id } => Some(thread_id),
+            Event::Revoked { .. } => None,
+            Event::Stream(s) => s.thread(),
         }
     }
 }
@@ -84,6 +124,12 @@ pub struct WireMessage {
     pub body: String,
     pub created_at: i64,
     pub status: Option<String>,
+    #[serde(default)]
+    pub prompt_tokens: Option<i64>,
+    #[serde(default)]
+    pub completion_tokens: Option<i64>,
+    #[serde(default)]
+    pub meta: Option<Box<crate::db::MessageMeta>>,
 }
 
 impl From<&Message> for WireMessage {
@@ -99,6 +145,9 @@ impl From<&Message> for WireMessage {
             body: m.body.clone(),
             created_at: m.created_at,
             status: m.status.clone(),
+            prompt_tokens: m.prompt_tokens,
+            completion_tokens: m.completion_tokens,
+            meta: m.meta.clone(),
         }
     }
 }
@@ -123,6 +172,9 @@ impl From<&WireMessage> for Message {
             body: w.body.clone(),
             created_at: w.created_at,
             status: w.status.clone(),
+            prompt_tokens: w.prompt_tokens,
+            completion_tokens: w.completion_tokens,
+            meta: w.meta.clone(),
         }
     }
 }
@@ -174,8 +226,36 @@ impl Realtime {
 
     /// Apply an event here, then share it with the other instances.
     pub fn publish(&self, event: Event) {
+        if let Event::Stream(e) = &event {
+            self.streams.note_local(e);
+        }
         self.apply(&event);
         self.broker.publish(&event);
+    }
+
+    /// A socket starts following `thread`: its live messages are buffered until
+    /// [`Hub::activate`]. Returns once the other instances' events for the thread reach this
+    /// instance (sharded fan-out), so that whatever the caller reads from the database next
+    /// and whatever arrives live leave no gap between them. Pair with [`Realtime::unsubscribe`].
+    pub async fn subscribe(&self, thread: &str, conn: Arc<ConnHandle>) {
+        self.hub.subscribe(thread, conn);
+        self.broker.follow(thread).await;
+    }
+
+    /// A socket stops following `thread`; some time after the last one here, the instance
+    /// stops receiving the thread's events ([`Inbound::Unfollowed`]).
+    pub fn unsubscribe(&self, thread: &str, conn_id: u64) {
+        self.hub.unsubscribe(thread, conn_id);
+        self.streams.detach(thread, conn_id);
+        self.broker.unfollow(thread);
+    }
+
+    /// The thread's events no longer reach this instance: forget what it knew of the thread
+    /// (a ring, a head and stream mirrors kept would go stale), unless a socket came back.
+    pub fn forget(&self, thread: &str) {
+        if self.hub.forget(thread) {
+            self.streams.forget_mirrors(thread);
+        }
     }
 
     /// Apply an event (from this instance or another).
@@ -190,6 +270,48 @@ impl Realtime {
                 self.close_session(session_id);
             }
             Event::MemberAdded { thread_id, user_id } => self.members.add(thread_id, user_id),
+            Event::ThreadChanged {
+                thread_id,
+                at_seq,
+                title,
+                owner_id,
+                agents,
+            } => {
+                let frame = protocol::frame(&ServerFrame::ThreadUpdated {
+                    thread: thread_id.clone(),
+                    title: title.clone(),
+                    owner_id: owner_id.clone(),
+                    agents: agents.clone(),
+                });
+                self.hub.publish_change(thread_id, *at_seq, &frame);
+            }
+            Event::MembersChanged {
+                thread_id,
+                at_seq,
+                members,
+            } => {
+                self.members.set(
+                    thread_id,
+                    members.iter().map(|m| m.user_id.clone()).collect(),
+                );
+                let frame = protocol::frame(&ServerFrame::MembersUpdated {
+                    thread: thread_id.clone(),
+                    members: members.clone(),
+                });
+                self.hub.publish_change(thread_id, *at_seq, &frame);
+            }
+            Event::MemberRemoved {
+                thread_id,
+                user_id,
+                reason,
+            } => {
+                self.members.remove(thread_id, user_id);
+                self.end_subscriptions(thread_id, Some(user_id), *reason);
+            }
+            Event::ThreadDeleted { thread_id } => {
+                self.members.forget_thread(thread_id);
+                self.end_subscriptions(thread_id, None, RemovedReason::Deleted);
+            }
             Event::Stream(e) => {
                 if let Follow::NeedSnapshot(stream_id) = self.streams.apply(e, &self.hub) {
                     self.broker
@@ -197,7 +319,9 @@ impl Realtime {
                 }
                 if matches!(
                     e,
-                    StreamEvent::Cancel { .. } | StreamEvent::SnapshotRequest { .. }
+                    StreamEvent::Cancel { .. }
+                        | StreamEvent::CancelDebate { .. }
+                        | StreamEvent::SnapshotRequest { .. }
                 ) {
                     let _ = self.stream_commands.send(e.clone());
                 }
@@ -284,6 +408,18 @@ impl Realtime {
     pub fn close_all(&self, code: u16, reason: &'static str) {
         for c in self.all() {
             c.close(code, reason);
+        }
+    }
+
+    /// End subscriptions to a thread (of one user, or everyone's) with a `removed` frame; they
+    /// also stop following the thread's agent streams.
+    fn end_subscriptions(&self, thread: &str, user: Option<&str>, reason: RemovedReason) {
+        let frame = protocol::frame(&ServerFrame::Removed {
+            thread: thread.to_string(),
+            reason,
+        });
+        for conn in self.hub.end_subscriptions(thread, user, &frame) {
+            self.streams.detach(thread, conn);
         }
     }
 

@@ -19,11 +19,6 @@ pub fn frame(f: &ServerFrame) -> Frame {
     Utf8Bytes::from(f.to_json())
 }
 
-/// The JSON fields of a message, as in the HTTP API.
-pub fn message_json(m: &Message) -> Value {
-    serde_json::to_value(MessageView::from(m)).expect("a message always serialises")
-}
-
 /// `{"type":"message", ...message fields..., "thread"}`.
 pub fn message_frame(m: &Message) -> Frame {
     frame(&ServerFrame::Message {
@@ -72,6 +67,18 @@ pub fn ack_persisted(client_id: &str, m: &Message) -> Frame {
     })
 }
 
+/// A regenerate request is recorded (first time or repeat): `message_id` is the answer's first
+/// version, the group its new version joins.
+pub fn ack_regenerate(client_id: &str, thread: &str, version_of: &str) -> Frame {
+    frame(&ServerFrame::Ack {
+        client_id: client_id.to_string(),
+        status: AckStatus::Persisted,
+        seq: None,
+        message_id: Some(version_of.to_string()),
+        thread: thread.to_string(),
+    })
+}
+
 pub fn ack_queued(client_id: &str, thread: &str) -> Frame {
     frame(&ServerFrame::Ack {
         client_id: client_id.to_string(),
@@ -102,6 +109,8 @@ pub struct ErrorFrame {
     pub message: String,
     pub client_id: Option<String>,
     pub retry_after_ms: Option<u64>,
+    /// `budget_exceeded`: when the budget starts again (RFC 3339).
+    pub resets_at: Option<String>,
 }
 
 impl ErrorFrame {
@@ -111,6 +120,7 @@ impl ErrorFrame {
             message: message.into(),
             client_id: None,
             retry_after_ms: None,
+            resets_at: None,
         }
     }
     pub fn client(mut self, client_id: Option<&str>) -> Self {
@@ -121,12 +131,17 @@ impl ErrorFrame {
         self.retry_after_ms = Some(ms);
         self
     }
+    pub fn resets_at(mut self, at: Option<String>) -> Self {
+        self.resets_at = at;
+        self
+    }
     pub fn to_frame(&self) -> Frame {
         frame(&ServerFrame::Error {
             code: self.code,
             message: self.message.clone(),
             client_id: self.client_id.clone(),
             retry_after_ms: self.retry_after_ms,
+            resets_at: self.resets_at.clone(),
         })
     }
 }
@@ -146,6 +161,8 @@ pub enum ClientFrame {
         client_id: ClientId,
         body: MessageBody,
         agent: Option<String>,
+        /// Several agents answering at once (empty: none).
+        agents: Vec<String>,
     },
     Debate {
         thread: String,
@@ -153,13 +170,20 @@ pub enum ClientFrame {
         topic: MessageBody,
         agents: Vec<String>,
         rounds: u32,
+        mediator: Option<String>,
     },
     Cancel {
         stream_id: String,
     },
+    /// Stop a whole debate.
+    CancelDebate {
+        debate_id: String,
+    },
     Ping {
         nonce: Option<Value>,
     },
+    /// Write a new version of an agent answer.
+    Regenerate(crate::regenerate::RegenerateRequest),
 }
 
 /// Largest JSON nesting accepted in a frame (as for HTTP bodies).
@@ -210,11 +234,36 @@ pub fn parse(text: &str) -> Result<ClientFrame, ErrorFrame> {
             let body =
                 MessageBody::parse(&f.string("body")?).map_err(|why| f.invalid("body", &why))?;
             let agent = f.opt_string("agent")?;
+            let agents = match obj.get("agents") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(a)) => {
+                    let ids = a
+                        .iter()
+                        .map(|v| v.as_str().map(str::to_string))
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or_else(|| f.invalid("agents", "must be an array of agent ids"))?;
+                    let mut unique: Vec<String> = Vec::with_capacity(ids.len());
+                    for id in ids {
+                        if !unique.contains(&id) {
+                            unique.push(id);
+                        }
+                    }
+                    if !(1..=crate::send::MAX_PARALLEL_AGENTS).contains(&unique.len()) {
+                        return Err(f.invalid("agents", "must name 1 to 4 agents"));
+                    }
+                    unique
+                }
+                Some(_) => return Err(f.invalid("agents", "must be an array of agent ids")),
+            };
+            if agent.is_some() && !agents.is_empty() {
+                return Err(f.invalid("agents", "give agent or agents, not both"));
+            }
             Ok(ClientFrame::Send {
                 thread,
                 client_id,
                 body,
                 agent,
+                agents,
             })
         }
         "debate" => {
@@ -237,20 +286,32 @@ pub fn parse(text: &str) -> Result<ClientFrame, ErrorFrame> {
                 Some(n @ 1..=10) => n as u32,
                 _ => return Err(f.invalid("rounds", "must be an integer from 1 to 10")),
             };
+            let mediator = f.opt_string("mediator")?;
             Ok(ClientFrame::Debate {
                 thread,
                 client_id,
                 topic,
                 agents,
                 rounds,
+                mediator,
             })
         }
-        "cancel" => Ok(ClientFrame::Cancel {
-            stream_id: f.string("stream_id")?,
-        }),
+        "cancel" => match (f.opt_string("stream_id")?, f.opt_string("debate_id")?) {
+            (Some(stream_id), _) => Ok(ClientFrame::Cancel { stream_id }),
+            (None, Some(debate_id)) => Ok(ClientFrame::CancelDebate { debate_id }),
+            (None, None) => Err(f.invalid("stream_id", "is required (or debate_id)")),
+        },
         "ping" => Ok(ClientFrame::Ping {
             nonce: obj.get("nonce").cloned(),
         }),
+        "regenerate" => Ok(ClientFrame::Regenerate(
+            crate::regenerate::RegenerateRequest {
+                thread: f.string("thread")?,
+                client_id: f.client_id()?,
+                message_id: f.string("message_id")?,
+                agent: f.opt_string("agent")?,
+            },
+        )),
         other => Err(ErrorFrame::new(
             ErrorCode::UnknownType,
             format!("unknown frame type {:?}", truncate(other, 64)),
@@ -322,6 +383,15 @@ mod tests {
             parse(r#"{"type":"ping"}"#),
             Ok(ClientFrame::Ping { nonce: None })
         ));
+        assert!(matches!(
+            parse(r#"{"type":"regenerate","thread":"t","client_id":"c","message_id":"m"}"#),
+            Ok(ClientFrame::Regenerate(r)) if r.message_id == "m" && r.agent.is_none()
+        ));
+        let e = parse(r#"{"type":"regenerate","thread":"t","client_id":"c"}"#).unwrap_err();
+        assert_eq!(
+            (e.code.as_str(), e.client_id.as_deref()),
+            ("validation", Some("c"))
+        );
     }
 
     #[test]

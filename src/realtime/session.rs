@@ -263,13 +263,33 @@ impl Session {
                 return true;
             }
         };
+        let changes = matches!(
+            frame,
+            ClientFrame::Send { .. }
+                | ClientFrame::Debate { .. }
+                | ClientFrame::Cancel { .. }
+                | ClientFrame::CancelDebate { .. }
+                | ClientFrame::Regenerate(_)
+        );
+        if changes && !crate::auth::access::may_change(&self.claims) {
+            let mut refused = ErrorFrame::new(ErrorCode::Forbidden, "this API token may only read");
+            if let ClientFrame::Send { client_id, .. }
+            | ClientFrame::Debate { client_id, .. }
+            | ClientFrame::Regenerate(crate::regenerate::RegenerateRequest {
+                client_id, ..
+            }) = &frame
+            {
+                refused = refused.client(Some(client_id.as_str()));
+            }
+            self.error(refused);
+            return true;
+        }
         match frame {
             ClientFrame::Ping { nonce } => self.send(protocol::pong(nonce.as_ref())),
             ClientFrame::Subscribe { thread, after_seq } => self.subscribe(thread, after_seq).await,
             ClientFrame::Unsubscribe { thread } => {
                 if self.threads.remove(&thread) {
-                    self.state.realtime.hub.unsubscribe(&thread, self.handle.id);
-                    self.state.realtime.streams.detach(&thread, self.handle.id);
+                    self.state.realtime.unsubscribe(&thread, self.handle.id);
                 }
                 self.send(protocol::unsubscribed(&thread));
             }
@@ -278,13 +298,19 @@ impl Session {
                 client_id,
                 body,
                 agent,
+                agents,
             } => {
                 let cid = client_id.as_str().to_string();
+                let agent = match agent {
+                    Some(a) => Some(crate::send::AgentAsk::Answer(a)),
+                    None if !agents.is_empty() => Some(crate::send::AgentAsk::Several(agents)),
+                    None => None,
+                };
                 let req = SendRequest {
                     thread,
                     client_id,
                     body,
-                    agent: agent.map(crate::send::AgentAsk::Answer),
+                    agent,
                 };
                 let reply = self.reply();
                 if let Err(e) = submit(&self.state, &self.claims, req, reply).await {
@@ -297,6 +323,7 @@ impl Session {
                 topic,
                 agents,
                 rounds,
+                mediator,
             } => {
                 let cid = client_id.as_str().to_string();
                 let reply = self.reply();
@@ -308,6 +335,7 @@ impl Session {
                     topic,
                     agents,
                     rounds,
+                    mediator,
                     reply,
                 )
                 .await
@@ -321,33 +349,37 @@ impl Session {
                     self.error(e);
                 }
             }
+            ClientFrame::CancelDebate { debate_id } => {
+                if let Err(e) =
+                    super::streams::cancel_debate(&self.state, &self.claims, &debate_id).await
+                {
+                    self.error(e);
+                }
+            }
+            ClientFrame::Regenerate(req) => {
+                let (cid, thread) = (req.client_id.as_str().to_string(), req.thread.clone());
+                match crate::regenerate::submit(&self.state, &self.claims, req).await {
+                    Ok(version_of) => {
+                        self.send(protocol::ack_regenerate(&cid, &thread, &version_of))
+                    }
+                    Err(e) => return self.send_refused(e, &cid),
+                }
+            }
         }
         true
     }
 
     fn send_refused(&mut self, e: SendError, client_id: &str) -> bool {
-        let frame = match e {
-            SendError::NotFound(what) => ErrorFrame::new(ErrorCode::NotFound, what),
-            SendError::Unavailable { retry_after_ms } => ErrorFrame::new(
-                ErrorCode::Unavailable,
-                "the database is unavailable; retry later",
-            )
-            .retry_after(retry_after_ms),
-            SendError::RateLimited { retry_after_ms } => {
-                self.error(
-                    ErrorFrame::new(ErrorCode::RateLimited, "too many messages")
-                        .client(Some(client_id))
-                        .retry_after(retry_after_ms),
-                );
-                return self.strike();
-            }
-            SendError::Validation(why) => ErrorFrame::new(ErrorCode::Validation, why),
-            SendError::UnknownAgent => ErrorFrame::new(ErrorCode::NotFound, "unknown agent"),
-            SendError::TooMany(why) => {
-                ErrorFrame::new(ErrorCode::RateLimited, why).retry_after(1000)
-            }
-        };
-        self.error(frame.client(Some(client_id)));
+        let mut frame = ErrorFrame::new(ErrorCode::from(&e), e.message()).client(Some(client_id));
+        if let Some(ms) = e.retry_after_ms() {
+            frame = frame.retry_after(ms);
+        }
+        frame = frame.resets_at(e.resets_at());
+        self.error(frame);
+        // Flood control counts refusals by the per-user send limit only.
+        if matches!(e, SendError::RateLimited { .. }) {
+            return self.strike();
+        }
         true
     }
 
@@ -411,18 +443,22 @@ impl Session {
             }
             Err(_) => return self.error(unavailable()),
         }
-        let hub = &self.state.realtime.hub;
-        hub.subscribe(&thread, self.handle.clone());
-        self.threads.insert(thread.clone());
+        let realtime = &self.state.realtime;
+        if self.threads.insert(thread.clone()) {
+            realtime.subscribe(&thread, self.handle.clone()).await;
+        } else {
+            // Subscribing again (a resync): restart the subscription, still followed once.
+            realtime.hub.subscribe(&thread, self.handle.clone());
+        }
         match self.replay(&thread, after_seq).await {
             Ok(last) => {
-                hub.activate(&thread, self.handle.id, last);
+                realtime.hub.activate(&thread, self.handle.id, last);
                 // Running agent streams: stream_start + stream_snapshot, then live chunks.
-                self.state.realtime.streams.attach(&thread, &self.handle);
+                realtime.streams.attach(&thread, &self.handle);
             }
             Err(e) => {
-                hub.unsubscribe(&thread, self.handle.id);
                 self.threads.remove(&thread);
+                realtime.unsubscribe(&thread, self.handle.id);
                 self.error(e);
             }
         }
@@ -534,8 +570,7 @@ impl Session {
 
     pub(super) fn cleanup(&mut self) {
         for t in self.threads.drain() {
-            self.state.realtime.hub.unsubscribe(&t, self.handle.id);
-            self.state.realtime.streams.detach(&t, self.handle.id);
+            self.state.realtime.unsubscribe(&t, self.handle.id);
         }
     }
 }

@@ -8,21 +8,20 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, RwLock},
+    time::Instant,
 };
 
 use serde::{Deserialize, Serialize};
 
+use crate::contract::{AgentErrorClass, AgentRef, DebateRole, ErrorCode, MessageView, ServerFrame};
 use crate::realtime::{
     WireMessage,
     hub::{ConnHandle, Hub},
-    protocol::{ErrorFrame, Frame, frame},
+    protocol::{Frame, frame},
 };
-use crate::{
-    auth::Claims,
-    contract::{AgentRef, ErrorCode, MessageView, ServerFrame},
-    state::AppState,
-    threads::is_member,
-};
+
+mod cancel;
+pub use cancel::{cancel, cancel_debate};
 
 /// Everything that happens to a stream, applied on every instance.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,6 +33,17 @@ pub enum StreamEvent {
         agent_id: String,
         agent_name: String,
         debate_id: Option<String>,
+        /// The model that really answers.
+        #[serde(default)]
+        model: Option<String>,
+        /// A debate turn's round and part (turn or synthesis).
+        #[serde(default)]
+        round: Option<u32>,
+        #[serde(default)]
+        role: Option<DebateRole>,
+        /// A regenerated answer's first version.
+        #[serde(default)]
+        version_of: Option<String>,
     },
     Chunk {
         thread: String,
@@ -51,9 +61,32 @@ pub enum StreamEvent {
         stream_id: String,
         code: ErrorCode,
         message: String,
+        #[serde(default)]
+        error_class: Option<AgentErrorClass>,
+        /// `budget_exceeded`: when the requester's budget starts again (RFC 3339).
+        #[serde(default)]
+        resets_at: Option<String>,
+    },
+    /// The provider failed before the first token; the answer is tried again after a pause.
+    Retry {
+        thread: String,
+        stream_id: String,
+        attempt: u32,
+        retry_in_ms: u64,
+        error_class: AgentErrorClass,
+    },
+    /// The answer goes on with another model (the agent's fallback, before the first token).
+    ModelChanged {
+        thread: String,
+        stream_id: String,
+        model: String,
     },
     /// Asks the instance running the stream (or debate) to stop it.
     Cancel { stream_id: String },
+    /// Asks the instance running the debate to stop it, also between two turns.
+    CancelDebate { debate_id: String },
+    /// A debate's job ended (every turn ran, or it was stopped): it can no longer be stopped.
+    DebateEnded { thread: String, debate_id: String },
     /// Asks the instance running the stream to publish its full text (a mirror missed chunks).
     SnapshotRequest { stream_id: String },
     /// The full text so far, from the running instance.
@@ -64,7 +97,34 @@ pub enum StreamEvent {
         agent_name: String,
         debate_id: Option<String>,
         text: String,
+        #[serde(default)]
+        model: Option<String>,
+        #[serde(default)]
+        round: Option<u32>,
+        #[serde(default)]
+        role: Option<DebateRole>,
+        #[serde(default)]
+        version_of: Option<String>,
     },
+}
+
+impl StreamEvent {
+    /// The thread the stream belongs to; `None` for requests addressed to a stream by id.
+    pub fn thread(&self) -> Option<&str> {
+        match self {
+            StreamEvent::Start { thread, .. }
+            | StreamEvent::Chunk { thread, .. }
+            | StreamEvent::End { thread, .. }
+            | StreamEvent::Error { thread, .. }
+            | StreamEvent::Retry { thread, .. }
+            | StreamEvent::Snapshot { thread, .. }
+            | StreamEvent::ModelChanged { thread, .. }
+            | StreamEvent::DebateEnded { thread, .. } => Some(thread),
+            StreamEvent::Cancel { .. }
+            | StreamEvent::CancelDebate { .. }
+            | StreamEvent::SnapshotRequest { .. } => None,
+        }
+    }
 }
 
 /// A stream this instance knows about.
@@ -74,6 +134,13 @@ pub struct Stream {
     pub agent_id: String,
     pub agent_name: String,
     pub debate_id: Option<String>,
+    /// The model that really answers (the fallback once it took over).
+    model: RwLock<Option<String>>,
+    /// A debate stream's round and part.
+    pub round: Option<u32>,
+    pub role: Option<DebateRole>,
+    /// A regenerated answer's first version.
+    pub version_of: Option<String>,
     state: Mutex<StreamState>,
 }
 
@@ -84,6 +151,17 @@ struct StreamState {
     watchers: HashMap<u64, Arc<ConnHandle>>,
     /// A mirror that missed chunks: its text is not trustworthy until a snapshot arrives.
     stale: bool,
+    /// The failed try waiting to be retried before the first token, and since when, so a
+    /// socket that attaches meanwhile is told "retrying in N s" too.
+    retry: Option<(Instant, RetryWait)>,
+}
+
+/// A `stream_retry` as it was announced.
+#[derive(Clone, Copy)]
+struct RetryWait {
+    attempt: u32,
+    retry_in_ms: u64,
+    error_class: AgentErrorClass,
 }
 
 impl Stream {
@@ -94,9 +172,34 @@ impl Stream {
             agent: AgentRef {
                 id: self.agent_id.clone(),
                 name: self.agent_name.clone(),
+                model: self.model(),
             },
             debate_id: self.debate_id.clone(),
+            round: self.round,
+            role: self.role,
+            version_of: self.version_of.clone(),
         })
+    }
+
+    /// The model that really answers now.
+    pub fn model(&self) -> Option<String> {
+        self.model.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The `stream_retry` a socket attaching now needs: the announced wait, less what passed.
+    fn pending_retry(&self, st: &StreamState) -> Option<Frame> {
+        let (since, wait) = st.retry?;
+        let left = wait
+            .retry_in_ms
+            .checked_sub(since.elapsed().as_millis() as u64)
+            .filter(|ms| *ms > 0)?;
+        Some(frame(&ServerFrame::StreamRetry {
+            thread: self.thread.clone(),
+            stream_id: self.id.clone(),
+            attempt: wait.attempt,
+            retry_in_ms: left,
+            error_class: wait.error_class,
+        }))
     }
 
     /// The text generated so far.
@@ -113,6 +216,11 @@ impl Stream {
 #[derive(Default)]
 pub struct Streams {
     by_id: RwLock<HashMap<String, Arc<Stream>>>,
+    /// Streams run by this instance (the others are mirrors of streams run elsewhere).
+    local: RwLock<std::collections::HashSet<String>>,
+    /// Debates under way (a turn started and the job has not ended): debate id -> thread. A
+    /// debate between two turns has no running stream but can still be stopped.
+    debates: RwLock<HashMap<String, String>>,
 }
 
 /// What applying an event asks of the caller.
@@ -129,6 +237,55 @@ impl Streams {
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
             .cloned()
+    }
+
+    /// A running stream of the debate `debate_id`, if one runs now.
+    pub fn of_debate(&self, debate_id: &str) -> Option<Arc<Stream>> {
+        self.by_id
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .find(|s| s.debate_id.as_deref() == Some(debate_id))
+            .cloned()
+    }
+
+    /// The thread of a debate under way, running a turn or between two.
+    pub fn debate_thread(&self, debate_id: &str) -> Option<String> {
+        self.debates
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(debate_id)
+            .cloned()
+    }
+
+    /// Note that this instance runs the stream (its events are published from here).
+    pub fn note_local(&self, event: &StreamEvent) {
+        let mut local = self.local.write().unwrap_or_else(|e| e.into_inner());
+        match event {
+            StreamEvent::Start { stream_id, .. } => {
+                local.insert(stream_id.clone());
+            }
+            StreamEvent::End { stream_id, .. } | StreamEvent::Error { stream_id, .. } => {
+                local.remove(stream_id);
+            }
+            _ => {}
+        }
+    }
+
+    /// Drop the mirrors of `thread`'s streams run elsewhere: this instance stops receiving
+    /// their events (no subscriber here any more), so they would go stale, and one that ended
+    /// meanwhile would never be removed. A later subscriber learns them again from their
+    /// next chunk (a snapshot).
+    pub fn forget_mirrors(&self, thread: &str) {
+        let local = self.local.read().unwrap_or_else(|e| e.into_inner());
+        self.by_id
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id, s| s.thread != thread || local.contains(id));
+        self.debates
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, t| t != thread);
     }
 
     pub fn in_thread(&self, thread: &str) -> Vec<Arc<Stream>> {
@@ -159,13 +316,27 @@ impl Streams {
                 agent_id,
                 agent_name,
                 debate_id,
+                model,
+                round,
+                role,
+                version_of,
             } => {
+                if let Some(debate) = debate_id {
+                    self.debates
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(debate.clone(), thread.clone());
+                }
                 let stream = Arc::new(Stream {
                     id: stream_id.clone(),
                     thread: thread.clone(),
                     agent_id: agent_id.clone(),
                     agent_name: agent_name.clone(),
                     debate_id: debate_id.clone(),
+                    model: RwLock::new(model.clone()),
+                    round: *round,
+                    role: *role,
+                    version_of: version_of.clone(),
                     state: Mutex::new(StreamState::default()),
                 });
                 {
@@ -206,6 +377,7 @@ impl Streams {
                 }
                 st.text.push_str(delta);
                 st.chars += delta.chars().count();
+                st.retry = None;
                 let frame = frame(&ServerFrame::StreamChunk {
                     thread: thread.clone(),
                     stream_id: stream_id.clone(),
@@ -222,6 +394,10 @@ impl Streams {
                 agent_name,
                 debate_id,
                 text,
+                model,
+                round,
+                role,
+                version_of,
             } => {
                 if self.get(stream_id).is_none() {
                     let start = StreamEvent::Start {
@@ -230,6 +406,10 @@ impl Streams {
                         agent_id: agent_id.clone(),
                         agent_name: agent_name.clone(),
                         debate_id: debate_id.clone(),
+                        model: model.clone(),
+                        round: *round,
+                        role: *role,
+                        version_of: version_of.clone(),
                     };
                     self.apply(&start, hub);
                     if let Some(stream) = self.get(stream_id) {
@@ -262,6 +442,9 @@ impl Streams {
                 st.text = text.clone();
                 st.chars = chars;
                 st.stale = false;
+                if chars > 0 {
+                    st.retry = None;
+                }
                 Follow::None
             }
             StreamEvent::End {
@@ -282,17 +465,68 @@ impl Streams {
                 stream_id,
                 code,
                 message,
+                error_class,
+                resets_at,
             } => {
                 let frame = frame(&ServerFrame::StreamError {
                     thread: thread.clone(),
                     stream_id: stream_id.clone(),
                     code: *code,
                     message: message.clone(),
+                    error_class: *error_class,
+                    resets_at: resets_at.clone(),
                 });
                 self.finish(stream_id, &frame);
                 Follow::None
             }
-            StreamEvent::Cancel { .. } | StreamEvent::SnapshotRequest { .. } => Follow::None,
+            StreamEvent::Retry {
+                thread,
+                stream_id,
+                attempt,
+                retry_in_ms,
+                error_class,
+            } => {
+                if let Some(stream) = self.get(stream_id) {
+                    let frame = frame(&ServerFrame::StreamRetry {
+                        thread: thread.clone(),
+                        stream_id: stream_id.clone(),
+                        attempt: *attempt,
+                        retry_in_ms: *retry_in_ms,
+                        error_class: *error_class,
+                    });
+                    let mut st = stream.state.lock().unwrap_or_else(|e| e.into_inner());
+                    st.watchers.retain(|_, c| c.send(frame.clone()));
+                    let wait = RetryWait {
+                        attempt: *attempt,
+                        retry_in_ms: *retry_in_ms,
+                        error_class: *error_class,
+                    };
+                    st.retry = Some((Instant::now(), wait));
+                }
+                Follow::None
+            }
+            StreamEvent::ModelChanged {
+                stream_id, model, ..
+            } => {
+                // The watchers learn it from `stream_start` again (same stream, the new model).
+                if let Some(stream) = self.get(stream_id) {
+                    *stream.model.write().unwrap_or_else(|e| e.into_inner()) = Some(model.clone());
+                    let frame = stream.start_frame();
+                    let mut st = stream.state.lock().unwrap_or_else(|e| e.into_inner());
+                    st.watchers.retain(|_, c| c.send(frame.clone()));
+                }
+                Follow::None
+            }
+            StreamEvent::DebateEnded { debate_id, .. } => {
+                self.debates
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(debate_id);
+                Follow::None
+            }
+            StreamEvent::Cancel { .. }
+            | StreamEvent::CancelDebate { .. }
+            | StreamEvent::SnapshotRequest { .. } => Follow::None,
         }
     }
 
@@ -321,6 +555,9 @@ impl Streams {
             }
             conn.send(stream.start_frame());
             conn.send(snapshot_frame(thread, &stream.id, &st.text, st.chars));
+            if let Some(retry) = stream.pending_retry(&st) {
+                conn.send(retry);
+            }
             st.watchers.insert(conn.id, conn.clone());
         }
     }
@@ -347,28 +584,5 @@ fn snapshot_frame(thread: &str, stream_id: &str, text: &str, offset: usize) -> F
     })
 }
 
-/// Stop a stream (or the debate it belongs to), from any member, on any instance.
-pub async fn cancel(state: &AppState, user: &Claims, stream_id: &str) -> Result<(), ErrorFrame> {
-    let not_found = || ErrorFrame::new(ErrorCode::NotFound, "no such stream");
-    let Some(stream) = state.realtime.streams.get(stream_id) else {
-        return Err(not_found());
-    };
-    match is_member(state, &stream.thread, &user.uid).await {
-        Ok(true) => {}
-        Ok(false) => return Err(not_found()),
-        Err(_) => {
-            return Err(ErrorFrame::new(
-                ErrorCode::Unavailable,
-                "the database is unavailable; retry later",
-            )
-            .retry_after(2000));
-        }
-    }
-    // A typed command to whichever instance runs the stream (this one included).
-    state
-        .realtime
-        .publish(super::Event::Stream(StreamEvent::Cancel {
-            stream_id: stream_id.to_string(),
-        }));
-    Ok(())
-}
+#[cfg(test)]
+mod tests;

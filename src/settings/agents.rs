@@ -48,8 +48,21 @@ pub struct ProviderSettings {
     pub first_token_timeout_ms: u64,
     /// Silence between chunks longer than this ends the stream (`timeout`).
     pub idle_timeout_ms: u64,
-    /// Retries on 429/5xx/connection errors before the first token.
+    /// Retries on 408/409/429/5xx/connection errors before the first token.
     pub max_retries: u32,
+    /// Every try of one answer, retries and fallback model included, must fit in this time: no
+    /// retry starts that would likely end after it (a try is expected to take as long as the
+    /// last one did), and a provider's `Retry-After` longer than what is left ends the answer
+    /// at once. The first try is bounded by `first_token_timeout_ms` alone.
+    pub retry_budget_ms: u64,
+    /// Ollama's address, probed at start and every `discovery_interval_ms` (`GET /api/tags`);
+    /// agents may then use `provider = "ollama"`. An empty string turns it off.
+    pub ollama_url: Option<String>,
+    /// OpenAI-compatible servers on this machine or network (vLLM, llama.cpp server, LM Studio),
+    /// base URLs ending in `/v1`, probed like Ollama (`GET {url}/models`).
+    pub local_urls: Vec<String>,
+    /// How often local servers are probed; 0 probes only at start.
+    pub discovery_interval_ms: u64,
     /// Estimated tokens of thread history sent as context.
     pub context_tokens: usize,
 }
@@ -67,6 +80,10 @@ impl Default for ProviderSettings {
             first_token_timeout_ms: 30_000,
             idle_timeout_ms: 30_000,
             max_retries: 2,
+            retry_budget_ms: 8_000,
+            ollama_url: Some("http://127.0.0.1:11434".into()),
+            local_urls: Vec::new(),
+            discovery_interval_ms: 60_000,
             context_tokens: 3_000,
         }
     }
@@ -86,10 +103,21 @@ impl ProviderSettings {
         if let Some(u) = env.var("OPENAI_BASE_URL") {
             self.openai_base_url = Some(u);
         }
+        if let Some(u) = env.var("EMERGENCE_OLLAMA_URL") {
+            self.ollama_url = Some(u);
+        }
+        if self
+            .ollama_url
+            .as_deref()
+            .is_some_and(|u| u.trim().is_empty() || u == "off")
+        {
+            self.ollama_url = None;
+        }
     }
 }
 
-/// The default personas: Anima, Neo and Nexus, on the offline `local` provider.
+/// The default personas: Anima, Neo and Nexus, on the `local` provider: the first local chat
+/// model found on this machine (Ollama, or a server of `local_urls`), else the offline agent.
 pub fn default_agents() -> Vec<AgentSettings> {
     let persona = |id: &str, name: &str, prompt: &str| AgentSettings {
         id: id.into(),

@@ -9,8 +9,13 @@ use anyhow::Context;
 use serde::Deserialize;
 
 pub mod agents;
+mod modes;
+pub mod oidc;
+pub mod usage;
 
 pub use agents::{AgentSettings, ProviderSettings};
+pub use modes::{Pooler, Sharding};
+pub use oidc::OidcProvider;
 
 /// A string that never shows up in `Debug` or logs.
 #[derive(Clone, Default, Deserialize, PartialEq, Eq)]
@@ -48,6 +53,10 @@ pub struct Settings {
     #[serde(rename = "agent")]
     pub agents: Vec<AgentSettings>,
     pub providers: agents::ProviderSettings,
+    /// Price per million tokens of each model (`[prices."gpt-4o"]`).
+    pub prices: usage::PriceTable,
+    pub budgets: usage::BudgetSettings,
+    pub usage: usage::UsageSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -114,6 +123,18 @@ pub struct DatabaseSettings {
     pub revocation_refresh_ms: u64,
     /// Largest batch of messages written in one transaction (group commit).
     pub write_batch: usize,
+    /// A deleted thread is purged (messages, index, members) this long after its deletion
+    /// (`EMERGENCE_DELETED_RETENTION_SECS`; default 30 days).
+    pub deleted_retention_secs: u64,
+    /// How often the purge of deleted threads runs.
+    pub purge_interval_ms: u64,
+    /// What sits between the server and PostgreSQL (`EMERGENCE_DATABASE_POOLER`): `none`, or
+    /// `transaction` for a transaction-mode pooler such as PgBouncer.
+    pub pooler: Pooler,
+    /// A URL that reaches PostgreSQL itself, not through the pooler
+    /// (`EMERGENCE_DATABASE_DIRECT_URL`): migrations and backups use it. Required with
+    /// `pooler = "transaction"` (migrations hold a session-level advisory lock).
+    pub direct_url: Option<Secret>,
 }
 
 impl Default for DatabaseSettings {
@@ -129,6 +150,10 @@ impl Default for DatabaseSettings {
             ring_size: 1_000,
             revocation_refresh_ms: 2_000,
             write_batch: 512,
+            deleted_retention_secs: 30 * 24 * 3600,
+            purge_interval_ms: 3_600_000,
+            pooler: Pooler::None,
+            direct_url: None,
         }
     }
 }
@@ -147,6 +172,11 @@ pub struct BrokerSettings {
     /// The pub/sub channel (instances of one deployment must agree; separate deployments on one
     /// Redis must not).
     pub channel: String,
+    /// How thread events travel (`EMERGENCE_BROKER_SHARDING`): `on`, each thread on its own
+    /// channel that an instance subscribes to only while it serves the thread; `dual`, also on
+    /// the shared channel (a rolling upgrade from a version without sharding); `off`, every
+    /// event on the shared channel to every instance.
+    pub sharding: Sharding,
 }
 
 impl Default for BrokerSettings {
@@ -154,7 +184,30 @@ impl Default for BrokerSettings {
         Self {
             url: None,
             channel: "emergence:events".into(),
+            sharding: Sharding::On,
         }
+    }
+}
+
+/// Who may create an account (`EMERGENCE_REGISTRATION`, settings `auth.registration`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Registration {
+    /// Anyone; the account is active at once.
+    Open,
+    /// Anyone; the account waits (`pending`) until an admin approves it.
+    #[default]
+    Approval,
+    /// Only with a valid invite link.
+    Invite,
+    /// Nobody (admins create accounts with `emergence admin create-user`).
+    Closed,
+}
+
+impl Registration {
+    /// The mode named `s` (any case, surrounding spaces ignored), by its serde name.
+    pub fn parse(s: &str) -> Option<Registration> {
+        modes::from_name(&s.trim().to_ascii_lowercase()).ok()
     }
 }
 
@@ -168,6 +221,22 @@ pub struct AuthSettings {
     pub cookie_secure: bool,
     /// Origins, besides the server's own, allowed to use cookie authentication.
     pub allowed_origins: Vec<String>,
+    /// Who may create an account (`EMERGENCE_REGISTRATION`): `open`, `approval` (default),
+    /// `invite` or `closed`. The first account ever created is an active admin in every mode.
+    pub registration: Registration,
+    /// How long an invite link stays valid.
+    pub invite_ttl_secs: u64,
+    /// How long a password-reset link stays valid.
+    pub reset_ttl_secs: u64,
+    /// How long a personal API token stays valid.
+    pub api_token_ttl_secs: u64,
+    /// Sign in with a password (`EMERGENCE_PASSWORD_LOGIN`); off for SSO-only deployments.
+    pub password_login: bool,
+    /// This server as browsers reach it (`EMERGENCE_PUBLIC_URL`), for the OpenID Connect
+    /// redirect URI; the request's own scheme and host when unset.
+    pub public_url: Option<String>,
+    /// Single sign-on providers (`[[auth.oidc]]`).
+    pub oidc: Vec<OidcProvider>,
 }
 
 impl Default for AuthSettings {
@@ -177,6 +246,13 @@ impl Default for AuthSettings {
             token_ttl_secs: 30 * 24 * 3600,
             cookie_secure: false,
             allowed_origins: Vec::new(),
+            registration: Registration::Approval,
+            invite_ttl_secs: 7 * 24 * 3600,
+            reset_ttl_secs: 24 * 3600,
+            api_token_ttl_secs: 365 * 24 * 3600,
+            password_login: true,
+            public_url: None,
+            oidc: Vec::new(),
         }
     }
 }
@@ -305,6 +381,9 @@ impl Default for Settings {
             log: LogSettings::default(),
             agents: agents::default_agents(),
             providers: Default::default(),
+            prices: Default::default(),
+            budgets: Default::default(),
+            usage: Default::default(),
         }
     }
 }
@@ -346,6 +425,24 @@ impl Settings {
 
     /// Refuse settings that would start an unsafe or broken server.
     pub fn validate(&self) -> anyhow::Result<()> {
+        let db = &self.database;
+        if db.pooler == Pooler::Transaction {
+            let url = db.url.expose();
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                anyhow::bail!(
+                    "EMERGENCE_DATABASE_POOLER=transaction is for PostgreSQL behind a pooler; \
+                     DATABASE_URL is not a postgres:// URL"
+                );
+            }
+            if db.direct_url.is_none() {
+                anyhow::bail!(
+                    "EMERGENCE_DATABASE_POOLER=transaction needs EMERGENCE_DATABASE_DIRECT_URL \
+                     (PostgreSQL itself, not the pooler): migrations hold a session-level lock \
+                     that a transaction-mode pooler cannot keep"
+                );
+            }
+        }
+        oidc::validate(&self.auth.oidc, self.auth.password_login)?;
         if let Some(key) = &self.auth.signing_key
             && key.expose().len() < MIN_SIGNING_KEY_BYTES
         {
@@ -385,8 +482,17 @@ impl Settings {
         if let Some(url) = env.var("DATABASE_URL") {
             self.database.url = Secret::new(url);
         }
+        if let Some(v) = parse(env, "EMERGENCE_DATABASE_POOLER")? {
+            self.database.pooler = v;
+        }
+        if let Some(url) = env.var("EMERGENCE_DATABASE_DIRECT_URL") {
+            self.database.direct_url = Some(Secret::new(url));
+        }
         if let Some(url) = env.var("EMERGENCE_BROKER_URL") {
             self.broker.url = Some(Secret::new(url));
+        }
+        if let Some(v) = parse(env, "EMERGENCE_BROKER_SHARDING")? {
+            self.broker.sharding = v;
         }
         if let Some(channel) = env.var("EMERGENCE_BROKER_CHANNEL") {
             self.broker.channel = channel;
@@ -400,6 +506,14 @@ impl Settings {
         if let Some(v) = env.var("EMERGENCE_ALLOWED_ORIGINS") {
             self.auth.allowed_origins = v.split(',').map(|s| s.trim().to_string()).collect();
         }
+        if let Some(v) = env.var("EMERGENCE_REGISTRATION") {
+            self.auth.registration = Registration::parse(&v).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "EMERGENCE_REGISTRATION must be open, approval, invite or closed (got {v:?})"
+                )
+            })?;
+        }
+        oidc::apply_env(&mut self.auth, env)?;
         if let Some(v) = parse(env, "EMERGENCE_AUTH_RATE_PER_MIN")? {
             self.limits.auth_rate_per_min = v;
         }
@@ -424,6 +538,12 @@ impl Settings {
         if let Some(v) = parse(env, "EMERGENCE_TRUSTED_PROXIES")? {
             self.limits.trusted_proxies = v;
         }
+        if let Some(v) = parse(env, "EMERGENCE_DELETED_RETENTION_SECS")? {
+            self.database.deleted_retention_secs = v;
+        }
+        if let Some(v) = parse(env, "EMERGENCE_PURGE_INTERVAL_MS")? {
+            self.database.purge_interval_ms = v;
+        }
         if let Some(v) = parse(env, "EMERGENCE_PENDING_QUEUE")? {
             self.database.pending_queue = v;
         }
@@ -437,6 +557,7 @@ impl Settings {
             self.log.level = v;
         }
         self.providers.apply_env(env);
+        self.budgets.apply_env(env)?;
         Ok(())
     }
 }

@@ -245,6 +245,7 @@ async fn emergence(args: &[&str], database_url: &str) -> Run {
         tokio::process::Command::new(BUILT)
             .args(args)
             .env("DATABASE_URL", database_url)
+            .env("EMERGENCE_REGISTRATION", "open")
             .env("EMERGENCE_LOG", "warn")
             .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
             .output(),

@@ -45,6 +45,7 @@ const CLIENT_TYPES: &[&str] = &[
     "debate",
     "cancel",
     "ping",
+    "regenerate",
 ];
 
 fn config(cases: u32) -> Config {
@@ -133,6 +134,7 @@ fn near_valid_frame() -> impl Strategy<Value = Value> {
         "agents",
         "rounds",
         "stream_id",
+        "message_id",
         "nonce",
         "type",
     ]);
@@ -289,6 +291,7 @@ fn check_accepted(v: &Value, frame: &ClientFrame) -> Result<(), TestCaseError> {
             client_id,
             body,
             agent,
+            agents,
         } => {
             prop_assert_eq!(v["type"].as_str(), Some("send"));
             prop_assert_eq!(Some(thread.clone()), s("thread"));
@@ -297,6 +300,12 @@ fn check_accepted(v: &Value, frame: &ClientFrame) -> Result<(), TestCaseError> {
             prop_assert!(body_ok(body.as_str()));
             prop_assert_eq!(Some(body.as_str().to_string()), trimmed("body"));
             prop_assert_eq!(agent.clone(), s("agent"));
+            if agents.is_empty() {
+                prop_assert!(v.get("agents").is_none_or(Value::is_null));
+            } else {
+                prop_assert!(agent.is_none());
+                prop_assert!((1..=4).contains(&agents.len()));
+            }
         }
         ClientFrame::Debate {
             thread,
@@ -304,8 +313,10 @@ fn check_accepted(v: &Value, frame: &ClientFrame) -> Result<(), TestCaseError> {
             topic,
             agents,
             rounds,
+            mediator,
         } => {
             prop_assert_eq!(v["type"].as_str(), Some("debate"));
+            prop_assert_eq!(mediator.clone(), s("mediator"));
             prop_assert_eq!(Some(thread.clone()), s("thread"));
             prop_assert!(cid_ok(client_id.as_str()));
             prop_assert!(body_ok(topic.as_str()));
@@ -317,9 +328,22 @@ fn check_accepted(v: &Value, frame: &ClientFrame) -> Result<(), TestCaseError> {
             prop_assert_eq!(v["type"].as_str(), Some("cancel"));
             prop_assert_eq!(Some(stream_id.clone()), s("stream_id"));
         }
+        ClientFrame::CancelDebate { debate_id } => {
+            prop_assert_eq!(v["type"].as_str(), Some("cancel"));
+            prop_assert!(v.get("stream_id").is_none_or(Value::is_null));
+            prop_assert_eq!(Some(debate_id.clone()), s("debate_id"));
+        }
         ClientFrame::Ping { nonce } => {
             prop_assert_eq!(v["type"].as_str(), Some("ping"));
             prop_assert_eq!(nonce.clone(), v.get("nonce").cloned());
+        }
+        ClientFrame::Regenerate(r) => {
+            prop_assert_eq!(v["type"].as_str(), Some("regenerate"));
+            prop_assert_eq!(Some(r.thread.clone()), s("thread"));
+            prop_assert!(cid_ok(r.client_id.as_str()));
+            prop_assert_eq!(Some(r.client_id.as_str().to_string()), s("client_id"));
+            prop_assert_eq!(Some(r.message_id.clone()), s("message_id"));
+            prop_assert_eq!(r.agent.clone(), s("agent"));
         }
     }
     Ok(())

@@ -450,6 +450,58 @@ async fn each_llm_outcome_tokens_and_latencies_count_as_documented() {
     .await;
 }
 
+fn llm_error(class: &str) -> String {
+    format!(r#"llm_errors_total{{provider="openai",class="{class}"}}"#)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_failed_provider_try_counts_once_by_its_error_class() {
+    let (_fake, url) = FakeLlm::start().await;
+    let models = ["fail-500", "missing", "html", "error-event", "ok"];
+    let app = spawn_app_with(move |s| {
+        s.agents = models.iter().map(|m| agent(m, "openai", m)).collect();
+        use_fake_providers(s, &url);
+        s.providers.max_retries = 1;
+    })
+    .await;
+    let first = Scrape::of(&app).await;
+    for class in [
+        "unavailable",
+        "model_not_found",
+        "rate_limited",
+        "bad_response",
+    ] {
+        assert_eq!(first.get(&llm_error(class)), 0.0, "{class} exported at 0");
+    }
+    let alice = app.register("alice").await;
+    let thread = app.create_thread(&alice, "errors").await;
+    let mut ws = app.ws(&alice).await;
+    ws.subscribe(&thread, None).await;
+    let cases: [(&str, &[(&str, f64)]); 5] = [
+        // Two tries (one retry), each failing with a 500.
+        ("fail-500", &[(&llm_error("unavailable"), 2.0)]),
+        // A 404 is not retried.
+        ("missing", &[(&llm_error("model_not_found"), 1.0)]),
+        ("html", &[(&llm_error("bad_response"), 1.0)]),
+        // The stream broke after its first token: one failed call.
+        ("error-event", &[(&llm_error("unavailable"), 1.0)]),
+        ("ok", &[]),
+    ];
+    for (model, want) in cases {
+        let before = Scrape::of(&app).await;
+        ws.send(json!({"type":"send","thread":thread,"client_id":model,"body":"go","agent":model}))
+            .await;
+        let seen = follow_stream(&mut ws).await;
+        assert_eq!(seen.end.is_some(), model == "ok", "{model}: {seen:?}");
+        let after = Scrape::of(&app).await;
+        assert_eq!(
+            after.moved_since(&before, "llm_errors_total"),
+            deltas(want),
+            "{model}"
+        );
+    }
+}
+
 /// `utime + stime` of a process, in seconds (the kernel counts in 1/100 s).
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();

@@ -64,6 +64,7 @@ async fn an_outage_counts_each_attempt_failure_and_reconnection_as_the_logs_tell
             .env("PORT", port.to_string())
             .env("EMERGENCE_HOST", "127.0.0.1")
             .env("DATABASE_URL", db.url_via(proxy.port))
+            .env("EMERGENCE_REGISTRATION", "open")
             .env("EMERGENCE_LOG", "info")
             .env("EMERGENCE_LOG_FORMAT", "json")
             .stdout(Stdio::null())
@@ -154,7 +155,7 @@ async fn an_outage_counts_each_attempt_failure_and_reconnection_as_the_logs_tell
     // One source of truth: `emergence guard` reading this log counts the same failures and
     // reconnections as the counters (which started at 0 with the process).
     let text = std::fs::read_to_string(&log).unwrap();
-    let guard = emergence::ops::guard::analyse(&text).expect("guard reads the log");
+    let guard = emergence_ops::guard::analyse(&text).expect("guard reads the log");
     assert_eq!(
         guard.db.failures.count as f64,
         after.get("db_connection_failures_total"),
@@ -265,8 +266,8 @@ async fn broker_counters_follow_one_message_and_one_redis_cut() {
     );
     assert_eq!(
         b1.moved_since(&b0, "broker_"),
-        deltas(&[("broker_received_total", 1.0)]),
-        "B received one event"
+        deltas(&[("broker_received_total{relevance=\"relevant\"}", 1.0)]),
+        "B received one event, for a thread it serves"
     );
 
     // B loses Redis, then gets it back: one reconnection, one re-read of its subscribed thread.

@@ -32,6 +32,7 @@ const LISTED: &[&str] = &[
     "broker_received_total",
     "broker_resync_total",
     "llm_requests_total",
+    "llm_errors_total",
     "llm_first_token_seconds",
     "llm_stream_seconds",
     "llm_tokens_total",
@@ -342,6 +343,10 @@ const MEANINGS: &[(&str, &str)] = &[
         "metric_meanings::each_llm_outcome_tokens_and_latencies_count_as_documented",
     ),
     (
+        "llm_errors_total",
+        "metric_meanings::each_failed_provider_try_counts_once_by_its_error_class",
+    ),
+    (
         "llm_first_token_seconds",
         "metric_meanings::each_llm_outcome_tokens_and_latencies_count_as_documented",
     ),
@@ -352,6 +357,10 @@ const MEANINGS: &[(&str, &str)] = &[
     (
         "llm_tokens_total",
         "metric_meanings::each_llm_outcome_tokens_and_latencies_count_as_documented",
+    ),
+    (
+        "llm_cost_total",
+        "usage::usage_equals_stored_tokens_and_cost_is_tokens_times_price_on_sqlite",
     ),
     (
         "emergence_build_info",

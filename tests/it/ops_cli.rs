@@ -3,10 +3,8 @@
 
 use std::{path::PathBuf, process::Output, time::Duration};
 
-use emergence::{
-    ops::verify::{self, Options, Report},
-    settings::LimitSettings,
-};
+use emergence::settings::LimitSettings;
+use emergence_ops::verify::{self, Options, Report};
 use serde_json::Value;
 
 use crate::support::{TestDb, spawn_app, spawn_app_with, start, test_settings};

@@ -90,6 +90,7 @@ impl Server {
             .env("PORT", port.to_string())
             .env("EMERGENCE_HOST", "127.0.0.1")
             .env("DATABASE_URL", db.url())
+            .env("EMERGENCE_REGISTRATION", "open")
             .env("EMERGENCE_CONFIG", &config)
             .env("EMERGENCE_LOG", "info")
             .env("EMERGENCE_LOG_FORMAT", "json")

@@ -5,9 +5,9 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
-use emergence::{
-    ops::verify::{self, Options, ProbeUser, Report, Verdict},
-    settings::Secret,
+use emergence_ops::{
+    Secret,
+    verify::{self, Options, ProbeUser, Report, Verdict},
 };
 use serde_json::Value;
 

@@ -14,6 +14,7 @@ use crate::{
     agents::{agent, follow_known, follow_stream},
     support::{
         TestApp, TestDb, WsClient,
+        cluster::instances_on,
         fake_llm::FakeLlm,
         fault_proxy::{FaultProxy, Mode},
         process::{BUILT, create_thread, free_port, register, spawn_server, wait_ready},
@@ -28,33 +29,12 @@ pub async fn cluster(
     configure: impl Fn(&mut emergence::Settings),
 ) -> (Vec<TestApp>, TestDb) {
     let db = TestDb::postgres().await;
-    let channel = format!("emergence:test:{}", uuid::Uuid::new_v4());
-    let mut apps = Vec::new();
-    for _ in 0..n {
-        let mut s = test_settings(&db.url());
-        s.broker.url = Some(emergence::settings::Secret::new(redis_url));
-        s.broker.channel = channel.clone();
-        s.limits.send_rate_per_sec = 0;
-        s.limits.auth_rate_per_min = 0;
-        s.limits.ws_connect_rate_per_min = 0;
-        s.limits.thread_rate_per_min = 0;
-        s.limits.ws_per_ip = 0;
-        configure(&mut s);
-        apps.push(start(s, TestDb::Shared(db.url()), true).await);
-    }
-    for app in &apps {
-        for _ in 0..100 {
-            if app.state.realtime.broker_state() == emergence::realtime::BrokerState::Up {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    let apps = instances_on(&db, n, redis_url, configure).await;
     (apps, db)
 }
 
 /// Receive until `total` messages arrived; assert they come in `seq` order with no gap or repeat.
-async fn receive_all(ws: &mut WsClient, total: i64) {
+pub(crate) async fn receive_all(ws: &mut WsClient, total: i64) {
     let mut last = 0;
     while last < total {
         let f = ws
@@ -354,11 +334,14 @@ async fn a_ten_second_redis_cut_mid_traffic_loses_nothing() {
         receive_all(&mut ws, total).await;
     }
     // Reconnection backs off with jitter up to 5 s, so an instance may still be waiting for its
-    // next attempt when every message has arrived (the database fills delivery gaps meanwhile):
-    // wait, bounded, for each to be back on Redis before reading what its reconnect did.
+    // next attempt when every message has arrived (the database fills delivery gaps meanwhile);
+    // and the resync that follows a reconnect runs on the inbound task, just after `broker_up`
+    // turns 1. Wait, bounded, for each to be back on Redis and to have resynced.
     for app in &apps {
         for _ in 0..100 {
-            if app.metric("broker_up").await == 1.0 {
+            if app.metric("broker_up").await == 1.0
+                && app.metric("broker_resync_total").await >= 1.0
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

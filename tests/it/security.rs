@@ -481,6 +481,10 @@ async fn ipv6_clients_share_one_rate_limit_per_64_and_ip_port_hops_are_parsed() 
     let app = spawn_app_with(|s| {
         s.limits.trusted_proxies = 1;
         s.limits.failed_logins_per_user = 0;
+        // A burst of 20 that refills one per minute: each argon2 check can take a second on a
+        // loaded machine, and a faster refill would hand out new tokens while the burst is spent.
+        s.limits.auth_burst = 20;
+        s.limits.auth_rate_per_min = 1;
     })
     .await;
     // The burst (20) from one address of a /64...

@@ -262,6 +262,7 @@ async fn a_signing_key_shorter_than_32_bytes_is_refused_at_start() {
         .arg("serve")
         .env("EMERGENCE_SIGNING_KEY", "too-short-key")
         .env("DATABASE_URL", db.url())
+        .env("EMERGENCE_REGISTRATION", "open")
         .env("PORT", free_port().to_string())
         .output()
         .unwrap();

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use emergence::db::{
-    Author, AuthorKind, InsertOutcome, NewMessage, Page, Store, StoreError, Thread, User,
+    Author, AuthorKind, InsertOutcome, NewMessage, Page, StoreError, Target, Thread, connect,
 };
 
 use crate::support::TestDb;
@@ -23,39 +23,47 @@ fn new_message(thread: &str, client_id: &str, author: &str, body: &str) -> NewMe
         status: None,
         prompt_tokens: None,
         completion_tokens: None,
+        meta: None,
+        requester: None,
         agent: None,
         stream_id: None,
     }
 }
 
 async fn story(db: &TestDb) {
-    let store = Store::connect(&db.url(), 4, Duration::from_secs(5), true)
+    story_at(Target::url(&db.url())).await;
+}
+
+/// The story against the database at `target` (also run through PgBouncer: `pooler.rs`).
+pub async fn story_at(target: Target<'_>) {
+    let store = connect(target, 4, Duration::from_secs(5), true)
         .await
         .unwrap();
     store.migrate().await.unwrap();
     store.migrate().await.expect("migrations are idempotent");
 
     // Users: unique by key.
-    for (id, name) in [("u1", "Alice"), ("u2", "bob")] {
-        let u = User {
-            id: id.into(),
-            username: name.into(),
-            password_hash: "h".into(),
-        };
-        store
-            .create_user(&u, &name.to_lowercase(), 1)
-            .await
-            .unwrap();
-    }
-    let dup = User {
-        id: "u3".into(),
-        username: "ALICE".into(),
+    let account = |id: &str, name: &str| emergence::db::accounts::NewAccount {
+        id: id.into(),
+        username: name.into(),
+        key: name.to_lowercase(),
         password_hash: "h".into(),
+        mode: emergence::db::accounts::Registration::Open,
+        invite_hash: None,
+        admin: false,
+        now: 1,
     };
-    assert!(matches!(
-        store.create_user(&dup, "alice", 1).await,
-        Err(StoreError::Conflict(_))
-    ));
+    for (id, name) in [("u1", "Alice"), ("u2", "bob")] {
+        let created = store.register_user(&account(id, name)).await.unwrap();
+        assert!(
+            matches!(created, emergence::db::accounts::Registered::Created(_)),
+            "{created:?}"
+        );
+    }
+    assert_eq!(
+        store.register_user(&account("u3", "ALICE")).await.unwrap(),
+        emergence::db::accounts::Registered::Taken
+    );
     assert_eq!(
         store.user_by_key("alice").await.unwrap().unwrap().username,
         "Alice"
@@ -176,6 +184,8 @@ async fn story(db: &TestDb) {
         evil
     );
 
+    usage_story(&store).await;
+
     // The signing-key slot keeps the first value.
     assert_eq!(store.kv_get_or_insert("k", "first").await.unwrap(), "first");
     assert_eq!(
@@ -183,6 +193,133 @@ async fn story(db: &TestDb) {
         "first"
     );
     store.close().await;
+}
+
+/// Usage sums per requester, agent and model; limit rows; budget reservations that fit in every
+/// period or in none.
+async fn usage_story(store: &emergence::db::SharedStore) {
+    use emergence::db::{
+        MessageMeta,
+        usage::{BudgetRow, Counter, PeriodLimit, UsageQuery},
+    };
+    let answer = |client_id: &str, requester: &str, prompt: i64, completion: i64| {
+        let mut m = new_message("t1", client_id, "bot", "an answer");
+        m.author.kind = AuthorKind::Agent;
+        m.requester = Some(requester.into());
+        m.prompt_tokens = Some(prompt);
+        m.completion_tokens = Some(completion);
+        m.meta = Some(Box::new(MessageMeta {
+            model: Some("m1".into()),
+            ..MessageMeta::default()
+        }));
+        m
+    };
+    store
+        .insert_messages(&[
+            answer("ans1", "u1", 25, 5),
+            answer("ans2", "u1", 10, 2),
+            answer("ans3", "u2", 7, 1),
+        ])
+        .await
+        .unwrap();
+    let mine = UsageQuery {
+        user_id: Some("u1".into()),
+        from_ms: 0,
+        to_ms: i64::MAX,
+    };
+    let groups = store.usage(&mine).await.unwrap();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    let g = &groups[0];
+    assert_eq!(
+        (g.user_id.as_str(), g.agent.as_str(), g.model.as_deref()),
+        ("u1", "bot", Some("m1"))
+    );
+    assert_eq!(
+        (g.answers, g.prompt_tokens, g.completion_tokens),
+        (2, 35, 7)
+    );
+    assert_eq!(g.day, emergence::db::now_ms() / 86_400_000);
+    let everyone = UsageQuery {
+        user_id: None,
+        ..mine.clone()
+    };
+    assert_eq!(
+        store.usage(&everyone).await.unwrap().len(),
+        2,
+        "user messages are not usage"
+    );
+    let past = UsageQuery {
+        from_ms: 0,
+        to_ms: 1,
+        ..mine
+    };
+    assert!(store.usage(&past).await.unwrap().is_empty());
+
+    store.set_budget("u1", Some(10), None, 1).await.unwrap();
+    store.set_budget("*", None, Some(500), 1).await.unwrap();
+    store.set_budget("u1", Some(20), None, 2).await.unwrap();
+    let rows = store.budget_rows(Some("u1")).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.contains(&BudgetRow {
+            user_id: "u1".into(),
+            username: Some("Alice".into()),
+            daily_tokens: Some(20),
+            monthly_tokens: None,
+        }),
+        "{rows:?}"
+    );
+    assert!(store.delete_budget("u1").await.unwrap());
+    assert!(!store.delete_budget("u1").await.unwrap());
+
+    let periods = [
+        PeriodLimit {
+            period: "m2026-11".into(),
+            limit: None,
+        },
+        PeriodLimit {
+            period: "d2026-11-30".into(),
+            limit: Some(100),
+        },
+    ];
+    assert_eq!(store.reserve_usage("u1", &periods, 60).await.unwrap(), None);
+    assert_eq!(
+        store.reserve_usage("u1", &periods, 60).await.unwrap(),
+        None,
+        "60 < 100: admitted"
+    );
+    assert_eq!(
+        store.reserve_usage("u1", &periods, 60).await.unwrap(),
+        Some("d2026-11-30".to_string()),
+        "120 >= 100: refused"
+    );
+    let keys = ["m2026-11".to_string(), "d2026-11-30".to_string()];
+    assert_eq!(
+        store.usage_counters("u1", &keys).await.unwrap(),
+        vec![
+            Counter {
+                used: 0,
+                reserved: 120
+            };
+            2
+        ],
+        "a refused reservation takes nothing, in no period"
+    );
+    store.settle_usage("u1", &keys, 60, 30).await.unwrap();
+    assert_eq!(
+        store.usage_counters("u1", &keys).await.unwrap(),
+        vec![
+            Counter {
+                used: 30,
+                reserved: 60
+            };
+            2
+        ]
+    );
+    assert_eq!(
+        store.usage_counters("u2", &keys).await.unwrap(),
+        vec![Counter::default(); 2]
+    );
 }
 
 #[tokio::test]

@@ -97,6 +97,55 @@ async fn the_page_is_index_plus_one_script_one_stylesheet_and_a_favicon() {
 }
 
 #[tokio::test]
+async fn the_lazy_chunks_are_hashed_immutable_compressed_and_not_on_the_page() {
+    let app = spawn_app().await;
+    let html = app
+        .http
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lazy: Vec<_> = emergence::assets::embedded_paths()
+        .into_iter()
+        .filter(|p| p.ends_with(".js") && !p.starts_with("/assets/index-"))
+        .collect();
+    for name in ["languages", "mathml", "accounts", "tools"] {
+        assert_eq!(
+            lazy.iter()
+                .filter(|p| p.starts_with(&format!("/assets/{name}-")))
+                .count(),
+            1,
+            "one {name} chunk in {lazy:?}"
+        );
+    }
+    for path in &lazy {
+        assert!(!html.contains(path), "the page references {path}");
+        let r = app
+            .http
+            .get(app.url(path))
+            .header("accept-encoding", "br")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(
+            r.headers()["cache-control"],
+            "public, max-age=31536000, immutable"
+        );
+        assert_eq!(r.headers()["content-encoding"], "br");
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/javascript")
+        );
+    }
+}
+
+#[tokio::test]
 async fn encodings_are_negotiated_and_revalidation_answers_304() {
     let app = spawn_app().await;
     let html = app
@@ -212,7 +261,9 @@ async fn two_hundred_reloads_from_one_ip_never_meet_a_429() {
 
 #[tokio::test]
 async fn rate_limits_answer_429_with_retry_after_and_ratelimit_headers() {
-    let app = spawn_app().await;
+    // Bursts as by default, refilled slowly: on a loaded machine one argon2 check can take a
+    // second, and the default refill (1/s) would hand out a token per attempt.
+    let app = spawn_app_with(|s| s.limits.auth_rate_per_min = 1).await;
     let mut limited = None;
     for i in 0..40 {
         let r = app
@@ -237,8 +288,9 @@ async fn rate_limits_answer_429_with_retry_after_and_ratelimit_headers() {
         "rate_limited"
     );
     assert!(app.metric("rate_limited_total{scope=\"auth\"}").await >= 1.0);
-    // Sends: 20/s per user, bursts of 100.
-    let app = spawn_app().await;
+    // Sends: bursts of 100 (default), refilled at 1/s so that a slow machine does not refill
+    // the bucket while the 130 sends are made.
+    let app = spawn_app_with(|s| s.limits.send_rate_per_sec = 1).await;
     let alice = app.register("alice").await;
     let thread = app.create_thread(&alice, "limits").await;
     let mut codes = Vec::new();
@@ -286,7 +338,11 @@ async fn failed_logins_per_username_are_limited() {
 
 #[tokio::test]
 async fn behind_a_trusted_proxy_limits_apply_to_the_forwarded_client_ip() {
-    let app = spawn_app_with(|s| s.limits.trusted_proxies = 1).await;
+    let app = spawn_app_with(|s| {
+        s.limits.trusted_proxies = 1;
+        s.limits.auth_rate_per_min = 1; // no refill while the burst is spent, however slow
+    })
+    .await;
     let n = std::sync::atomic::AtomicUsize::new(0);
     let login = |ip: &'static str| {
         let (http, url) = (app.http.clone(), app.url("/api/auth/login"));

@@ -5,10 +5,10 @@
 // Run: EMERGENCE_BIN=target/debug/emergence npm run e2e   (needs EMERGENCE_BIN: a server of its own)
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { FakeOpenAI } from './fake-openai.mjs';
 import { ARTIFACTS_DIR, launchBrowser, setupOwnServer, sleep } from './support.mjs';
 
 const PASSWORD = 'e2e-password-123';
@@ -16,69 +16,6 @@ const WORDS = 120;
 const CHUNK_MS = 50;
 const EXPECTED = Array.from({ length: WORDS }, (_, i) => `w${i}`).join(' ');
 const SKIP = process.env.EMERGENCE_BIN ? false : 'needs EMERGENCE_BIN (the test starts a server with its own agents)';
-
-// ---- a fake OpenAI-compatible provider ------------------------------------------------------------
-
-class FakeOpenAI {
-  requests = [];
-  streamsFinished = 0;
-
-  async start() {
-    this.server = http.createServer((req, res) => {
-      let raw = '';
-      req.setEncoding('utf8');
-      req.on('data', (d) => (raw += d));
-      req.on('end', () => this.handle(req, res, raw));
-    });
-    await new Promise((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${this.server.address().port}/v1`;
-  }
-
-  handle(req, res, raw) {
-    if (req.method !== 'POST' || req.url !== '/v1/chat/completions') {
-      res.writeHead(404, { 'Content-Type': 'application/json' });
-      res.end(JSON.stringify({ error: { message: 'not found' } }));
-      return;
-    }
-    let body = null;
-    try {
-      body = JSON.parse(raw);
-    } catch {
-      /* recorded as null */
-    }
-    this.requests.push({ headers: req.headers, body });
-    res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive' });
-    res.flushHeaders();
-    let i = 0;
-    const timer = setInterval(() => {
-      if (res.destroyed) {
-        clearInterval(timer);
-        return;
-      }
-      if (i < WORDS) {
-        const chunk = {
-          id: 'c',
-          object: 'chat.completion.chunk',
-          choices: [{ index: 0, delta: { content: `w${i} ` }, finish_reason: null }],
-        };
-        res.write(`data: ${JSON.stringify(chunk)}\n\n`);
-        i += 1;
-        return;
-      }
-      clearInterval(timer);
-      res.write(`data: ${JSON.stringify({ choices: [], usage: { prompt_tokens: 10, completion_tokens: WORDS, total_tokens: WORDS + 10 } })}\n\n`);
-      res.write('data: [DONE]\n\n');
-      res.end();
-      this.streamsFinished += 1;
-    }, CHUNK_MS);
-    res.on('close', () => clearInterval(timer));
-  }
-
-  async stop() {
-    this.server?.closeAllConnections?.();
-    await new Promise((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
-  }
-}
 
 // ---- setup ----------------------------------------------------------------------------------------
 
@@ -89,7 +26,8 @@ let configDir = null;
 
 before(async () => {
   if (SKIP) return;
-  fake = new FakeOpenAI();
+  // One word per chunk, slowly.
+  fake = new FakeOpenAI(() => ({ chunks: Array.from({ length: WORDS }, (_, i) => `w${i} `), intervalMs: CHUNK_MS }));
   await fake.start();
   configDir = mkdtempSync(path.join(os.tmpdir(), 'emergence-e2e-stream-cfg-'));
   const config = path.join(configDir, 'emergence.toml');

@@ -1,7 +1,7 @@
 // Shared helpers for the end-to-end tests: the server under test and the browser.
 //
 // Server: when EMERGENCE_BIN is set, `$EMERGENCE_BIN serve` is spawned with PORT=<free port> (or the
-// port of EMERGENCE_URL), DATABASE_URL=sqlite://<tmpdir>/e2e.db and EMERGENCE_AUTH_RATE_PER_MIN=0,
+// port of EMERGENCE_URL), DATABASE_URL=sqlite://<tmpdir>/e2e.db, EMERGENCE_REGISTRATION=open and EMERGENCE_AUTH_RATE_PER_MIN=0,
 // and can be stopped (SIGTERM) and started again on the same port and database. Otherwise the
 // server at EMERGENCE_URL is used as is (tests that need a restart are skipped).
 //
@@ -96,6 +96,7 @@ export class ManagedServer {
       PORT: String(this.port),
       DATABASE_URL: `sqlite://${path.join(this.dataDir, 'e2e.db')}`,
       EMERGENCE_AUTH_RATE_PER_MIN: '0',
+      EMERGENCE_REGISTRATION: 'open',
       ...this.extraEnv,
     };
     const proc = spawn(this.bin, ['serve'], { cwd: REPO_DIR, env, stdio: ['ignore', log, log] });

@@ -1,3 +1,5 @@
+import { t } from './i18n';
+import type { Key } from './i18n';
 import type { ApiErrorBody } from './types';
 
 export class ApiError extends Error {
@@ -18,17 +20,12 @@ export function setUnauthorizedHandler(fn: (() => void) | null): void {
   onUnauthorized = fn;
 }
 
-const FALLBACK: Record<number, string> = {
-  400: 'The request was not understood.',
-  401: 'Please log in again.',
-  403: 'You are not allowed to do that.',
-  404: 'Not found.',
-  409: 'That conflicts with existing data.',
-  413: 'That is too large.',
-  422: 'Some fields are not valid.',
-  429: 'Too many requests. Please wait a moment.',
-  503: 'The service is temporarily unavailable.',
-};
+/** HTTP statuses with a sentence of their own when the answer carries no message. */
+const FALLBACK = new Set([400, 401, 403, 404, 409, 413, 422, 429, 503]);
+
+function fallbackText(status: number): string {
+  return FALLBACK.has(status) ? t(`http.${status}` as Key) : t('http.other', { n: String(status) });
+}
 
 /**
  * Calls the JSON API. The browser authenticates with the HttpOnly session cookie
@@ -50,7 +47,7 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
       cache: 'no-store',
     });
   } catch {
-    throw new ApiError(0, 'network', 'Cannot reach the server. Check your connection.');
+    throw new ApiError(0, 'network', t('http.network'));
   }
   if (res.status === 204) return undefined as T;
   const text = await res.text();
@@ -68,7 +65,7 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
     const e = new ApiError(
       res.status,
       err?.code ?? `http_${res.status}`,
-      err?.message || FALLBACK[res.status] || `Request failed (${res.status}).`,
+      err?.message || fallbackText(res.status),
       err?.fields,
       Number.isFinite(ra) && ra > 0 ? ra : undefined,
     );

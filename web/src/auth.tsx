@@ -4,14 +4,15 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, api, errorText, setUnauthorizedHandler, toFormError } from './api';
 import type { FormError } from './api';
+import { t } from './i18n';
+import { LangPicker } from './i18n/LangPicker';
+import { SsoButtons, signInChoices, ssoErrorFromLink, useSsoHandover } from './sso';
 import type { AuthResponse, User } from './types';
 
 /** The cached user (id and username): a hint that a session cookie may exist, never a credential. */
 const USER_KEY = 'emergence.user';
 /** Where earlier versions kept the bearer token. Removed on load and never written again. */
 const LEGACY_TOKEN_KEY = 'emergence.token';
-
-const ENDED = 'Your session has ended. Please log in again.';
 
 function parseUser(raw: string | null): User | null {
   if (!raw) return null;
@@ -100,7 +101,7 @@ export function useSession(): SessionControl {
   const loggedIn = (user: User) => {
     gen.current += 1;
     writeCachedUser(user);
-    setSession({ state: 'in', user: { id: user.id, username: user.username } });
+    setSession({ state: 'in', user: { id: user.id, username: user.username, role: user.role, status: user.status } });
   };
 
   /** `fallback`: the user to stay logged in as when the server cannot be asked (offline, 5xx). */
@@ -113,7 +114,7 @@ export function useSession(): SessionControl {
       })
       .catch((e) => {
         if (gen.current !== mine) return;
-        if (e instanceof ApiError && e.status === 401) ended(ENDED);
+        if (e instanceof ApiError && e.status === 401) ended(t('auth.ended'));
         // The socket and the next request will tell; a 401 or close 4401 then ends the session.
         else if (fallback) setSession({ state: 'in', user: fallback });
         else setSession({ state: 'out', notice: errorText(e) });
@@ -124,7 +125,7 @@ export function useSession(): SessionControl {
 
   useEffect(() => {
     setUnauthorizedHandler(() => {
-      if (current.current.state !== 'out') ended(ENDED);
+      if (current.current.state !== 'out') ended(t('auth.ended'));
     });
     if (boot.current!.probe) probe(boot.current!.cached);
     // Another tab logged in or out: follow it (the cookie is shared by all tabs).
@@ -149,7 +150,7 @@ export function CheckingScreen() {
   return (
     <main class="center-screen" aria-busy="true">
       <p class="sr-only" role="status">
-        Loading…
+        {t('auth.loading')}
       </p>
     </main>
   );
@@ -157,13 +158,96 @@ export function CheckingScreen() {
 
 // ---- Login --------------------------------------------------------------------------------------
 
+/** The secret of an invite link (`/#/invite/<secret>`), if the page was opened with one. */
+export function inviteFromLink(): string | null {
+  const m = /^#\/invite\/([A-Za-z0-9_-]+)$/.exec(location.hash);
+  return m ? m[1] : null;
+}
+
+/** The secret of a password-reset link (`/#/reset/<secret>`), if the page was opened with one. */
+export function resetFromLink(): string | null {
+  const m = /^#\/reset\/([A-Za-z0-9_-]+)$/.exec(location.hash);
+  return m ? m[1] : null;
+}
+
+/** Set a new password with an admin's reset link; then log in with it. */
+function ResetForm({ token }: { token: string }) {
+  const [password, setPassword] = useState('');
+  const [done, setDone] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setError(null);
+    try {
+      await api<void>('POST', '/api/auth/reset', { token, password });
+      setDone(true);
+      history.replaceState(null, '', location.pathname);
+    } catch (err) {
+      setError(errorText(err));
+    }
+  };
+  return done ? (
+    <p class="notice" role="status" data-testid="reset-done">
+      {t('auth.resetDone')}
+    </p>
+  ) : (
+    <form class="card auth-form" onSubmit={(e) => void submit(e)} data-testid="reset-form">
+      <label for="reset-password">{t('acc.new')}</label>
+      <input id="reset-password" data-testid="reset-password" type="password" autocomplete="new-password" required
+        minLength={8} maxLength={256} value={password} onInput={(e) => setPassword(e.currentTarget.value)} />
+      <button type="submit" class="primary" data-testid="reset-submit">
+        {t('auth.resetSet')}
+      </button>
+      {error && (
+        <p class="form-error" role="alert">
+          {error}
+        </p>
+      )}
+    </form>
+  );
+}
+
+/** A pending account: nothing but waiting until an admin approves it. */
+export function PendingScreen({ onCheck, onLogout }: { onCheck: () => void; onLogout: () => void }) {
+  return (
+    <main class="center-screen">
+      <div class="card auth-form" data-testid="pending">
+        <h1 class="brand-large">Emergence</h1>
+        <p role="status">{t('auth.pending')}</p>
+        <div class="row">
+          <button type="button" class="primary" data-testid="pending-check" onClick={onCheck}>
+            {t('auth.pendingCheck')}
+          </button>
+          <button type="button" onClick={onLogout}>
+            {t('top.logout')}
+          </button>
+        </div>
+      </div>
+    </main>
+  );
+}
+
 export function LoginScreen({ notice, onAuth }: { notice: string | null; onAuth: (user: User) => void }) {
   const [username, setUsername] = useState('');
   const [password, setPassword] = useState('');
   const [busy, setBusy] = useState<null | 'login' | 'register'>(null);
   const [error, setError] = useState<FormError | null>(null);
   const formRef = useRef<HTMLFormElement>(null);
+  // An invite link opened in this tab changes only the hash: show its notice.
+  const [, setHash] = useState(location.hash);
+  useEffect(() => {
+    const onHash = () => setHash(location.hash);
+    window.addEventListener('hashchange', onHash);
+    return () => window.removeEventListener('hashchange', onHash);
+  }, []);
 
+  const reset = resetFromLink();
+  const [choices] = useState(signInChoices);
+  const [ssoError] = useState(ssoErrorFromLink);
+  useEffect(() => {
+    if (ssoError) history.replaceState(null, '', location.pathname);
+  }, []);
+  const handover = useSsoHandover(onAuth);
   const submit = async (kind: 'login' | 'register') => {
     if (busy) return;
     if (formRef.current && !formRef.current.reportValidity()) return;
@@ -172,7 +256,10 @@ export function LoginScreen({ notice, onAuth }: { notice: string | null; onAuth:
     try {
       // The answer also carries the token (for scripts); the browser keeps only the user and
       // relies on the HttpOnly cookie set by the same answer.
-      const r = await api<AuthResponse>('POST', `/api/auth/${kind}`, { username: username.trim(), password });
+      const invite = inviteFromLink();
+      const body = kind === 'register' && invite ? { username: username.trim(), password, invite } : { username: username.trim(), password };
+      const r = await api<AuthResponse>('POST', `/api/auth/${kind}`, body);
+      if (invite && kind === 'register') history.replaceState(null, '', location.pathname);
       onAuth(r.user);
     } catch (e) {
       setError(toFormError(e));
@@ -184,6 +271,7 @@ export function LoginScreen({ notice, onAuth }: { notice: string | null; onAuth:
 
   return (
     <main class="center-screen">
+      {reset && <ResetForm token={reset} />}
       <form
         ref={formRef}
         class="card auth-form"
@@ -194,16 +282,44 @@ export function LoginScreen({ notice, onAuth }: { notice: string | null; onAuth:
         }}
         noValidate={false}
       >
-        <h1 id="auth-title" class="brand-large">
-          Emergence
-        </h1>
-        <p class="muted">Chat with people and AI agents in real time.</p>
+        <div class="row spread">
+          <h1 id="auth-title" class="brand-large">
+            Emergence
+          </h1>
+          <LangPicker />
+        </div>
+        <p class="muted">{t('auth.tagline')}</p>
+        {inviteFromLink() && (
+          <p class="notice" data-testid="invite-notice">
+            {choices.password_login ? t('auth.invited') : t('sso.invited')}
+          </p>
+        )}
         {notice && (
           <p class="notice" role="status">
             {notice}
           </p>
         )}
-        <label for="username">Username</label>
+        {handover.busy && (
+          <p class="notice" role="status" data-testid="sso-busy">
+            {t('sso.signingIn')}
+          </p>
+        )}
+        {(ssoError ?? handover.error) && (
+          <p class="form-error" role="alert" data-testid="sso-error">
+            {ssoError ?? handover.error}
+          </p>
+        )}
+        <SsoButtons providers={choices.providers} invite={inviteFromLink()} />
+        {choices.password_login && choices.providers.length > 0 && <p class="muted sso-or">{t('sso.or')}</p>}
+        {choices.password_login && passwordFields()}
+      </form>
+    </main>
+  );
+
+  function passwordFields() {
+    return (
+      <>
+        <label for="username">{t('auth.username')}</label>
         <input
           id="username"
           name="username"
@@ -219,9 +335,9 @@ export function LoginScreen({ notice, onAuth }: { notice: string | null; onAuth:
           aria-describedby="username-hint"
         />
         <small id="username-hint" class={fieldError('username') ? 'field-error' : 'muted'}>
-          {fieldError('username') ?? '3–32 letters, digits, “_”, “.” or “-”.'}
+          {fieldError('username') ?? t('auth.usernameHint')}
         </small>
-        <label for="password">Password</label>
+        <label for="password">{t('auth.password')}</label>
         <input
           id="password"
           name="password"
@@ -236,7 +352,7 @@ export function LoginScreen({ notice, onAuth }: { notice: string | null; onAuth:
           aria-describedby="password-hint"
         />
         <small id="password-hint" class={fieldError('password') ? 'field-error' : 'muted'}>
-          {fieldError('password') ?? 'At least 8 characters.'}
+          {fieldError('password') ?? t('auth.passwordHint')}
         </small>
         {error && (
           <p class="form-error" role="alert" data-testid="auth-error">
@@ -245,13 +361,13 @@ export function LoginScreen({ notice, onAuth }: { notice: string | null; onAuth:
         )}
         <div class="row">
           <button type="submit" class="primary" data-testid="login" disabled={busy !== null}>
-            {busy === 'login' ? 'Logging in…' : 'Log in'}
+            {busy === 'login' ? t('auth.loggingIn') : t('auth.login')}
           </button>
           <button type="button" data-testid="register" disabled={busy !== null} onClick={() => void submit('register')}>
-            {busy === 'register' ? 'Creating account…' : 'Register'}
+            {busy === 'register' ? t('auth.registering') : t('auth.register')}
           </button>
         </div>
-      </form>
-    </main>
-  );
+      </>
+    );
+  }
 }

@@ -1,5 +1,8 @@
 // The chat store: threads, messages, live agent streams, the outbox, and the WebSocket protocol.
-import { api, errorText } from './api';
+import { budgetText } from './agentText';
+import { ApiError, api, errorText } from './api';
+import { type Ask, frameFor } from './ask';
+import { t } from './i18n';
 import {
   cpLen,
   isMessage,
@@ -9,9 +12,13 @@ import {
   parseOutbox,
 } from './logic';
 import type { ErrorCode, ServerFrame } from './contract';
-import { type FrameOf, type StreamFrame, applyStreamFrame } from './streams';
+import { type FrameOf, type StreamFrame, applyStreamFrame, noteDebateTurns } from './streams';
 import type { Agent, LiveStream, Message, PendingSend, Thread, User } from './types';
+import { ThreadDirectory } from './directory';
+import { setHash, threadFromHash } from './route';
+import { readOutbox, writeOutbox } from './outbox';
 import { Socket, wsUrl } from './ws';
+import { Versions } from './versions';
 
 export const MAX_BODY_CHARS = 16384;
 const PAGE = 50;
@@ -39,28 +46,7 @@ export interface Notice {
 }
 
 
-function threadFromHash(hash: string): string | null {
-  const m = /^#\/t\/([^/]+)$/.exec(hash);
-  if (!m) return null;
-  try {
-    return decodeURIComponent(m[1]);
-  } catch {
-    return null;
-  }
-}
-
-function setHash(hash: string): void {
-  try {
-    history.replaceState(history.state, '', `${location.pathname}${location.search}${hash}`);
-  } catch {
-    /* not fatal */
-  }
-}
-
-export class Chat {
-  threads: Thread[] = [];
-  threadsLoaded = false;
-  threadsError: string | null = null;
+export class Chat extends ThreadDirectory {
   agents: Agent[] = [];
   currentId: string | null = null;
   views = new Map<string, ThreadView>();
@@ -69,9 +55,17 @@ export class Chat {
   /** Sends the server refused; shown until discarded or retried. */
   failed: PendingSend[] = [];
   streams = new Map<string, LiveStream>();
+  /** Debates whose last turn ended and whose next has not started yet (still stoppable). */
+  betweenTurns = new Set<string>();
+  /** Stored answers that were streamed on this page: message id -> stream id (see messages.tsx). */
+  answerStreams = new Map<string, string>();
   notices: Notice[] = [];
+  /** A search hit to show: the open thread scrolls to this message once it is rendered. */
+  focus: { thread: string; seq: number } | null = null;
   db: 'up' | 'down' = 'up';
   readonly socket: Socket;
+  /** Which version of each answer shows, and regenerate requests awaiting their ack. */
+  readonly versions = new Versions((f) => this.socket.send(f), () => this.emit());
   onUnauthorized: () => void = () => {};
   /** The socket authenticated as someone else (the cookie changed, e.g. a login in another tab). */
   onUserChanged: () => void = () => {};
@@ -89,6 +83,7 @@ export class Chat {
   private readonly outboxKey: string;
 
   constructor(readonly me: User) {
+    super();
     this.outboxKey = `emergence.outbox.${me.id}`;
     this.socket = new Socket(() => wsUrl(), {
       frame: (f) => this.onFrame(f),
@@ -100,7 +95,7 @@ export class Chat {
   // ---- lifecycle and subscriptions -------------------------------------------------------------
 
   start(): void {
-    this.outbox = parseOutbox(this.readStorage());
+    this.outbox = parseOutbox(readOutbox(this.outboxKey));
     this.socket.start();
     const fromUrl = threadFromHash(location.hash);
     if (fromUrl) {
@@ -128,7 +123,7 @@ export class Chat {
     return () => this.listeners.delete(fn);
   }
 
-  private emit(): void {
+  protected emit(): void {
     for (const fn of this.listeners) fn();
   }
 
@@ -152,7 +147,7 @@ export class Chat {
       // A thread from the URL that we are not a member of (or that is gone): close it.
       const fromUrl = this.unconfirmedId;
       this.unconfirmedId = null;
-      if (fromUrl && this.currentId === fromUrl && !this.threads.some((t) => t.id === fromUrl)) this.closeThread();
+      if (fromUrl && this.currentId === fromUrl && !this.threads.some((t) => t.id === fromUrl)) await this.confirmArchived(fromUrl);
     } catch (e) {
       this.threadsError = errorText(e);
     }
@@ -180,8 +175,33 @@ export class Chat {
     return t;
   }
 
-  async addMember(threadId: string, username: string): Promise<void> {
-    await api<void>('POST', `/api/threads/${encodeURIComponent(threadId)}/members`, { username });
+  /** Opens a thread at one message (a search hit), with the history around it. */
+  async openAt(id: string, seq: number): Promise<void> {
+    this.focus = { thread: id, seq };
+    if (![...this.threads, ...(this.archived ?? [])].some((x) => x.id === id)) {
+      // A hit in a thread the lists do not hold yet (an archived one): fetch it to show it.
+      const th = await api<Thread>('GET', `/api/threads/${encodeURIComponent(id)}`);
+      if (th.archived) this.archived = [th, ...(this.archived ?? [])];
+      else this.threads = [th, ...this.threads];
+    }
+    if (!this.views.get(id)?.messages.some((m) => m.seq === seq && !m.local)) {
+      const msgs = await this.fetchMessages(id, `around_seq=${seq}&limit=${PAGE}`);
+      // The page replaces what we had; subscribing with its last seq replays what is newer.
+      if (this.currentId === id) this.closeThread();
+      this.views.delete(id);
+      const v = this.view(id);
+      this.absorb(id, msgs);
+      v.loaded = true;
+      v.complete = msgs.length === 0 || msgs[0].seq <= 1;
+    }
+    this.openThread(id);
+    this.emit();
+  }
+
+  /** This page forgets a thread that is gone for this user. */
+  protected forget(id: string): void {
+    this.views.delete(id);
+    if (this.currentId === id) this.closeThread();
   }
 
   private view(id: string): ThreadView {
@@ -217,7 +237,9 @@ export class Chat {
       v.loaded = true;
       v.complete = msgs.length < PAGE || (msgs.length > 0 && msgs[0].seq <= 1);
     } catch (e) {
-      v.error = `Could not load messages: ${errorText(e)}`;
+      // Deleted, or this user removed, while the page was not watching it.
+      if (e instanceof ApiError && e.status === 404) return this.lost(id);
+      v.error = t('msgs.loadFailed', { error: errorText(e) });
     } finally {
       v.loading = false;
       this.emit();
@@ -235,7 +257,7 @@ export class Chat {
       v.messages = mergeMessages(v.messages, msgs);
       if (msgs.length < PAGE || (msgs.length > 0 && msgs[0].seq <= 1)) v.complete = true;
     } catch (e) {
-      this.notify(id, `Could not load earlier messages: ${errorText(e)}`);
+      this.notify(id, t('msgs.olderFailed', { error: errorText(e) }));
     } finally {
       v.loadingOlder = false;
       this.emit();
@@ -325,14 +347,15 @@ export class Chat {
 
   // ---- sending ---------------------------------------------------------------------------------
 
-  /** Queues a message for the open thread; returns an error text when the body is not valid. */
-  send(rawBody: string, agent?: string): string | null {
+  /** Queues a message (or a debate's topic) for the open thread; returns an error text when the
+   * body is not valid. */
+  send(rawBody: string, ask: Ask = {}): string | null {
     const thread = this.currentId;
-    if (!thread) return 'Open a thread first.';
+    if (!thread) return t('composer.noThread');
     const body = rawBody.trim();
-    if (!body) return 'Write something first.';
+    if (!body) return t('composer.empty');
     const n = cpLen(body);
-    if (n > MAX_BODY_CHARS) return `Message is too long (${n} of at most ${MAX_BODY_CHARS} characters).`;
+    if (n > MAX_BODY_CHARS) return t('composer.tooLong', { n, max: MAX_BODY_CHARS });
     const item: PendingSend = {
       client_id: newClientId(),
       thread,
@@ -340,7 +363,7 @@ export class Chat {
       created_at: new Date().toISOString(),
       state: 'sending',
     };
-    if (agent) item.agent = agent;
+    Object.assign(item, ask);
     this.outbox.push(item);
     this.saveOutbox();
     this.transmit(item);
@@ -349,9 +372,7 @@ export class Chat {
   }
 
   private transmit(p: PendingSend): void {
-    const frame: Record<string, string> = { type: 'send', thread: p.thread, client_id: p.client_id, body: p.body };
-    if (p.agent) frame.agent = p.agent;
-    this.socket.send(frame); // when not connected, the welcome handler sends it
+    this.socket.send(frameFor(p)); // when not connected, the welcome handler sends it
   }
 
   private flushOutbox(): void {
@@ -380,6 +401,11 @@ export class Chat {
     this.socket.send({ type: 'cancel', stream_id: streamId });
   }
 
+  /** Stops a whole debate: its running turn ends `cancelled`, no further turn runs. */
+  cancelDebate(debateId: string): void {
+    this.socket.send({ type: 'cancel', debate_id: debateId });
+  }
+
   private dropPending(clientId: string): boolean {
     const before = this.outbox.length;
     this.outbox = this.outbox.filter((p) => p.client_id !== clientId);
@@ -391,34 +417,8 @@ export class Chat {
     return this.outbox.length !== before;
   }
 
-  private readStorage(): string | null {
-    try {
-      return localStorage.getItem(this.outboxKey);
-    } catch {
-      return null;
-    }
-  }
-
   private saveOutbox(): void {
-    try {
-      if (this.outbox.length === 0) localStorage.removeItem(this.outboxKey);
-      else
-        localStorage.setItem(
-          this.outboxKey,
-          JSON.stringify(
-            this.outbox.map(({ client_id, thread, body, agent, created_at, state }) => ({
-              client_id,
-              thread,
-              body,
-              agent,
-              created_at,
-              state,
-            })),
-          ),
-        );
-    } catch {
-      /* storage full or disabled: the in-memory outbox still works */
-    }
+    writeOutbox(this.outboxKey, this.outbox);
   }
 
   notify(thread: string | null, text: string): void {
@@ -450,6 +450,7 @@ export class Chat {
         this.welcomes += 1;
         this.subscribeCurrent();
         this.flushOutbox();
+        this.versions.resend();
         if (this.welcomes > 1) void this.loadThreads();
         break;
       }
@@ -472,12 +473,18 @@ export class Chat {
       case 'error':
         this.onError(f);
         break;
+      case 'thread_updated':
+      case 'members_updated':
+      case 'removed':
+        this.onDirectoryFrame(f);
+        break;
       case 'resync':
         if (this.views.has(f.thread)) void this.loadHistory(f.thread, true);
         break;
       case 'stream_start':
       case 'stream_snapshot':
       case 'stream_chunk':
+      case 'stream_retry':
       case 'stream_end':
       case 'stream_error':
         if (f.thread === this.currentId) this.onStream(f);
@@ -514,6 +521,7 @@ export class Chat {
 
   private onAck(f: FrameOf<'ack'>): void {
     const cid = f.client_id;
+    if (this.versions.settle(cid)) return;
     const p = this.outbox.find((x) => x.client_id === cid);
     if (!p) return;
     if (f.status === 'queued') {
@@ -542,12 +550,13 @@ export class Chat {
 
   private onError(f: FrameOf<'error'>): void {
     const code = f.code;
-    const text = f.message || code.replace(/_/g, ' ');
+    const text = budgetText(f.code, f.resets_at) ?? (f.message || code.replace(/_/g, ' '));
     const cid = f.client_id;
     if (!cid) {
       if (code !== 'unauthorized') this.notify(this.currentId, text);
       return;
     }
+    if (this.versions.refused(cid, RETRYABLE.has(code), f.retry_after_ms, () => this.notify(this.currentId, text))) return;
     const p = this.outbox.find((x) => x.client_id === cid);
     if (!p) return;
     if (RETRYABLE.has(code)) {
@@ -567,6 +576,8 @@ export class Chat {
     this.dropPending(cid);
     this.saveOutbox();
     this.failed = [...this.failed, { ...p, state: 'failed', error: text }];
+    // A spent budget is said where the user is typing, with when it resets.
+    if (code === 'budget_exceeded') this.notify(p.thread, text);
   }
 
   private requestSnapshot(): void {
@@ -578,9 +589,17 @@ export class Chat {
   }
 
   private onStream(f: StreamFrame): void {
+    if (f.type === 'stream_start' && f.version_of) this.versions.showLatest(f.version_of);
+    // The model that really answers may have changed (a local model found or gone): show it.
+    if (f.type === 'stream_start' && f.agent.model) {
+      const agent = this.agents.find((a) => a.id === f.agent.id);
+      if (agent) agent.model = f.agent.model;
+    }
+    noteDebateTurns(this.betweenTurns, this.streams, f);
     const outcome = applyStreamFrame(this.streams, f);
     if (outcome.kind === 'gap') this.requestSnapshot();
     else if (outcome.kind === 'answer') {
+      this.answerStreams.set(outcome.message.id, f.stream_id);
       const v = this.view(f.thread);
       v.messages = mergeMessages(v.messages, [{ ...outcome.message, thread_id: f.thread, local: true }]);
     } else if (outcome.kind === 'failed') this.notify(f.thread, outcome.text);

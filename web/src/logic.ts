@@ -1,4 +1,5 @@
 // Pure helpers (no DOM, no network) used by the chat store.
+import { parseAsk } from './ask';
 import type { LiveStream, Message, PendingSend } from './types';
 
 /** Length in Unicode code points, the unit of stream `offset`s and of the contract's limits. */
@@ -113,7 +114,7 @@ export function parseOutbox(raw: string | null): PendingSend[] {
         client_id: x.client_id,
         thread: x.thread,
         body: x.body,
-        agent: x.agent,
+        ...parseAsk(x as unknown as Record<string, unknown>),
         created_at: typeof x.created_at === 'string' ? x.created_at : new Date().toISOString(),
         state: x.state === 'queued' ? 'queued' : 'sending',
       }));

@@ -1,10 +1,14 @@
 // Shapes of the public contract that the UI relies on. Wire frames, error codes and the message
 // shape come from contract.ts, generated from the server's Rust types.
-import type { AuthorView, MessageView } from './contract';
+import type { DebateAsk } from './ask';
+import type { AuthorView, DebateRole, MessageView } from './contract';
 
 export interface User {
   id: string;
   username: string;
+  /** From register, login and `GET /api/me` (absent in the cached hint). */
+  role?: 'admin' | 'user';
+  status?: 'active' | 'pending' | 'disabled';
 }
 
 /**
@@ -29,6 +33,18 @@ export interface Thread {
   agents: string[];
   created_at: string;
   last_seq: number;
+  /** This user archived it (hidden from the main list) or pinned it (listed first). */
+  archived?: boolean;
+  pinned?: boolean;
+}
+
+/** `PATCH /api/threads/{id}`: title, agents and owner are the owner's; archive and pin each member's own. */
+export interface ThreadPatch {
+  title?: string;
+  agents?: string[];
+  owner_id?: string;
+  archived?: boolean;
+  pinned?: boolean;
 }
 
 export type Author = AuthorView;
@@ -46,6 +62,10 @@ export interface PendingSend {
   thread: string;
   body: string;
   agent?: string;
+  /** Several agents answering at once. */
+  agents?: string[];
+  /** The message is a debate's topic. */
+  debate?: DebateAsk;
   created_at: string;
   state: SendState;
   error?: string;
@@ -54,10 +74,21 @@ export interface PendingSend {
 export interface LiveStream {
   stream_id: string;
   thread: string;
-  agent: { id: string; name: string };
+  /** Who answers, and with which model (`stream_start`). */
+  agent: { id: string; name: string; model?: string };
   text: string;
   /** Length of `text` in Unicode code points (the unit of `offset`). */
   len: number;
+  /** While a failed try waits to be retried: when the retry starts (ms since the epoch). */
+  retryUntil?: number;
+  /** A debate stream's debate, round and part (`stream_start`). */
+  debate_id?: string;
+  round?: number;
+  role?: DebateRole;
+  /** A new version of the answer with this id (`stream_start`). */
+  version_of?: string;
+  /** When this page saw it start (ms since the epoch). */
+  startedAt: number;
 }
 
 export interface ApiErrorBody {

@@ -1,23 +1,34 @@
 //! Google Gemini `models/{model}:streamGenerateContent?alt=sse`: each event is a
-//! `GenerateContentResponse` with `candidates[0].content.parts[].text` and `usageMetadata`; the
-//! stream ends with the body.
+//! `GenerateContentResponse` with `candidates[0].content.parts[].text` and `usageMetadata`
+//! (cumulative); the stream ends with the body. Without `alt=sse` honoured, the answer is a
+//! JSON array of the same objects; a `generateContent` answer is one of them.
 
 use serde_json::{Value, json};
 
 use super::{
-    CompletionRequest, EventStream, ProviderError, ProviderEvent, error_for, send_error, sse_stream,
+    CompletionRequest, EventStream, Item, ProviderError, ProviderEvent, WireFormat, error,
+    read_response, send_error, sse::SseEvent, str_at, usage,
 };
-use crate::agents::ProviderSettings;
+use crate::{agents::ProviderSettings, contract::AgentErrorClass};
+
+/// Finish reasons and block reasons that mean a safety or policy filter stopped the answer.
+const FILTERED: [&str; 6] = [
+    "SAFETY",
+    "PROHIBITED_CONTENT",
+    "BLOCKLIST",
+    "SPII",
+    "RECITATION",
+    "OTHER_BLOCKED",
+];
 
 pub async fn open(
     http: &reqwest::Client,
     s: &ProviderSettings,
     req: &CompletionRequest,
 ) -> Result<EventStream, ProviderError> {
-    let key = s
-        .gemini_api_key
-        .as_ref()
-        .ok_or_else(|| ProviderError::NotConfigured("GEMINI_API_KEY is not set".into()))?;
+    let key = s.gemini_api_key.as_ref().ok_or_else(|| {
+        ProviderError::new(AgentErrorClass::Misconfigured, "GEMINI_API_KEY is not set")
+    })?;
     let base = s
         .gemini_base_url
         .as_deref()
@@ -43,21 +54,30 @@ pub async fn open(
         .send()
         .await
         .map_err(send_error)?;
-    if !resp.status().is_success() {
-        return Err(error_for(resp).await);
-    }
-    Ok(sse_stream(resp, true, |ev| {
-        let v: Value = match serde_json::from_str(&ev.data) {
-            Ok(v) => v,
-            Err(e) => return Some(vec![Err(ProviderError::Broken(format!("bad event: {e}")))]),
-        };
-        if let Some(err) = v.get("error") {
-            let msg = err
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("unknown error");
-            return Some(vec![Err(ProviderError::Api(msg.to_string()))]);
+    read_response::<Gemini>(resp).await
+}
+
+#[derive(Default)]
+pub(crate) struct Gemini;
+
+impl WireFormat for Gemini {
+    const EOF_ENDS: bool = true;
+
+    fn event(&mut self, ev: SseEvent) -> Option<Vec<Item>> {
+        if ev.data.trim().is_empty() {
+            return Some(vec![]);
         }
+        Some(match serde_json::from_str::<Value>(&ev.data) {
+            Ok(v) if v.get("error").is_some() => vec![Err(error::from_error_value(&v, None))],
+            Ok(v) => self.complete(&v),
+            Err(e) => vec![Err(ProviderError::new(
+                AgentErrorClass::BadResponse,
+                format!("an event that does not parse: {e}"),
+            ))],
+        })
+    }
+
+    fn complete(&mut self, v: &Value) -> Vec<Item> {
         let mut out = Vec::new();
         if let Some(parts) = v
             .pointer("/candidates/0/content/parts")
@@ -65,18 +85,26 @@ pub async fn open(
         {
             let text: String = parts
                 .iter()
+                .filter(|p| p.get("thought").and_then(Value::as_bool) != Some(true))
                 .filter_map(|p| p.get("text").and_then(Value::as_str))
                 .collect();
             if !text.is_empty() {
                 out.push(Ok(ProviderEvent::Delta(text)));
             }
         }
-        if let Some(u) = v.get("usageMetadata") {
-            out.push(Ok(ProviderEvent::Usage {
-                prompt: u.get("promptTokenCount").and_then(Value::as_u64),
-                completion: u.get("candidatesTokenCount").and_then(Value::as_u64),
-            }));
+        let finish = str_at(v, "/candidates/0/finishReason");
+        let blocked = str_at(v, "/promptFeedback/blockReason");
+        if FILTERED.contains(&finish) || !blocked.is_empty() {
+            out.push(Err(ProviderError::new(
+                AgentErrorClass::ContentFilter,
+                format!("finishReason {finish:?}, blockReason {blocked:?}"),
+            )));
         }
-        Some(out)
-    }))
+        out.extend(usage(
+            v.get("usageMetadata"),
+            "promptTokenCount",
+            "candidatesTokenCount",
+        ));
+        out
+    }
 }

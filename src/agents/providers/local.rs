@@ -62,7 +62,8 @@ fn answer(req: &CompletionRequest) -> String {
     format!(
         "I am {}, running as Emergence's built-in offline agent: no language model is connected, so I \
          can only reflect. You wrote {words} words: \"{quoted}\". I can see {earlier} earlier messages in this \
-         thread. Configure an OpenAI, Anthropic or Gemini key to talk with a real model.",
+         thread. Run Ollama on this machine, or configure an OpenAI, Anthropic or Gemini key, to talk \
+         with a real model.",
         persona(&req.system)
     )
 }

@@ -1,8 +1,13 @@
-//! Model providers, each streaming with its real wire format: OpenAI-compatible Chat
-//! Completions, Anthropic Messages, Google Gemini `streamGenerateContent`, and the built-in
-//! offline `local` provider.
+//! Model providers, each with its real wire format: OpenAI-compatible Chat Completions (OpenAI,
+//! gateways such as LiteLLM and OpenRouter, Ollama, vLLM, llama.cpp), Anthropic Messages, Google
+//! Gemini `streamGenerateContent`, and the built-in offline `local` provider.
+//!
+//! Every answer is read by its Content-Type: an SSE stream is read event by event, and a plain
+//! JSON completion (gateways and servers that ignore `stream: true`) becomes one chunk with its
+//! usage; anything else is refused as `bad_response`.
 
 mod anthropic;
+pub mod error;
 mod gemini;
 mod local;
 mod openai;
@@ -11,9 +16,12 @@ pub mod sse;
 use std::{pin::Pin, time::Duration};
 
 use futures_util::{Stream, StreamExt};
+use serde_json::Value;
 
 use super::ProviderSettings;
-use sse::SseParser;
+use crate::contract::AgentErrorClass;
+pub use error::ProviderError;
+use sse::{SseEvent, SseParser};
 
 /// One turn of the conversation sent to a model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,51 +51,20 @@ pub enum ProviderEvent {
     },
 }
 
-/// Why a provider request failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ProviderError {
-    #[error("rate limited by the provider")]
-    RateLimited { retry_after: Option<Duration> },
-    #[error("provider answered HTTP {status}: {message}")]
-    Http { status: u16, message: String },
-    #[error("could not reach the provider: {0}")]
-    Connect(String),
-    #[error("the provider timed out")]
-    Timeout,
-    #[error("the provider reported an error: {0}")]
-    Api(String),
-    #[error("the provider's stream broke: {0}")]
-    Broken(String),
-    #[error("provider not configured: {0}")]
-    NotConfigured(String),
+pub type Item = Result<ProviderEvent, ProviderError>;
+pub type EventStream = Pin<Box<dyn Stream<Item = Item> + Send>>;
+
+/// Where one call goes: a provider, a model and, for a local server found on this machine, its
+/// OpenAI-compatible base URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// `local`, `openai`, `anthropic`, `gemini`, `ollama` or `openai-compatible`.
+    pub provider: String,
+    pub model: String,
+    pub base_url: Option<String>,
 }
 
-impl ProviderError {
-    /// Worth retrying before the first token: 429, 5xx, connection problems.
-    pub fn retryable(&self) -> bool {
-        match self {
-            ProviderError::RateLimited { .. }
-            | ProviderError::Connect(_)
-            | ProviderError::Timeout => true,
-            ProviderError::Http { status, .. } => *status >= 500,
-            _ => false,
-        }
-    }
-
-    /// The `stream_error` code for this failure.
-    pub fn code(&self) -> crate::contract::ErrorCode {
-        use crate::contract::ErrorCode;
-        match self {
-            ProviderError::RateLimited { .. } => ErrorCode::RateLimited,
-            ProviderError::Timeout => ErrorCode::Timeout,
-            _ => ErrorCode::ProviderError,
-        }
-    }
-}
-
-pub type EventStream = Pin<Box<dyn Stream<Item = Result<ProviderEvent, ProviderError>> + Send>>;
-
-/// A configured provider endpoint.
+/// The configured provider endpoints.
 #[derive(Clone)]
 pub struct Providers {
     http: reqwest::Client,
@@ -104,6 +81,10 @@ impl Providers {
         Self { http, settings }
     }
 
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// Whether a key (or, for self-hosted OpenAI-compatible servers, a base URL) is configured.
     pub fn available(&self, provider: &str) -> bool {
         let s = &self.settings;
@@ -112,81 +93,166 @@ impl Providers {
             "openai" => s.openai_api_key.is_some() || s.openai_base_url.is_some(),
             "anthropic" => s.anthropic_api_key.is_some(),
             "gemini" => s.gemini_api_key.is_some(),
+            "ollama" => s.ollama_url.is_some(),
             _ => false,
         }
     }
 
-    /// Start a streaming completion; the stream yields deltas and usage.
+    /// The configured secret of a provider, so that logs can be scrubbed of it.
+    pub fn key_of(&self, provider: &str) -> Option<&str> {
+        let s = &self.settings;
+        match provider {
+            "openai" => s.openai_api_key.as_ref(),
+            "anthropic" => s.anthropic_api_key.as_ref(),
+            "gemini" => s.gemini_api_key.as_ref(),
+            _ => None,
+        }
+        .map(|k| k.expose())
+    }
+
+    /// Start a completion; the stream yields deltas and usage.
     pub async fn open(
         &self,
-        provider: &str,
+        route: &Route,
         req: &CompletionRequest,
     ) -> Result<EventStream, ProviderError> {
-        match provider {
-            "local" => Ok(local::stream(req)),
-            "openai" => openai::open(&self.http, &self.settings, req).await,
-            "anthropic" => anthropic::open(&self.http, &self.settings, req).await,
-            "gemini" => gemini::open(&self.http, &self.settings, req).await,
-            other => Err(ProviderError::NotConfigured(format!(
-                "unknown provider {other:?}"
-            ))),
+        let s = &self.settings;
+        let mut req = req.clone();
+        req.model = route.model.clone();
+        match route.provider.as_str() {
+            "local" => Ok(local::stream(&req)),
+            "openai" => {
+                let base = s
+                    .openai_base_url
+                    .as_deref()
+                    .unwrap_or("https://api.openai.com/v1");
+                openai::open(&self.http, base, s.openai_api_key.as_ref(), &req).await
+            }
+            "ollama" | "openai-compatible" => {
+                let ollama = s
+                    .ollama_url
+                    .as_deref()
+                    .map(|u| format!("{}/v1", u.trim_end_matches('/')));
+                let base = route.base_url.clone().or(ollama).ok_or_else(|| {
+                    ProviderError::new(
+                        AgentErrorClass::Misconfigured,
+                        "no base URL for this local server",
+                    )
+                })?;
+                openai::open(&self.http, &base, None, &req).await
+            }
+            "anthropic" => anthropic::open(&self.http, s, &req).await,
+            "gemini" => gemini::open(&self.http, s, &req).await,
+            other => Err(ProviderError::new(
+                AgentErrorClass::Misconfigured,
+                format!("unknown provider {other:?}"),
+            )),
         }
     }
 }
 
-/// Turn a non-2xx response into an error (429 with `Retry-After`).
-pub(crate) async fn error_for(resp: reqwest::Response) -> ProviderError {
+/// How a wire format reads its events and its non-streamed completion.
+pub(crate) trait WireFormat: Default + Send + 'static {
+    /// Whether the end of the body ends the stream (Gemini) rather than breaking it.
+    const EOF_ENDS: bool;
+    /// Map one SSE event to items, or `None` when the stream is complete.
+    fn event(&mut self, ev: SseEvent) -> Option<Vec<Item>>;
+    /// Map one non-streamed completion (a JSON object) to items.
+    fn complete(&mut self, v: &Value) -> Vec<Item>;
+}
+
+/// Read an answer by its status and Content-Type.
+pub(crate) async fn read_response<W: WireFormat>(
+    resp: reqwest::Response,
+) -> Result<EventStream, ProviderError> {
     let status = resp.status().as_u16();
-    let retry_after = resp
+    if !resp.status().is_success() {
+        let headers = resp.headers().clone();
+        let body = resp.text().await.unwrap_or_default();
+        return Err(ProviderError::from_response(status, &headers, &body));
+    }
+    let content_type = resp
         .headers()
-        .get(reqwest::header::RETRY_AFTER)
+        .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|s| Duration::from_secs_f64(s.clamp(0.0, 120.0)));
-    let body = resp.text().await.unwrap_or_default();
-    let message = serde_json::from_str::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| {
-            v.pointer("/error/message")
-                .or_else(|| v.pointer("/error"))
-                .and_then(|m| m.as_str().map(str::to_string))
-        })
-        .unwrap_or_else(|| body.chars().take(200).collect());
-    if status == 429 {
-        ProviderError::RateLimited { retry_after }
-    } else {
-        ProviderError::Http { status, message }
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    match content_type.as_deref() {
+        Some("text/event-stream") | None => Ok(sse_stream(resp, W::EOF_ENDS, W::default())),
+        Some(ct) if ct == "application/json" || ct.ends_with("+json") => {
+            let body = resp.bytes().await.map_err(send_error)?;
+            let v: Value = serde_json::from_slice(&body).map_err(|e| {
+                bad_response(status, format!("a JSON answer that does not parse: {e}"))
+            })?;
+            let mut wire = W::default();
+            let items: Vec<Item> = match &v {
+                Value::Array(parts) => parts.iter().flat_map(|p| wire.complete(p)).collect(),
+                v if v.get("error").is_some() => vec![Err(error::from_error_value(v, None))],
+                v => wire.complete(v),
+            };
+            Ok(Box::pin(futures_util::stream::iter(items)))
+        }
+        Some(other) => Err(bad_response(
+            status,
+            format!("the answer's Content-Type is {other:?}, neither a stream nor JSON"),
+        )),
+    }
+}
+
+fn bad_response(status: u16, detail: String) -> ProviderError {
+    ProviderError {
+        status: Some(status),
+        ..ProviderError::new(AgentErrorClass::BadResponse, detail)
     }
 }
 
 pub(crate) fn send_error(e: reqwest::Error) -> ProviderError {
     if e.is_timeout() {
-        ProviderError::Timeout
+        ProviderError::timeout()
     } else {
-        ProviderError::Connect(e.to_string())
+        // reqwest's text names the URL: the detail only reaches the log.
+        ProviderError::new(
+            AgentErrorClass::Unavailable,
+            format!("could not reach the provider: {e}"),
+        )
     }
 }
 
-/// Read an SSE body and map each event with `map`, which yields items or `None` to end the
-/// stream. When the body ends without that, the stream is complete if `eof_ends` (Gemini), else
-/// it broke mid-way.
-pub(crate) fn sse_stream<F>(resp: reqwest::Response, eof_ends: bool, map: F) -> EventStream
-where
-    F: FnMut(sse::SseEvent) -> Option<Vec<Result<ProviderEvent, ProviderError>>> + Send + 'static,
-{
-    struct State<F> {
+/// The text of a JSON string field, or "".
+pub(crate) fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+/// A usage event when a count is present.
+pub(crate) fn usage(v: Option<&Value>, prompt: &str, completion: &str) -> Option<Item> {
+    let u = v.filter(|u| u.is_object())?;
+    let prompt = u.get(prompt).and_then(Value::as_u64);
+    let completion = u.get(completion).and_then(Value::as_u64);
+    (prompt.is_some() || completion.is_some())
+        .then_some(Ok(ProviderEvent::Usage { prompt, completion }))
+}
+
+/// Read an SSE body and map each event with `wire`. When the body ends without the format's
+/// end marker, the stream is complete if `eof_ends` (Gemini), else it broke mid-way.
+fn sse_stream<W: WireFormat>(resp: reqwest::Response, eof_ends: bool, wire: W) -> EventStream {
+    struct State<W> {
         body: Pin<Box<dyn Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
         parser: SseParser,
-        ready: std::collections::VecDeque<Result<ProviderEvent, ProviderError>>,
+        ready: std::collections::VecDeque<Item>,
         done: bool,
-        map: F,
+        wire: W,
     }
     let state = State {
         body: Box::pin(resp.bytes_stream()),
         parser: SseParser::default(),
         ready: Default::default(),
         done: false,
-        map,
+        wire,
     };
     Box::pin(futures_util::stream::unfold(
         state,
@@ -199,7 +265,7 @@ where
                     return None;
                 }
                 if let Some(ev) = st.parser.next_event() {
-                    match (st.map)(ev) {
+                    match st.wire.event(ev) {
                         Some(items) => st.ready.extend(items),
                         None => st.done = true,
                     }
@@ -209,17 +275,17 @@ where
                     Some(Ok(bytes)) => st.parser.feed(&bytes),
                     Some(Err(e)) => {
                         st.done = true;
-                        return Some((Err(ProviderError::Broken(e.to_string())), st));
+                        let e = ProviderError::new(AgentErrorClass::ConnectionLost, e.to_string());
+                        return Some((Err(e), st));
                     }
                     None => {
                         st.done = true;
                         if !eof_ends {
-                            return Some((
-                                Err(ProviderError::Broken(
-                                    "the stream ended before it was complete".into(),
-                                )),
-                                st,
-                            ));
+                            let e = ProviderError::new(
+                                AgentErrorClass::ConnectionLost,
+                                "the stream ended before it was complete",
+                            );
+                            return Some((Err(e), st));
                         }
                     }
                 }

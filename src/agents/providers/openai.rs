@@ -1,24 +1,24 @@
-//! OpenAI-compatible Chat Completions with `stream: true` (OpenAI, OpenRouter, Ollama, vLLM,
-//! llama.cpp server): `data: {"choices":[{"delta":{"content":"..."}}]}` events, a final usage
-//! chunk (`stream_options.include_usage`), then `data: [DONE]`.
+//! OpenAI-compatible Chat Completions (OpenAI, LiteLLM, OpenRouter, Ollama, vLLM, llama.cpp
+//! server). Streamed: `data: {"choices":[{"delta":{"content":"..."}}]}` events (a first one
+//! may carry only the role, or no choice at all), usage in a final chunk (with
+//! `stream_options.include_usage`, with or without choices), `: comment` keep-alives, then
+//! `data: [DONE]`. Not streamed: one `chat.completion` object.
 
 use serde_json::{Value, json};
 
 use super::{
-    CompletionRequest, EventStream, ProviderError, ProviderEvent, error_for, send_error, sse_stream,
+    CompletionRequest, EventStream, Item, ProviderError, ProviderEvent, WireFormat, error,
+    read_response, send_error, sse::SseEvent, str_at, usage,
 };
-use crate::agents::ProviderSettings;
+use crate::{contract::AgentErrorClass, settings::Secret};
 
 pub async fn open(
     http: &reqwest::Client,
-    s: &ProviderSettings,
+    base: &str,
+    key: Option<&Secret>,
     req: &CompletionRequest,
 ) -> Result<EventStream, ProviderError> {
-    let base = s
-        .openai_base_url
-        .as_deref()
-        .unwrap_or("https://api.openai.com/v1")
-        .trim_end_matches('/');
+    let base = base.trim_end_matches('/');
     let mut messages = vec![json!({"role": "system", "content": req.system})];
     messages.extend(
         req.messages
@@ -34,42 +34,64 @@ pub async fn open(
         "stream_options": {"include_usage": true},
     });
     let mut call = http.post(format!("{base}/chat/completions")).json(&body);
-    if let Some(key) = &s.openai_api_key {
+    if let Some(key) = key {
         call = call.bearer_auth(key.expose());
     }
     let resp = call.send().await.map_err(send_error)?;
-    if !resp.status().is_success() {
-        return Err(error_for(resp).await);
-    }
-    Ok(sse_stream(resp, false, |ev| {
+    read_response::<OpenAi>(resp).await
+}
+
+#[derive(Default)]
+pub(crate) struct OpenAi;
+
+impl WireFormat for OpenAi {
+    const EOF_ENDS: bool = false;
+
+    fn event(&mut self, ev: SseEvent) -> Option<Vec<Item>> {
         if ev.data.trim() == "[DONE]" {
             return None;
         }
+        if ev.data.trim().is_empty() {
+            return Some(vec![]);
+        }
         let v: Value = match serde_json::from_str(&ev.data) {
             Ok(v) => v,
-            Err(e) => return Some(vec![Err(ProviderError::Broken(format!("bad event: {e}")))]),
+            Err(e) => {
+                return Some(vec![Err(ProviderError::new(
+                    AgentErrorClass::BadResponse,
+                    format!("an event that does not parse: {e}"),
+                ))]);
+            }
         };
-        if let Some(err) = v.get("error") {
-            let msg = err
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("unknown error");
-            return Some(vec![Err(ProviderError::Api(msg.to_string()))]);
+        if v.get("error").is_some() || ev.event.as_deref() == Some("error") {
+            return Some(vec![Err(error::from_error_value(&v, None))]);
         }
-        let mut out = Vec::new();
-        if let Some(text) = v
-            .pointer("/choices/0/delta/content")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-        {
-            out.push(Ok(ProviderEvent::Delta(text.to_string())));
-        }
-        if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
-            out.push(Ok(ProviderEvent::Usage {
-                prompt: u.get("prompt_tokens").and_then(Value::as_u64),
-                completion: u.get("completion_tokens").and_then(Value::as_u64),
-            }));
-        }
-        Some(out)
-    }))
+        Some(chunk(&v, "/choices/0/delta/content"))
+    }
+
+    fn complete(&mut self, v: &Value) -> Vec<Item> {
+        let pointer = if v.pointer("/choices/0/message").is_some() {
+            "/choices/0/message/content"
+        } else {
+            "/choices/0/delta/content"
+        };
+        chunk(v, pointer)
+    }
+}
+
+/// The text at `pointer`, a content-filter stop, and usage wherever it is.
+fn chunk(v: &Value, pointer: &str) -> Vec<Item> {
+    let mut out = Vec::new();
+    let text = str_at(v, pointer);
+    if !text.is_empty() {
+        out.push(Ok(ProviderEvent::Delta(text.to_string())));
+    }
+    if str_at(v, "/choices/0/finish_reason") == "content_filter" {
+        out.push(Err(ProviderError::new(
+            AgentErrorClass::ContentFilter,
+            "finish_reason content_filter",
+        )));
+    }
+    out.extend(usage(v.get("usage"), "prompt_tokens", "completion_tokens"));
+    out
 }

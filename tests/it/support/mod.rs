@@ -3,8 +3,12 @@
 //! afterwards — and returns a `TestApp` with typed helpers.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod fake_llm;
+pub mod fake_ollama;
 pub mod fault_proxy;
+pub mod oidc;
+pub mod pgbouncer;
 pub mod process;
 pub mod prometheus;
 pub mod ws;
@@ -12,7 +16,14 @@ pub mod ws;
 use std::{path::PathBuf, time::Duration};
 
 use emergence::{Application, Settings, startup::ShutdownHandle, state::AppState};
-use serde_json::{Value, json};
+use emergence_client::{
+    contract::{
+        ServerFrame,
+        http::{NewAccount, NewMember, NewThread},
+    },
+    reqwest::Method,
+};
+use serde_json::Value;
 
 pub use ws::WsClient;
 
@@ -24,6 +35,8 @@ pub struct TestApp {
     pub port: u16,
     pub state: AppState,
     pub http: reqwest::Client,
+    /// The typed client (`crates/client`) over `http`: every helper below goes through it.
+    pub client: emergence_client::Client,
     pub database_url: String,
     shutdown: ShutdownHandle,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -69,6 +82,14 @@ impl TestDb {
         match self {
             TestDb::Postgres(name) => format!("postgres://postgres@127.0.0.1:{proxy_port}/{name}"),
             TestDb::Sqlite(_) | TestDb::Shared(_) => self.url(),
+        }
+    }
+
+    /// The PostgreSQL database's name.
+    pub fn pg_name(&self) -> Option<&str> {
+        match self {
+            TestDb::Postgres(name) => Some(name),
+            _ => None,
         }
     }
 
@@ -128,6 +149,10 @@ pub fn test_settings(database_url: &str) -> Settings {
     s.server.shutdown_deadline_ms = 5_000;
     s.database.url = emergence::settings::Secret::new(database_url);
     s.log.level = std::env::var("TEST_LOG").unwrap_or_else(|_| "off".into());
+    // Tests register users freely (the contract's "test tools run with open").
+    s.auth.registration = emergence::db::accounts::Registration::Open;
+    // Never probe a real Ollama on the machine running the tests.
+    s.providers.ollama_url = None;
     s
 }
 
@@ -185,11 +210,14 @@ pub async fn start(settings: Settings, db: TestDb, wait_db: bool) -> TestApp {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
+    let address = format!("http://127.0.0.1:{port}");
+    let client = emergence_client::Client::with_http(address.parse().unwrap(), http.clone());
     TestApp {
-        address: format!("http://127.0.0.1:{port}"),
+        address,
         port,
         state,
         http,
+        client,
         database_url,
         shutdown,
         task: Some(task),
@@ -256,57 +284,69 @@ impl TestApp {
         )
     }
 
-    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> reqwest::Response {
-        let mut req = self.http.post(self.url(path)).json(&body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
+    /// The typed client, signed in as `token` when given.
+    pub fn client_as(&self, token: Option<&str>) -> emergence_client::Client {
+        match token {
+            Some(t) => self.client.with_token(t),
+            None => self.client.clone(),
         }
-        req.send().await.expect("request")
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> reqwest::Response {
+        self.client_as(token)
+            .request(Method::POST, path)
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
-        let mut req = self.http.get(self.url(path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        req.send().await.expect("request")
+        self.client_as(token)
+            .request(Method::GET, path)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn register(&self, username: &str) -> TestUser {
-        let r = self
-            .post(
-                "/api/auth/register",
-                None,
-                json!({"username": username, "password": "correct horse battery"}),
-            )
-            .await;
-        assert_eq!(r.status(), 201, "register {username}");
-        let v: Value = r.json().await.unwrap();
-        TestUser {
-            id: v["user"]["id"].as_str().unwrap().into(),
+        let account = NewAccount {
             username: username.into(),
-            token: v["token"].as_str().unwrap().into(),
+            password: "correct horse battery".into(),
+            invite: None,
+        };
+        let session = self
+            .client
+            .register(&account)
+            .await
+            .unwrap_or_else(|e| panic!("register {username}: {e}"));
+        TestUser {
+            id: session.user.id,
+            username: username.into(),
+            token: session.token,
         }
     }
 
     pub async fn create_thread(&self, user: &TestUser, title: &str) -> String {
-        let r = self
-            .post("/api/threads", Some(&user.token), json!({"title": title}))
+        let thread = NewThread {
+            title: title.into(),
+            agents: None,
+        };
+        let created = self
+            .client_as(Some(&user.token))
+            .create_thread(&thread)
             .await;
-        assert_eq!(r.status(), 201);
-        let v: Value = r.json().await.unwrap();
-        v["id"].as_str().unwrap().into()
+        created.expect("create thread").id
     }
 
     pub async fn add_member(&self, owner: &TestUser, thread: &str, username: &str) {
-        let r = self
-            .post(
-                &format!("/api/threads/{thread}/members"),
-                Some(&owner.token),
-                json!({"username": username}),
-            )
-            .await;
-        assert_eq!(r.status(), 204);
+        let member = NewMember {
+            username: username.into(),
+        };
+        self.client_as(Some(&owner.token))
+            .add_member(thread, &member)
+            .await
+            .expect("add member");
     }
 
     pub async fn messages(&self, user: &TestUser, thread: &str, query: &str) -> Vec<Value> {
@@ -326,8 +366,11 @@ impl TestApp {
         let mut ws = WsClient::connect(&format!("{}?token={}", self.ws_url(), user.token))
             .await
             .expect("ws connects");
-        let welcome = ws.recv().await.expect("welcome");
-        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        let welcome = ws.recv_frame(ws::WAIT).await.expect("welcome");
+        assert!(
+            matches!(welcome, ServerFrame::Welcome { .. }),
+            "{welcome:?}"
+        );
         ws
     }
 

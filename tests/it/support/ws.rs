@@ -1,8 +1,10 @@
-//! A WebSocket test client speaking the JSON protocol.
+//! A WebSocket test client speaking the JSON protocol, on the shared typed client's functions
+//! (`emergence_client::ws`), with the panicking helpers tests read best (`send`, `recv_type`,
+//! ...). The connection stays a public field, so a test may split it or send raw frames.
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use emergence_client::{Incoming, Socket, contract::ClientFrameShape, ws};
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::{
@@ -19,37 +21,57 @@ pub struct WsClient {
 /// How long a test waits for one frame.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+impl From<Socket> for WsClient {
+    fn from(socket: Socket) -> WsClient {
+        WsClient {
+            stream: socket.stream,
+            closed: socket.closed,
+        }
+    }
+}
+
 impl WsClient {
     pub async fn connect(url: &str) -> Result<WsClient, tokio_tungstenite::tungstenite::Error> {
-        let (stream, _) = tokio_tungstenite::connect_async(url).await?;
-        Ok(WsClient {
-            stream,
-            closed: None,
-        })
+        Ok(Socket::connect(url).await?.into())
     }
 
     pub async fn connect_request(
         req: tokio_tungstenite::tungstenite::handshake::client::Request,
     ) -> Result<WsClient, tokio_tungstenite::tungstenite::Error> {
-        let (stream, _) = tokio_tungstenite::connect_async(req).await?;
-        Ok(WsClient {
-            stream,
-            closed: None,
-        })
+        Ok(Socket::connect_request(req).await?.into())
     }
 
     pub async fn send(&mut self, v: Value) {
-        self.stream
-            .send(Message::Text(v.to_string().into()))
-            .await
-            .expect("ws send");
+        ws::send_json(&mut self.stream, &v).await.expect("ws send");
     }
 
     pub async fn send_raw(
         &mut self,
         m: Message,
     ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
-        self.stream.send(m).await
+        futures_util::SinkExt::send(&mut self.stream, m).await
+    }
+
+    /// The next frame, typed by the contract (`ServerFrame`).
+    pub async fn recv_frame(
+        &mut self,
+        wait: Duration,
+    ) -> Result<emergence_client::contract::ServerFrame, String> {
+        match self.recv_text(wait).await {
+            Some(t) => serde_json::from_str(&t).map_err(|e| format!("{e}: {t}")),
+            None => Err(format!("no frame; close: {:?}", self.closed)),
+        }
+    }
+
+    async fn recv_text(&mut self, wait: Duration) -> Option<String> {
+        match ws::next_text(&mut self.stream, wait).await {
+            Incoming::Text(t) => Some(t),
+            Incoming::Closed(frame) => {
+                self.closed = Some(frame);
+                None
+            }
+            Incoming::Ended(_) | Incoming::TimedOut => None,
+        }
     }
 
     /// The next JSON frame, or `None` when closed or on timeout.
@@ -58,22 +80,8 @@ impl WsClient {
     }
 
     pub async fn recv_within(&mut self, wait: Duration) -> Option<Value> {
-        loop {
-            let next = tokio::time::timeout(wait, self.stream.next())
-                .await
-                .ok()??;
-            match next {
-                Ok(Message::Text(t)) => {
-                    return Some(serde_json::from_str(t.as_str()).expect("server frames are JSON"));
-                }
-                Ok(Message::Close(frame)) => {
-                    self.closed = Some(frame);
-                    return None;
-                }
-                Ok(_) => continue,
-                Err(_) => return None,
-            }
-        }
+        let text = self.recv_text(wait).await?;
+        Some(serde_json::from_str(&text).expect("server frames are JSON"))
     }
 
     /// Frames until one matches (returned), skipping others. Panics on timeout.
@@ -96,31 +104,53 @@ impl WsClient {
 
     /// Read until the server closes; returns the close code.
     pub async fn close_code(&mut self) -> Option<u16> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while tokio::time::Instant::now() < deadline {
-            match tokio::time::timeout(Duration::from_secs(20), self.stream.next()).await {
-                Ok(Some(Ok(Message::Close(frame)))) => {
-                    self.closed = Some(frame.clone());
-                    return frame.map(|f| f.code.into());
-                }
-                Ok(Some(Ok(_))) => continue,
-                _ => break,
-            }
+        if let Some(frame) = ws::read_until_close(&mut self.stream, Duration::from_secs(20)).await {
+            self.closed = Some(frame);
         }
         self.closed.clone().flatten().map(|f| f.code.into())
     }
 
     pub async fn subscribe(&mut self, thread: &str, after_seq: Option<i64>) -> Value {
-        let mut v = serde_json::json!({"type": "subscribe", "thread": thread});
-        if let Some(a) = after_seq {
-            v["after_seq"] = a.into();
-        }
-        self.send(v).await;
+        let frame = ClientFrameShape::Subscribe {
+            thread: thread.to_string(),
+            after_seq,
+        };
+        ws::send_frame(&mut self.stream, &frame)
+            .await
+            .expect("ws send");
         self.recv_type("subscribed").await
     }
 
+    /// Ask for a new version of the agent answer `message_id` (by `agent`, or its own).
+    pub async fn regenerate(
+        &mut self,
+        thread: &str,
+        client_id: &str,
+        message_id: &str,
+        agent: Option<&str>,
+    ) {
+        let frame = ClientFrameShape::Regenerate {
+            thread: thread.to_string(),
+            client_id: client_id.to_string(),
+            message_id: message_id.to_string(),
+            agent: agent.map(str::to_string),
+        };
+        ws::send_frame(&mut self.stream, &frame)
+            .await
+            .expect("ws send");
+    }
+
     pub async fn send_message(&mut self, thread: &str, client_id: &str, body: &str) {
-        self.send(serde_json::json!({"type": "send", "thread": thread, "client_id": client_id, "body": body})).await;
+        let frame = ClientFrameShape::Send {
+            thread: thread.to_string(),
+            client_id: client_id.to_string(),
+            body: body.to_string(),
+            agent: None,
+            agents: None,
+        };
+        ws::send_frame(&mut self.stream, &frame)
+            .await
+            .expect("ws send");
     }
 }
 

@@ -1,0 +1,193 @@
+//! Local models found by themselves: at start and every `discovery_interval_ms`, the instance
+//! asks Ollama (`GET {ollama_url}/api/tags`) and every configured OpenAI-compatible server
+//! (`GET {url}/models`) which models they serve, and keeps the chat models (embedding models
+//! are left out). Agents on the `local` provider, and agents whose provider has no key, then
+//! answer with the first one instead of the offline stub (see `Agents::route`).
+
+use std::{
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::ProviderSettings;
+
+/// How long one probe may take: a local server answers at once or is not there.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A chat model served on this machine (or a configured local address).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalModel {
+    /// `ollama` or `openai-compatible`.
+    pub provider: &'static str,
+    /// The OpenAI-compatible base URL to call (`…/v1`).
+    pub base_url: String,
+    pub model: String,
+}
+
+/// What the last probe found, shared with the agents.
+#[derive(Default)]
+pub struct LocalModels {
+    found: RwLock<Vec<LocalModel>>,
+}
+
+impl LocalModels {
+    /// The first local chat model, if any.
+    pub fn first(&self) -> Option<LocalModel> {
+        self.found
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .first()
+            .cloned()
+    }
+
+    pub fn all(&self) -> Vec<LocalModel> {
+        self.found.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, models: Vec<LocalModel>) -> bool {
+        let mut found = self.found.write().unwrap_or_else(|e| e.into_inner());
+        let changed = *found != models;
+        *found = models;
+        changed
+    }
+
+    /// Probe now and then every `interval` until `stop`; `on_change` runs after each probe
+    /// that changed the list.
+    pub fn watch(
+        self: &Arc<Self>,
+        http: reqwest::Client,
+        settings: ProviderSettings,
+        stop: CancellationToken,
+        on_change: impl Fn(&[LocalModel]) + Send + 'static,
+    ) {
+        if settings.ollama_url.is_none() && settings.local_urls.is_empty() {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let models = probe_all(&http, &settings).await;
+                if me.set(models.clone()) {
+                    tracing::info!(
+                        models = ?models.iter().map(|m| format!("{}:{}", m.provider, m.model)).collect::<Vec<_>>(),
+                        "local models found"
+                    );
+                    on_change(&models);
+                }
+                if settings.discovery_interval_ms == 0 {
+                    return;
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(settings.discovery_interval_ms)) => {}
+                }
+            }
+        });
+    }
+}
+
+/// Every chat model of every local server, Ollama first, each in the server's order.
+pub async fn probe_all(http: &reqwest::Client, s: &ProviderSettings) -> Vec<LocalModel> {
+    let mut out = Vec::new();
+    if let Some(url) = &s.ollama_url {
+        let url = url.trim_end_matches('/');
+        if let Some(v) = get_json(http, &format!("{url}/api/tags")).await {
+            out.extend(ollama_models(&v).into_iter().map(|model| LocalModel {
+                provider: "ollama",
+                base_url: format!("{url}/v1"),
+                model,
+            }));
+        }
+    }
+    for url in &s.local_urls {
+        let url = url.trim_end_matches('/');
+        if let Some(v) = get_json(http, &format!("{url}/models")).await {
+            out.extend(openai_models(&v).into_iter().map(|model| LocalModel {
+                provider: "openai-compatible",
+                base_url: url.to_string(),
+                model,
+            }));
+        }
+    }
+    out
+}
+
+async fn get_json(http: &reqwest::Client, url: &str) -> Option<Value> {
+    let resp = http.get(url).timeout(PROBE_TIMEOUT).send().await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    resp.json().await.ok()
+}
+
+/// Ollama's `/api/tags`: `{"models":[{"name","model","details":{"family","families",…}}]}`.
+pub fn ollama_models(v: &Value) -> Vec<String> {
+    v.get("models")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|m| {
+            let families: Vec<&str> = m
+                .pointer("/details/families")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .chain(m.pointer("/details/family"))
+                .filter_map(Value::as_str)
+                .collect();
+            !families.iter().any(|f| f.contains("bert"))
+        })
+        .filter_map(|m| {
+            m.get("name")
+                .or_else(|| m.get("model"))
+                .and_then(Value::as_str)
+        })
+        .filter(|name| is_chat_model(name))
+        .map(str::to_string)
+        .collect()
+}
+
+/// OpenAI's `/v1/models`: `{"object":"list","data":[{"id","object":"model",…}]}`.
+pub fn openai_models(v: &Value) -> Vec<String> {
+    v.get("data")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.get("id").and_then(Value::as_str))
+        .filter(|id| is_chat_model(id))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Embedding and reranking models cannot chat.
+fn is_chat_model(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    !["embed", "rerank", "minilm", "bge-", "e5-"]
+        .iter()
+        .any(|p| n.contains(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn embedding_models_are_left_out() {
+        let tags = json!({"models": [
+            {"name": "nomic-embed-text:latest", "model": "nomic-embed-text:latest",
+             "details": {"family": "nomic-bert", "families": ["nomic-bert"]}},
+            {"name": "llama3.2:latest", "model": "llama3.2:latest",
+             "details": {"family": "llama", "families": ["llama"]}},
+        ]});
+        assert_eq!(ollama_models(&tags), ["llama3.2:latest"]);
+        let list = json!({"object": "list", "data": [
+            {"id": "BAAI/bge-reranker-v2-m3", "object": "model"},
+            {"id": "Qwen/Qwen2.5-7B-Instruct", "object": "model"},
+        ]});
+        assert_eq!(openai_models(&list), ["Qwen/Qwen2.5-7B-Instruct"]);
+    }
+}

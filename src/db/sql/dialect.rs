@@ -1,0 +1,309 @@
+//! Where SQLite and PostgreSQL differ: how a pool is opened, how the group commit begins, its
+//! idempotency lookup and multi-row insert (SQLite `IN` lists, PostgreSQL array parameters
+//! `ANY` and `unnest`, each shaped so its statement text does not vary with the batch size where
+//! the engine would re-plan it), and the migrations. Everything else is in `sql/mod.rs`, once.
+
+use std::{future::Future, str::FromStr, time::Duration};
+
+use sqlx::{
+    Pool, Postgres, Sqlite,
+    postgres::{PgConnectOptions, PgConnection, PgPoolOptions},
+    sqlite::{
+        SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions,
+        SqliteSynchronous,
+    },
+};
+
+use super::{Result, SqlStore, message_row};
+use crate::{
+    db::{
+        Message, MessageMeta, NewMessage, StoreError, Target,
+        lifecycle::{SearchHit, SearchQuery},
+        migrations,
+    },
+    settings::Pooler,
+};
+
+/// What one engine does its own way.
+pub(crate) trait Dialect: sqlx::Database + sqlx::database::HasStatementCache {
+    /// For logs: `sqlite`, `postgres`.
+    const BACKEND: &'static str;
+    /// The statement that begins the group commit's transaction.
+    const BEGIN_WRITE: &'static str;
+
+    /// Apply this engine's pending migrations.
+    fn migrate(pool: &Pool<Self>) -> impl Future<Output = Result<()>> + Send;
+
+    /// Apply them over a connection of their own to `url` (the database itself, when the pool
+    /// goes through a pooler).
+    fn migrate_at(url: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Messages of `thread` already stored under these client ids.
+    fn stored_client_ids(
+        conn: &mut Self::Connection,
+        thread: &str,
+        ids: &[&str],
+        persistent: bool,
+    ) -> impl Future<Output = Result<Vec<Message>>> + Send;
+
+    /// Full-text search (`search.rs`).
+    fn search(
+        pool: &Pool<Self>,
+        query: &SearchQuery,
+        persistent: bool,
+    ) -> impl Future<Output = Result<Vec<SearchHit>>> + Send;
+
+    /// Insert these new messages with their seqs (at most 1000 at once); the database indexes
+    /// them for search in the same statement (SQLite's trigger, PostgreSQL's generated column).
+    fn insert_rows(
+        conn: &mut Self::Connection,
+        rows: &[(&NewMessage, i64)],
+        persistent: bool,
+    ) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// The insert's column list (both engines).
+const INSERT_MESSAGES: &str = "INSERT INTO messages (id, thread_id, seq, client_id, author_kind, \
+     author_id, author_name, body, created_at, status, prompt_tokens, completion_tokens, meta, \
+     requester_id) ";
+
+/// SQLite's idempotency lookup, completed by an `IN (...)` list of the batch's size.
+pub(super) const SQLITE_STORED_CLIENT_IDS: &str = "SELECT id, thread_id, seq, client_id, \
+     author_kind, author_id, author_name, body, created_at, status, prompt_tokens, \
+     completion_tokens, meta FROM messages WHERE thread_id = ";
+
+impl Dialect for Sqlite {
+    const BACKEND: &'static str = "sqlite";
+    // The batch reads before it writes: it must hold the write lock from the start.
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+
+    async fn search(
+        pool: &Pool<Self>,
+        query: &SearchQuery,
+        _persistent: bool,
+    ) -> Result<Vec<SearchHit>> {
+        super::search::sqlite(pool, query).await
+    }
+
+    async fn migrate(pool: &Pool<Self>) -> Result<()> {
+        migrations::run_sqlite(pool).await
+    }
+
+    async fn migrate_at(_url: &str) -> Result<()> {
+        Err(StoreError::Other(anyhow::anyhow!(
+            "a direct database URL is for PostgreSQL behind a pooler"
+        )))
+    }
+
+    // SQLite's statements are never cached here (their text varies with the batch size).
+    async fn stored_client_ids(
+        conn: &mut SqliteConnection,
+        thread: &str,
+        ids: &[&str],
+        _persistent: bool,
+    ) -> Result<Vec<Message>> {
+        let mut qb = sqlx::QueryBuilder::<Sqlite>::new(SQLITE_STORED_CLIENT_IDS);
+        qb.push_bind(thread);
+        qb.push(" AND client_id IN (");
+        let mut list = qb.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        qb.push(")");
+        // Not cached: the text varies with the batch size, and caching every size would hold
+        // prepared statements (and memory) for each one.
+        let rows = qb.build().persistent(false).fetch_all(conn).await?;
+        rows.iter().map(message_row).collect()
+    }
+
+    /// One multi-row INSERT (SQLite has no array parameters).
+    async fn insert_rows(
+        conn: &mut SqliteConnection,
+        rows: &[(&NewMessage, i64)],
+        _persistent: bool,
+    ) -> Result<()> {
+        let mut qb = sqlx::QueryBuilder::<Sqlite>::new(INSERT_MESSAGES);
+        qb.push_values(rows, |mut b, (m, seq)| {
+            b.push_bind(m.id.as_str())
+                .push_bind(m.thread_id.as_str())
+                .push_bind(*seq)
+                .push_bind(m.client_id.as_str())
+                .push_bind(m.author.kind.as_str())
+                .push_bind(m.author.id.as_str())
+                .push_bind(m.author.name.as_str())
+                .push_bind(m.body.as_str())
+                .push_bind(m.created_at)
+                .push_bind(m.status.as_deref())
+                .push_bind(m.prompt_tokens)
+                .push_bind(m.completion_tokens)
+                .push_bind(MessageMeta::to_column(m.meta.as_deref()))
+                .push_bind(m.requester.as_deref());
+        });
+        qb.build().persistent(false).execute(conn).await?;
+        Ok(())
+    }
+}
+
+/// PostgreSQL's idempotency lookup: one statement text for every batch size (an array
+/// parameter), so it is prepared once per connection, and a shape that can only use the
+/// `(thread_id, client_id)` index.
+pub(super) const PG_STORED_CLIENT_IDS: &str = "SELECT id, thread_id, seq, client_id, author_kind, \
+     author_id, author_name, body, created_at, status, prompt_tokens, completion_tokens, meta \
+     FROM messages WHERE thread_id = $1 AND client_id = ANY($2::text[])";
+
+impl Dialect for Postgres {
+    const BACKEND: &'static str = "postgres";
+    const BEGIN_WRITE: &'static str = "BEGIN";
+
+    async fn search(
+        pool: &Pool<Self>,
+        query: &SearchQuery,
+        persistent: bool,
+    ) -> Result<Vec<SearchHit>> {
+        super::search::postgres(pool, query, persistent).await
+    }
+
+    async fn migrate(pool: &Pool<Self>) -> Result<()> {
+        migrations::run_postgres(pool).await
+    }
+
+    async fn migrate_at(url: &str) -> Result<()> {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(PgConnectOptions::from_str(url)?)
+            .await?;
+        let result = migrations::run_postgres(&pool).await;
+        pool.close().await;
+        result
+    }
+
+    async fn stored_client_ids(
+        conn: &mut PgConnection,
+        thread: &str,
+        ids: &[&str],
+        persistent: bool,
+    ) -> Result<Vec<Message>> {
+        let rows = sqlx::query(PG_STORED_CLIENT_IDS)
+            .persistent(persistent)
+            .bind(thread)
+            .bind(ids)
+            .fetch_all(conn)
+            .await?;
+        rows.iter().map(message_row).collect()
+    }
+
+    /// One `INSERT ... SELECT FROM unnest(...)` with a column array per field: one prepared
+    /// statement for every batch size, and no per-row parameter parsing.
+    async fn insert_rows(
+        conn: &mut PgConnection,
+        rows: &[(&NewMessage, i64)],
+        persistent: bool,
+    ) -> Result<()> {
+        let col =
+            |f: fn(&NewMessage) -> &str| rows.iter().map(|(m, _)| f(m)).collect::<Vec<&str>>();
+        let seqs: Vec<i64> = rows.iter().map(|(_, s)| *s).collect();
+        let created: Vec<i64> = rows.iter().map(|(m, _)| m.created_at).collect();
+        let status: Vec<Option<&str>> = rows.iter().map(|(m, _)| m.status.as_deref()).collect();
+        let prompt: Vec<Option<i64>> = rows.iter().map(|(m, _)| m.prompt_tokens).collect();
+        let completion: Vec<Option<i64>> = rows.iter().map(|(m, _)| m.completion_tokens).collect();
+        let meta: Vec<Option<String>> = rows
+            .iter()
+            .map(|(m, _)| MessageMeta::to_column(m.meta.as_deref()))
+            .collect();
+        let requester: Vec<Option<&str>> =
+            rows.iter().map(|(m, _)| m.requester.as_deref()).collect();
+        sqlx::query(
+            "INSERT INTO messages (id, thread_id, seq, client_id, author_kind, author_id, \
+             author_name, body, created_at, status, prompt_tokens, completion_tokens, meta, \
+             requester_id) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], \
+             $6::text[], $7::text[], $8::text[], $9::int8[], $10::text[], $11::int8[], $12::int8[], \
+             $13::text[], $14::text[])",
+        )
+        .persistent(persistent)
+        .bind(col(|m| m.id.as_str()))
+        .bind(col(|m| m.thread_id.as_str()))
+        .bind(seqs)
+        .bind(col(|m| m.client_id.as_str()))
+        .bind(col(|m| m.author.kind.as_str()))
+        .bind(col(|m| m.author.id.as_str()))
+        .bind(col(|m| m.author.name.as_str()))
+        .bind(col(|m| m.body.as_str()))
+        .bind(created)
+        .bind(status)
+        .bind(prompt)
+        .bind(completion)
+        .bind(meta)
+        .bind(requester)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Open a SQLite file (WAL, foreign keys on); `may_create` creates it and its directory.
+pub(crate) async fn open_sqlite(
+    path: &str,
+    max_connections: u32,
+    connect_timeout: Duration,
+    may_create: bool,
+) -> Result<SqlStore<Sqlite>> {
+    if let Some(dir) = std::path::Path::new(path).parent().filter(|_| may_create)
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Unavailable(format!("creating {}: {e}", dir.display())))?;
+    }
+    let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
+        .create_if_missing(may_create)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(5))
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(connect_timeout)
+        .test_before_acquire(false)
+        .connect_with(options)
+        .await?;
+    Ok(SqlStore::new(pool))
+}
+
+/// Open a PostgreSQL pool, directly or through a transaction-mode pooler.
+pub(crate) async fn open_postgres(
+    target: Target<'_>,
+    max_connections: u32,
+    connect_timeout: Duration,
+) -> Result<SqlStore<Postgres>> {
+    let pooled = target.pooler == Pooler::Transaction;
+    let mut options = PgConnectOptions::from_str(target.url)?;
+    if pooled {
+        // Session settings would apply to whichever server connection the pooler lends, and
+        // PgBouncer refuses the `options` startup parameter anyway: an unnamed statement is
+        // planned with its parameters, and the pooler's `idle_transaction_timeout` ends a
+        // transaction cut off by a fault (docs/operations.md). No statement cache either.
+        options = options.statement_cache_capacity(0);
+    } else {
+        // Plan each execution with its parameters: the idempotency lookup's generic plan,
+        // cached while a table is tiny, degrades into a thread scan as threads grow.
+        // A transaction cut off by a network fault (a blackhole: the server never sees the
+        // connection close) would otherwise keep its row locks (the thread's `last_seq`) for
+        // hours and block every later write to the thread; our transactions are never idle for
+        // more than a round trip, so the server ends such a session after 5 s.
+        options = options.options([
+            ("plan_cache_mode", "force_custom_plan"),
+            ("idle_in_transaction_session_timeout", "5000"),
+        ]);
+    }
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(connect_timeout)
+        .test_before_acquire(true)
+        .connect_with(options)
+        .await?;
+    let mut store = SqlStore::new(pool);
+    store.pooled = pooled;
+    store.direct_url = target.direct_url.map(str::to_string);
+    Ok(store)
+}

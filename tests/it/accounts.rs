@@ -1,0 +1,547 @@
+//! Accounts and access (issue #15): the first admin, registration modes, approval, invites,
+//! admin routes, reset links, sessions, password changes and API tokens. Every scenario runs on
+//! SQLite and on PostgreSQL; the multi-instance ones (revocation within 5 s everywhere) are in
+//! `accounts_cluster.rs`.
+
+use std::time::Duration;
+
+use emergence::{Settings, db::accounts::Registration};
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, TestUser, WsClient, spawn_app_with, spawn_pg_app_with};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// Run `$scenario(pg)` as one test on SQLite and one on PostgreSQL.
+#[macro_export]
+macro_rules! on_both {
+    ($scenario:ident, $sqlite:ident, $pg:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            $scenario(false).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $pg() {
+            $scenario(true).await
+        }
+    };
+}
+
+pub async fn app(pg: bool, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    if pg {
+        spawn_pg_app_with(configure).await
+    } else {
+        spawn_app_with(configure).await
+    }
+}
+
+pub async fn app_in(pg: bool, mode: Registration) -> TestApp {
+    app(pg, |s| s.auth.registration = mode).await
+}
+
+/// `POST /api/auth/register` with any body; status and JSON.
+pub async fn try_register(app: &TestApp, body: Value) -> (u16, Value) {
+    let r = app.post("/api/auth/register", None, body).await;
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+pub fn user_of(v: &Value, username: &str) -> TestUser {
+    TestUser {
+        id: v["user"]["id"].as_str().unwrap().into(),
+        username: username.into(),
+        token: v["token"].as_str().unwrap().into(),
+    }
+}
+
+pub async fn login(app: &TestApp, username: &str, password: &str) -> (u16, Value) {
+    let r = app
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"username": username, "password": password}),
+        )
+        .await;
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+pub async fn call(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = app.http.request(method, app.url(path)).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+pub fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+/// A WebSocket with this token: the first frame and, if it closed, the close code.
+pub async fn ws_first(app: &TestApp, token: &str) -> (Value, Option<u16>, WsClient) {
+    let mut ws = WsClient::connect(&format!("{}?token={token}", app.ws_url()))
+        .await
+        .unwrap();
+    let first = ws.recv().await.unwrap_or(Value::Null);
+    let close = if first["type"] == "welcome" {
+        None
+    } else {
+        ws.close_code().await
+    };
+    (first, close, ws)
+}
+
+async fn first_account_is_an_active_admin_whatever_the_mode(pg: bool) {
+    for mode in [
+        Registration::Closed,
+        Registration::Invite,
+        Registration::Approval,
+    ] {
+        let app = app_in(pg, mode).await;
+        let (status, v) =
+            try_register(&app, json!({"username": "Root", "password": PASSWORD})).await;
+        assert_eq!(status, 201, "{mode:?}: {v}");
+        assert_eq!(v["user"]["role"], "admin", "{mode:?}");
+        assert_eq!(v["user"]["status"], "active", "{mode:?}");
+        let root = user_of(&v, "Root");
+        let (status, me) = call(&app, reqwest::Method::GET, "/api/me", &root.token, None).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            (me["role"].as_str(), me["status"].as_str()),
+            (Some("admin"), Some("active"))
+        );
+        // The second account is not an admin, whatever it asks for.
+        let (status, v) = try_register(
+            &app,
+            json!({"username": "second", "password": PASSWORD, "role": "admin", "status": "active"}),
+        )
+        .await;
+        match mode {
+            Registration::Closed => {
+                assert_eq!((status, code(&v)), (403, "registration_closed"), "{v}");
+                // Same answer for a taken username: no enumeration.
+                let (status, v) =
+                    try_register(&app, json!({"username": "root", "password": PASSWORD})).await;
+                assert_eq!((status, code(&v)), (403, "registration_closed"), "{v}");
+            }
+            Registration::Invite => {
+                assert_eq!((status, code(&v)), (403, "invite_invalid"), "{v}");
+                let (status, v) =
+                    try_register(&app, json!({"username": "root", "password": PASSWORD})).await;
+                assert_eq!((status, code(&v)), (403, "invite_invalid"), "{v}");
+            }
+            _ => {
+                assert_eq!(status, 201, "{v}");
+                assert_eq!(v["user"]["role"], "user", "a forged role is ignored");
+                assert_eq!(v["user"]["status"], "pending", "a forged status is ignored");
+            }
+        }
+    }
+}
+on_both!(
+    first_account_is_an_active_admin_whatever_the_mode,
+    first_account_is_admin_in_every_mode_on_sqlite,
+    first_account_is_admin_in_every_mode_on_postgres
+);
+
+async fn open_mode_makes_active_users(pg: bool) {
+    let app = app_in(pg, Registration::Open).await;
+    app.register("admin").await;
+    let bob = app.register("bob").await;
+    let (_, me) = call(&app, reqwest::Method::GET, "/api/me", &bob.token, None).await;
+    assert_eq!(
+        (me["role"].as_str(), me["status"].as_str()),
+        (Some("user"), Some("active"))
+    );
+    let (status, _) = call(&app, reqwest::Method::GET, "/api/threads", &bob.token, None).await;
+    assert_eq!(status, 200);
+}
+on_both!(
+    open_mode_makes_active_users,
+    open_mode_makes_active_users_on_sqlite,
+    open_mode_makes_active_users_on_postgres
+);
+
+async fn pending_users_wait_until_an_admin_approves_them(pg: bool) {
+    let app = app_in(pg, Registration::Approval).await;
+    let admin = app.register("admin").await;
+    let (status, v) = try_register(&app, json!({"username": "bob", "password": PASSWORD})).await;
+    assert_eq!(status, 201);
+    assert_eq!(v["user"]["status"], "pending");
+    let bob = user_of(&v, "bob");
+    // Only /api/me (and logout) answer a pending account.
+    let (status, me) = call(&app, reqwest::Method::GET, "/api/me", &bob.token, None).await;
+    assert_eq!((status, me["status"].as_str()), (200, Some("pending")));
+    for (method, path) in [
+        (reqwest::Method::GET, "/api/threads"),
+        (reqwest::Method::GET, "/api/agents"),
+        (reqwest::Method::POST, "/api/threads"),
+    ] {
+        let body = Some(json!({"title": "t"}));
+        let (status, v) = call(&app, method.clone(), path, &bob.token, body).await;
+        assert_eq!(
+            (status, code(&v)),
+            (403, "pending_approval"),
+            "{method} {path}"
+        );
+    }
+    let (first, close, _) = ws_first(&app, &bob.token).await;
+    assert_eq!(first["type"], "error");
+    assert_eq!(first["code"], "pending_approval");
+    assert_eq!(close, Some(4403));
+    // Logging in again still gives a pending session.
+    let (status, v) = login(&app, "bob", PASSWORD).await;
+    assert_eq!(
+        (status, v["user"]["status"].as_str()),
+        (200, Some("pending"))
+    );
+    // The admin sees and approves it; the same token works at once.
+    let (_, users) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/admin/users",
+        &admin.token,
+        None,
+    )
+    .await;
+    let listed: Vec<(&str, &str)> = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["username"].as_str().unwrap(),
+                u["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, [("admin", "active"), ("bob", "pending")]);
+    let path = format!("/api/admin/users/{}/approve", bob.id);
+    let (status, v) = call(&app, reqwest::Method::POST, &path, &admin.token, None).await;
+    assert_eq!((status, v["status"].as_str()), (200, Some("active")), "{v}");
+    let (status, _) = call(&app, reqwest::Method::GET, "/api/threads", &bob.token, None).await;
+    assert_eq!(status, 200);
+    let (first, _, _) = ws_first(&app, &bob.token).await;
+    assert_eq!(first["type"], "welcome", "{first}");
+    // Sent back to pending after that: a new sign-in waits again (nothing remembered wrongly).
+    let path = format!("/api/admin/users/{}", bob.id);
+    let body = Some(json!({"status": "pending"}));
+    assert_eq!(
+        call(&app, reqwest::Method::PATCH, &path, &admin.token, body)
+            .await
+            .0,
+        200
+    );
+    let (_, v) = login(&app, "bob", PASSWORD).await;
+    let again = user_of(&v, "bob");
+    let (status, v) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/threads",
+        &again.token,
+        None,
+    )
+    .await;
+    assert_eq!((status, code(&v)), (403, "pending_approval"));
+    let (_, close, _) = ws_first(&app, &again.token).await;
+    assert_eq!(close, Some(4403));
+}
+on_both!(
+    pending_users_wait_until_an_admin_approves_them,
+    pending_users_wait_for_approval_on_sqlite,
+    pending_users_wait_for_approval_on_postgres
+);
+
+pub async fn invite(app: &TestApp, admin: &TestUser) -> Value {
+    let (status, v) = call(
+        app,
+        reqwest::Method::POST,
+        "/api/admin/invites",
+        &admin.token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    v
+}
+
+async fn invites_are_single_use_revocable_and_expire(pg: bool) {
+    let app = app(pg, |s| {
+        s.auth.registration = Registration::Invite;
+        s.limits.failed_logins_per_user = 100;
+    })
+    .await;
+    let admin = app.register("admin").await;
+    let inv = invite(&app, &admin).await;
+    let secret = inv["token"].as_str().unwrap();
+    assert_eq!(inv["path"], format!("/invite/{secret}"));
+    let (_, list) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/admin/invites",
+        &admin.token,
+        None,
+    )
+    .await;
+    assert_eq!(list["invites"].as_array().unwrap().len(), 1);
+    assert!(!list.to_string().contains(secret), "the secret is not kept");
+    // A taken username does not burn the invite.
+    let (status, _) = try_register(
+        &app,
+        json!({"username": "ADMIN", "password": PASSWORD, "invite": secret}),
+    )
+    .await;
+    assert_eq!(status, 409);
+    let (status, v) = try_register(
+        &app,
+        json!({"username": "carol", "password": PASSWORD, "invite": secret}),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["user"]["status"], "active");
+    let (status, v) = try_register(
+        &app,
+        json!({"username": "dave", "password": PASSWORD, "invite": secret}),
+    )
+    .await;
+    assert_eq!((status, code(&v)), (403, "invite_invalid"), "reuse: {v}");
+    let (_, list) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/admin/invites",
+        &admin.token,
+        None,
+    )
+    .await;
+    assert_eq!(
+        list["invites"].as_array().unwrap().len(),
+        0,
+        "used invites are not open"
+    );
+    // Revoked.
+    let inv = invite(&app, &admin).await;
+    let path = format!("/api/admin/invites/{}", inv["id"].as_str().unwrap());
+    let (status, _) = call(&app, reqwest::Method::DELETE, &path, &admin.token, None).await;
+    assert_eq!(status, 204);
+    let (status, v) = try_register(
+        &app,
+        json!({"username": "dave", "password": PASSWORD, "invite": inv["token"]}),
+    )
+    .await;
+    assert_eq!((status, code(&v)), (403, "invite_invalid"), "revoked: {v}");
+    // Expired.
+    let short = self::app(pg, |s| {
+        s.auth.registration = Registration::Invite;
+        s.auth.invite_ttl_secs = 1;
+    })
+    .await;
+    let admin = short.register("admin").await;
+    let inv = invite(&short, &admin).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let (status, v) = try_register(
+        &short,
+        json!({"username": "erin", "password": PASSWORD, "invite": inv["token"]}),
+    )
+    .await;
+    assert_eq!((status, code(&v)), (403, "invite_invalid"), "expired: {v}");
+}
+on_both!(
+    invites_are_single_use_revocable_and_expire,
+    invites_are_single_use_and_expire_on_sqlite,
+    invites_are_single_use_and_expire_on_postgres
+);
+
+async fn the_last_active_admin_cannot_be_demoted_or_disabled(pg: bool) {
+    let app = app_in(pg, Registration::Open).await;
+    let admin = app.register("admin").await;
+    let bob = app.register("bob").await;
+    let me = format!("/api/admin/users/{}", admin.id);
+    for body in [json!({"role": "user"}), json!({"status": "disabled"})] {
+        let (status, v) = call(&app, reqwest::Method::PATCH, &me, &admin.token, Some(body)).await;
+        assert_eq!((status, code(&v)), (409, "conflict"), "{v}");
+    }
+    let (status, v) = call(
+        &app,
+        reqwest::Method::PATCH,
+        &me,
+        &admin.token,
+        Some(json!({"role": "boss"})),
+    )
+    .await;
+    assert_eq!((status, code(&v)), (422, "validation"), "{v}");
+    let bob_path = format!("/api/admin/users/{}", bob.id);
+    let (status, v) = call(
+        &app,
+        reqwest::Method::PATCH,
+        &bob_path,
+        &admin.token,
+        Some(json!({"role": "admin"})),
+    )
+    .await;
+    assert_eq!((status, v["role"].as_str()), (200, Some("admin")), "{v}");
+    // Now there is another admin: the first may step down, and loses admin routes at once.
+    let (status, _) = call(
+        &app,
+        reqwest::Method::PATCH,
+        &me,
+        &admin.token,
+        Some(json!({"role": "user"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, v) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/admin/users",
+        &admin.token,
+        None,
+    )
+    .await;
+    assert_eq!((status, code(&v)), (403, "forbidden"));
+    let (status, _) = call(
+        &app,
+        reqwest::Method::PATCH,
+        "/api/admin/users/nobody",
+        &bob.token,
+        Some(json!({"role": "user"})),
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+on_both!(
+    the_last_active_admin_cannot_be_demoted_or_disabled,
+    last_admin_stays_on_sqlite,
+    last_admin_stays_on_postgres
+);
+
+async fn disabled_users_are_signed_out_and_cannot_sign_in(pg: bool) {
+    let app = app_in(pg, Registration::Open).await;
+    let admin = app.register("admin").await;
+    let bob = app.register("bob").await;
+    let thread = app.create_thread(&bob, "bob's").await;
+    let mut ws = app.ws(&bob).await;
+    ws.subscribe(&thread, None).await;
+    ws.send_message(&thread, "c1", "still here later").await;
+    ws.recv_type("ack").await;
+    let path = format!("/api/admin/users/{}", bob.id);
+    let (status, v) = call(
+        &app,
+        reqwest::Method::PATCH,
+        &path,
+        &admin.token,
+        Some(json!({"status": "disabled"})),
+    )
+    .await;
+    assert_eq!((status, v["status"].as_str()), (200, Some("disabled")));
+    let started = std::time::Instant::now();
+    assert_eq!(ws.close_code().await, Some(4401));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let (status, _) = call(&app, reqwest::Method::GET, "/api/threads", &bob.token, None).await;
+    assert_eq!(status, 401);
+    let (status, v) = login(&app, "bob", PASSWORD).await;
+    assert_eq!((status, code(&v)), (403, "forbidden"), "{v}");
+    // A wrong password says what it says for anyone.
+    let (status, _) = login(&app, "bob", "wrong password!").await;
+    assert_eq!(status, 401);
+    // The messages stay; enabling lets bob back in.
+    let (status, _) = call(
+        &app,
+        reqwest::Method::PATCH,
+        &path,
+        &admin.token,
+        Some(json!({"status": "active"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, v) = login(&app, "bob", PASSWORD).await;
+    assert_eq!(status, 200);
+    let bob = user_of(&v, "bob");
+    let bodies: Vec<String> = app
+        .messages(&bob, &thread, "")
+        .await
+        .iter()
+        .map(|m| m["body"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(bodies, ["still here later"]);
+    // Sent back to pending: the active session ends; signing in again gives a pending one.
+    let (status, _) = call(
+        &app,
+        reqwest::Method::PATCH,
+        &path,
+        &admin.token,
+        Some(json!({"status": "pending"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = call(&app, reqwest::Method::GET, "/api/threads", &bob.token, None).await;
+    assert_eq!(status, 401);
+    let (status, v) = login(&app, "bob", PASSWORD).await;
+    assert_eq!(
+        (status, v["user"]["status"].as_str()),
+        (200, Some("pending"))
+    );
+    let pending = user_of(&v, "bob");
+    let (status, v) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/threads",
+        &pending.token,
+        None,
+    )
+    .await;
+    assert_eq!((status, code(&v)), (403, "pending_approval"));
+}
+on_both!(
+    disabled_users_are_signed_out_and_cannot_sign_in,
+    disabled_users_are_signed_out_on_sqlite,
+    disabled_users_are_signed_out_on_postgres
+);
+
+async fn a_reset_link_sets_the_password_once_and_ends_every_session(pg: bool) {
+    let app = app_in(pg, Registration::Open).await;
+    let admin = app.register("admin").await;
+    let bob = app.register("bob").await;
+    let path = format!("/api/admin/users/{}/reset", bob.id);
+    let (status, link) = call(&app, reqwest::Method::POST, &path, &admin.token, None).await;
+    assert_eq!(status, 201, "{link}");
+    let secret = link["token"].as_str().unwrap();
+    assert_eq!(link["path"], format!("/reset/{secret}"));
+    let reset = |password: &'static str| {
+        app.post(
+            "/api/auth/reset",
+            None,
+            json!({"token": secret, "password": password}),
+        )
+    };
+    assert_eq!(reset("short").await.status(), 422);
+    assert_eq!(reset("a brand new password").await.status(), 204);
+    let again = reset("another new password").await;
+    assert_eq!(again.status(), 403, "single use");
+    let (status, _) = call(&app, reqwest::Method::GET, "/api/threads", &bob.token, None).await;
+    assert_eq!(status, 401, "the old session ended");
+    assert_eq!(login(&app, "bob", PASSWORD).await.0, 401);
+    assert_eq!(login(&app, "bob", "a brand new password").await.0, 200);
+    let (status, _) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/admin/users/nope/reset",
+        &admin.token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+on_both!(
+    a_reset_link_sets_the_password_once_and_ends_every_session,
+    reset_links_on_sqlite,
+    reset_links_on_postgres
+);
