@@ -16,7 +16,7 @@ use emergence::{
 use proptest::{
     collection::{btree_map, vec},
     prelude::*,
-    test_runner::{Config, TestCaseError, TestRunner},
+    test_runner::{Config, TestCaseError, TestError, TestRunner},
 };
 use serde_json::{Map, Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -48,7 +48,23 @@ const CLIENT_TYPES: &[&str] = &[
     "regenerate",
 ];
 
+/// Report a failed property with the reason on the last line (a CI log's tail shows it), after
+/// the minimal input on one line.
+fn fail<T: std::fmt::Debug>(e: TestError<T>) -> ! {
+    match e {
+        TestError::Abort(why) => panic!("property aborted: {why}"),
+        TestError::Fail(why, input) => {
+            panic!("minimal failing input: {input:?}\nproperty failed: {why}")
+        }
+    }
+}
+
+/// `cases` per property; `FUZZ_CASES` overrides it for a longer hunt.
 fn config(cases: u32) -> Config {
+    let cases = std::env::var("FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
     Config {
         cases,
         failure_persistence: None,
@@ -570,7 +586,7 @@ fn random_frame_sequences_never_break_a_websocket_and_a_ping_still_gets_its_pong
         app.stop().await;
     });
     if let Err(e) = result {
-        panic!("{e}");
+        fail(e);
     }
 }
 
@@ -659,7 +675,7 @@ fn random_request_bodies_get_only_the_contract_s_statuses_and_error_bodies() {
         app.stop().await;
     });
     if let Err(e) = result {
-        panic!("{e}");
+        fail(e);
     }
 }
 
@@ -784,6 +800,6 @@ fn random_thread_ids_get_404_and_never_disturb_postgresql() {
         app.stop().await;
     });
     if let Err(e) = result {
-        panic!("{e}");
+        fail(e);
     }
 }

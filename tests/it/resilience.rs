@@ -176,6 +176,7 @@ enum Fault {
 }
 
 async fn scenario(fault: Fault) {
+    let _machine = crate::support::heavy().await;
     let sqlite = matches!(fault, Fault::SqliteUnavailable(_));
     let db = if sqlite {
         TestDb::sqlite()

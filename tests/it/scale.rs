@@ -51,6 +51,7 @@ pub(crate) async fn receive_all(ws: &mut WsClient, total: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_client_on_every_instance_receives_every_message_once_in_order() {
+    let _machine = crate::support::heavy().await;
     let (apps, _db) = cluster(3, "redis://127.0.0.1:6379", |_| {}).await;
     let owner = apps[0].register("owner").await;
     let thread = apps[0].create_thread(&owner, "shared").await;
@@ -214,6 +215,7 @@ fn spawn_binary(port: u16, db_url: &str, redis_url: &str, channel: &str) -> Chil
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_one_instance_mid_traffic_loses_and_duplicates_nothing() {
+    let _machine = crate::support::heavy().await;
     let db = TestDb::postgres().await;
     let channel = format!("emergence:test:{}", uuid::Uuid::new_v4());
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
@@ -280,6 +282,7 @@ async fn kill_9_of_one_instance_mid_traffic_loses_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ten_second_redis_cut_mid_traffic_loses_nothing() {
+    let _machine = crate::support::heavy().await;
     let proxy = FaultProxy::start("127.0.0.1:6379".parse().unwrap()).await;
     let (apps, _db) = cluster(3, &format!("redis://127.0.0.1:{}", proxy.port), |_| {}).await;
     let owner = apps[0].register("owner").await;
@@ -400,6 +403,7 @@ async fn agent_streams_reach_and_resume_on_every_instance() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_traffic_drains_with_1012_and_clients_resume_elsewhere_losing_nothing() {
+    let _machine = crate::support::heavy().await;
     let db = TestDb::postgres().await;
     let channel = format!("emergence:test:{}", uuid::Uuid::new_v4());
     let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();

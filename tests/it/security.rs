@@ -49,6 +49,7 @@ pub fn proc_kib(pid: u32, field: &str) -> u64 {
 
 #[tokio::test]
 async fn two_hundred_failed_logins_with_1_mb_usernames_leave_rss_within_5_mib() {
+    let _machine = crate::support::heavy().await;
     let server = spawn_ready_on_sqlite().await;
     let (port, pid) = (server.port, server.pid());
     let http = reqwest::Client::new();

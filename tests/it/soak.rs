@@ -53,6 +53,7 @@ struct Tally {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a 10-minute bench scenario: bench/run soak"]
 async fn soak_mixed_traffic_with_a_database_outage_returns_to_baseline() {
+    let _machine = crate::support::heavy().await;
     let secs: u64 = std::env::var("SOAK_SECS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod fake_llm;
 pub mod fake_ollama;
 pub mod fault_proxy;
+pub mod heavy;
 pub mod oidc;
 pub mod pgbouncer;
 pub mod process;
@@ -25,6 +26,7 @@ use emergence_client::{
 };
 use serde_json::Value;
 
+pub use heavy::heavy;
 pub use ws::WsClient;
 
 pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
