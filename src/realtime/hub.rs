@@ -470,6 +470,15 @@ impl Hub {
         matches!(room.subs.get(&conn_id).map(|s| &s.state), Some(SubState::Live { last, .. }) if *last < seq)
     }
 
+    /// Ids of the connections subscribed to `thread`, whatever the state of the subscription.
+    pub fn subscriber_ids(&self, thread: &str) -> std::collections::HashSet<u64> {
+        let Some(room) = self.existing(thread) else {
+            return Default::default();
+        };
+        let room = room.lock().unwrap_or_else(|e| e.into_inner());
+        room.subs.keys().copied().collect()
+    }
+
     /// Connections whose subscription to `thread` is live (replay done).
     pub fn live_subscribers(&self, thread: &str) -> Vec<Arc<ConnHandle>> {
         let Some(room) = self.existing(thread) else {

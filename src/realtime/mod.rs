@@ -20,7 +20,7 @@ pub mod streams;
 mod wire;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         Arc, RwLock,
         atomic::{AtomicU64, Ordering},
@@ -80,9 +80,21 @@ pub enum Event {
         user_id: String,
         reason: RemovedReason,
     },
-    /// The thread was deleted: every subscription ends at once (`removed`, reason `deleted`).
+    /// The thread was deleted: every subscription ends at once (`removed`, reason `deleted`),
+    /// and the members' other sockets learn it too (their thread lists).
     ThreadDeleted {
         thread_id: String,
+        /// The members at deletion (empty from an instance that predates the field).
+        #[serde(default)]
+        members: Vec<String>,
+    },
+    /// A lifecycle frame (`thread_updated`, `members_updated`) for the thread lists of the
+    /// `users`' sockets that do not follow `thread` (those get the copy ordered with the
+    /// messages). Instance-wide: every instance holds some member's socket.
+    Notice {
+        users: Vec<String>,
+        thread: String,
+        frame: Box<ServerFrame>,
     },
     /// Agent stream events (start, chunks, end, error) and requests to the running instance.
     Stream(StreamEvent),
@@ -104,8 +116,8 @@ impl Event {
             | Event::ThreadChanged { thread_id, .. }
             | Event::MembersChanged { thread_id, .. }
             | Event::MemberRemoved { thread_id, .. }
-            | Event::ThreadDeleted { thread_id } => Some(thread_id),
-            Event::Revoked { .. } => None,
+            | Event::ThreadDeleted { thread_id, .. } => Some(thread_id),
+            Event::Revoked { .. } | Event::Notice { .. } => None,
             Event::Stream(s) => s.thread(),
         }
     }
@@ -306,12 +318,22 @@ impl Realtime {
                 reason,
             } => {
                 self.members.remove(thread_id, user_id);
-                self.end_subscriptions(thread_id, Some(user_id), *reason);
+                self.end_subscriptions(
+                    thread_id,
+                    Some(user_id),
+                    *reason,
+                    std::slice::from_ref(user_id),
+                );
             }
-            Event::ThreadDeleted { thread_id } => {
+            Event::ThreadDeleted { thread_id, members } => {
                 self.members.forget_thread(thread_id);
-                self.end_subscriptions(thread_id, None, RemovedReason::Deleted);
+                self.end_subscriptions(thread_id, None, RemovedReason::Deleted, members);
             }
+            Event::Notice {
+                users,
+                thread,
+                frame,
+            } => self.tell_lists(users, thread, frame),
             Event::Stream(e) => {
                 if let Follow::NeedSnapshot(stream_id) = self.streams.apply(e, &self.hub) {
                     self.broker
@@ -413,13 +435,54 @@ impl Realtime {
 
     /// End subscriptions to a thread (of one user, or everyone's) with a `removed` frame; they
     /// also stop following the thread's agent streams.
-    fn end_subscriptions(&self, thread: &str, user: Option<&str>, reason: RemovedReason) {
-        let frame = protocol::frame(&ServerFrame::Removed {
+    fn end_subscriptions(
+        &self,
+        thread: &str,
+        user: Option<&str>,
+        reason: RemovedReason,
+        members: &[String],
+    ) {
+        let removed = ServerFrame::Removed {
             thread: thread.to_string(),
             reason,
-        });
-        for conn in self.hub.end_subscriptions(thread, user, &frame) {
-            self.streams.detach(thread, conn);
+        };
+        let ended: HashSet<u64> = self
+            .hub
+            .end_subscriptions(thread, user, &protocol::frame(&removed))
+            .into_iter()
+            .collect();
+        for conn in &ended {
+            self.streams.detach(thread, *conn);
+        }
+        // The members' other sockets: their thread lists drop the thread too.
+        self.tell_lists_except(members, thread, &removed, &ended);
+    }
+
+    /// Send `frame` to the sockets of `users` on this instance that are not subscribed to
+    /// `thread` (a subscriber gets its own copy, in order with the thread's messages).
+    fn tell_lists(&self, users: &[String], thread: &str, frame: &ServerFrame) {
+        self.tell_lists_except(users, thread, frame, &HashSet::new());
+    }
+
+    /// [`Realtime::tell_lists`], skipping the connections in `told` as well.
+    fn tell_lists_except(
+        &self,
+        users: &[String],
+        thread: &str,
+        frame: &ServerFrame,
+        told: &HashSet<u64>,
+    ) {
+        if users.is_empty() {
+            return;
+        }
+        let mut following = self.hub.subscriber_ids(thread);
+        following.extend(told);
+        let mut out = None;
+        for c in self.all() {
+            if following.contains(&c.id) || !users.iter().any(|u| *u == c.user_id) {
+                continue;
+            }
+            c.send(out.get_or_insert_with(|| protocol::frame(frame)).clone());
         }
     }
 

@@ -139,12 +139,14 @@ fn thread_channel(base: &str, thread: &str) -> String {
 
 /// The thread whose channel carries `event` under sharded fan-out; `None`: the shared channel.
 /// Membership events stay on the shared channel: every instance must learn a new member and
-/// forget the membership it may have cached (removal, deletion), following the thread or not.
+/// forget the membership it may have cached (removal, deletion), following the thread or not;
+/// and notices reach the members' sockets wherever they are.
 fn channel_thread(event: &Event) -> Option<&str> {
     match event {
-        Event::MemberAdded { .. } | Event::MemberRemoved { .. } | Event::ThreadDeleted { .. } => {
-            None
-        }
+        Event::MemberAdded { .. }
+        | Event::MemberRemoved { .. }
+        | Event::ThreadDeleted { .. }
+        | Event::Notice { .. } => None,
         Event::Message { .. }
         | Event::ThreadChanged { .. }
         | Event::MembersChanged { .. }

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::{member_thread, members::publish_members};
 use crate::{
     auth::CurrentUser,
-    contract::{http::ThreadView, threads::ThreadPatch},
+    contract::{ServerFrame, http::ThreadView, threads::ThreadPatch},
     db::{
         lifecycle::{MemberFlags, ThreadChange},
         now_ms,
@@ -128,6 +128,21 @@ pub(crate) async fn update(
             owner_id: current.owner_id.clone(),
             agents: current.agents.clone(),
         });
+        let tid = id.clone();
+        let members = state
+            .db
+            .run(|s| async move { s.members(&tid).await })
+            .await?;
+        state.realtime.publish(Event::Notice {
+            users: members.into_iter().collect(),
+            thread: id.clone(),
+            frame: Box::new(ServerFrame::ThreadUpdated {
+                thread: id.clone(),
+                title: current.title.clone(),
+                owner_id: current.owner_id.clone(),
+                agents: current.agents.clone(),
+            }),
+        });
         if change.owner_id.is_some() {
             publish_members(&state, &id, current.last_seq).await?;
         }
@@ -173,14 +188,18 @@ pub(crate) async fn delete(
         return Err(ApiError::Forbidden("only the thread's owner can delete it"));
     }
     let (tid, now) = (id.clone(), now_ms());
-    state
+    let members = state
         .db
-        .run(|s| async move { s.delete_thread(&tid, now).await })
+        .run(|s| async move {
+            let members = s.members(&tid).await?;
+            s.delete_thread(&tid, now).await.map(|d| d.map(|_| members))
+        })
         .await?
         .ok_or(ApiError::NotFound)?;
-    state
-        .realtime
-        .publish(Event::ThreadDeleted { thread_id: id });
+    state.realtime.publish(Event::ThreadDeleted {
+        thread_id: id,
+        members: members.into_iter().collect(),
+    });
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -11,7 +11,7 @@ use axum::{
 use super::member_thread;
 use crate::{
     auth::CurrentUser,
-    contract::{MemberRole, MemberView, RemovedReason, threads::MemberList},
+    contract::{MemberRole, MemberView, RemovedReason, ServerFrame, threads::MemberList},
     error::ApiError,
     realtime::Event,
     state::AppState,
@@ -56,6 +56,14 @@ pub(crate) async fn publish_members(
     at_seq: i64,
 ) -> Result<(), ApiError> {
     let members = member_views(state, thread_id).await?;
+    state.realtime.publish(Event::Notice {
+        users: members.iter().map(|m| m.user_id.clone()).collect(),
+        thread: thread_id.to_string(),
+        frame: Box::new(ServerFrame::MembersUpdated {
+            thread: thread_id.to_string(),
+            members: members.clone(),
+        }),
+    });
     state.realtime.publish(Event::MembersChanged {
         thread_id: thread_id.to_string(),
         at_seq,

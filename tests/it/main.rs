@@ -43,6 +43,7 @@ mod sso;
 mod storage;
 mod stream_catchup;
 mod streams;
+mod thread_lists;
 mod threads_lifecycle;
 mod usage;
 mod usage_budgets;

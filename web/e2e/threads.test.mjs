@@ -237,18 +237,17 @@ test('rename, agents, pin, archive, members (remove, hand over, leave) and delet
     await sleep(500);
     assert.equal(await item(c.page, renamed).count(), 0, 'a deleted thread never comes back');
 
-    // Deleted while c was not looking at it: opening it from a stale list says so and drops it.
+    // A thread c is not looking at: being added puts it in c's list live (no refresh), and its
+    // deletion takes it out live, with the notice.
     const unseen = uniq('Unseen');
     await createThread(b.page, unseen);
     await addMember(b.page, c.name);
-    await c.page.getByTestId('refresh-threads').click();
     await item(c.page, unseen).waitFor();
     await b.page.getByTestId('toggle-manage').click();
     await b.page.getByTestId('delete-thread').click();
     await b.page.getByTestId('delete-confirm').click();
     await item(b.page, unseen).waitFor({ state: 'detached' });
-    await item(c.page, unseen).click();
-    await c.page.getByText(`“${unseen}” is no longer available to you.`).waitFor();
+    await c.page.getByText(`“${unseen}” was deleted by its owner.`).waitFor();
     await item(c.page, unseen).waitFor({ state: 'detached' });
 
     assert.deepEqual([...a.errors, ...b.errors, ...c.errors], []);

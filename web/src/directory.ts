@@ -86,7 +86,8 @@ export abstract class ThreadDirectory {
     this.forget(id);
   }
 
-  /** Applies a lifecycle frame of a subscribed thread. */
+  /** Applies a lifecycle frame: of the open thread (in order with its messages), or of any
+   *  other thread of this user's lists (`thread_updated`, `members_updated`, `removed`). */
   protected onDirectoryFrame(f: DirectoryFrame): void {
     switch (f.type) {
       case 'thread_updated':
@@ -95,6 +96,7 @@ export abstract class ThreadDirectory {
         break;
       case 'members_updated':
         this.members.set(f.thread, f.members);
+        if (!this.listed(f.thread) && f.members.some((m) => m.user_id === this.me.id)) void this.adopt(f.thread);
         break;
       case 'removed': {
         const title = [...this.threads, ...(this.archived ?? [])].find((x) => x.id === f.thread)?.title;
@@ -102,6 +104,24 @@ export abstract class ThreadDirectory {
         this.dropThread(f.thread);
         break;
       }
+    }
+  }
+
+  private listed(id: string): boolean {
+    return this.threads.some((x) => x.id === id) || (this.archived ?? []).some((x) => x.id === id);
+  }
+
+  /** Someone added this user to a thread: it takes its place in the lists, live. */
+  private async adopt(id: string): Promise<void> {
+    try {
+      const th = await api<Thread>('GET', path(id));
+      if (this.listed(id)) return;
+      const lists = placeThread(this.threads, this.archived, th);
+      this.threads = lists.threads;
+      this.archived = lists.archived;
+      this.emit();
+    } catch {
+      /* 404: removed again meanwhile */
     }
   }
 
