@@ -264,25 +264,7 @@ where
             return Err(StoreError::Conflict("already imported".into()));
         }
         let count = import.messages.len() as i64;
-        let agents = serde_json::to_string(&t.agents).unwrap_or_else(|_| "[]".into());
-        self.q(
-            "INSERT INTO threads (id, title, owner_id, agents, created_at, last_seq, last_activity) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(t.id.as_str())
-        .bind(t.title.as_str())
-        .bind(t.owner_id.as_str())
-        .bind(agents)
-        .bind(t.created_at)
-        .bind(count)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        self.q("INSERT INTO thread_members (thread_id, user_id, added_at) VALUES ($1, $2, $3)")
-            .bind(t.id.as_str())
-            .bind(t.owner_id.as_str())
-            .bind(now)
-            .execute(&mut *tx)
+        self.insert_thread_rows(&mut tx, t, t.created_at, count, now)
             .await?;
         let rows: Vec<_> = import.messages.iter().zip(1i64..).collect();
         for chunk in rows.chunks(1000) {

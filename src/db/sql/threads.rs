@@ -44,26 +44,43 @@ where
     usize: ColumnIndex<DB::Row>,
 {
     pub(super) async fn create_thread_sql(&self, thread: &Thread, now: i64) -> Result<()> {
-        let agents = serde_json::to_string(&thread.agents).unwrap_or_else(|_| "[]".into());
         let mut tx = self.pool.begin().await?;
+        self.insert_thread_rows(&mut tx, thread, now, 0, now)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A thread's row and its owner's membership, in the caller's transaction: a new thread
+    /// (`last_seq` 0), or an imported one whose messages the caller inserts next.
+    pub(super) async fn insert_thread_rows(
+        &self,
+        tx: &mut sqlx::Transaction<'static, DB>,
+        thread: &Thread,
+        created_at: i64,
+        last_seq: i64,
+        now: i64,
+    ) -> Result<()> {
+        let agents = serde_json::to_string(&thread.agents).unwrap_or_else(|_| "[]".into());
         self.q(
             "INSERT INTO threads (id, title, owner_id, agents, created_at, last_seq, last_activity) \
-             VALUES ($1, $2, $3, $4, $5, 0, $5)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(thread.id.as_str())
         .bind(thread.title.as_str())
         .bind(thread.owner_id.as_str())
         .bind(agents)
+        .bind(created_at)
+        .bind(last_seq)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         self.q("INSERT INTO thread_members (thread_id, user_id, added_at) VALUES ($1, $2, $3)")
             .bind(thread.id.as_str())
             .bind(thread.owner_id.as_str())
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
-        tx.commit().await?;
         Ok(())
     }
 
