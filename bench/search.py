@@ -60,8 +60,7 @@ def vocabulary(rng: random.Random) -> tuple[list[str], list[str]]:
     for md in sorted((ROOT / "docs").glob("*.md")):
         english.update(w.lower() for w in re.findall(r"[A-Za-z]{3,}", md.read_text(errors="ignore")))
     french = set(FRENCH)
-    catalogue = (ROOT / "web" / "src" / "i18n" / "catalogue.ts").read_text()
-    fr_part = catalogue[catalogue.find("const fr"):]
+    fr_part = (ROOT / "web" / "src" / "i18n" / "fr.ts").read_text()
     french.update(w.lower() for w in re.findall(r"[a-zàâçéèêëîïôûùüÿœ]{4,}", fr_part))
     made_up = {"".join(rng.choice("bcdfghjklmnprstvz") + rng.choice("aeiou") for _ in range(3))
                + str(rng.randrange(10, 99)) for _ in range(6000)}

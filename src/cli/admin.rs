@@ -3,14 +3,13 @@
 //! line of standard input (never a flag: other users of the host could read it);
 //! `promote NAME` makes an existing account an active admin.
 
-use std::{io::BufRead, process::ExitCode, time::Duration};
+use std::{io::BufRead, process::ExitCode};
 
 use clap::{Args, Subcommand};
 
 use crate::{
     auth::password::Hasher,
     db::{
-        self, SharedStore,
         accounts::{
             AccessChange, AccessOutcome, NewAccount, Registered, Registration, Role, Status,
         },
@@ -18,7 +17,6 @@ use crate::{
     },
     domain::{Password, Username},
     settings::Settings,
-    telemetry,
 };
 
 #[derive(Args, Debug)]
@@ -43,29 +41,8 @@ pub enum AdminCommand {
     Promote { username: String },
 }
 
-async fn open(mut settings: Settings, url: Option<String>) -> anyhow::Result<SharedStore> {
-    if let Some(u) = url {
-        settings.database.url = crate::settings::Secret::new(u);
-    }
-    telemetry::init(&settings.log);
-    let db = &settings.database;
-    let store = db::connect(
-        db::Target::of(db),
-        2,
-        Duration::from_millis(db.connect_timeout_ms.max(5_000)),
-        true,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("connecting to the database: {e}"))?;
-    store
-        .migrate()
-        .await
-        .map_err(|e| anyhow::anyhow!("migrating: {e}"))?;
-    Ok(store)
-}
-
 pub async fn run(settings: Settings, args: AdminArgs) -> anyhow::Result<ExitCode> {
-    let store = open(settings, args.database_url).await?;
+    let store = super::migrate::open_migrated(settings, args.database_url).await?;
     match args.command {
         AdminCommand::CreateUser { username, admin } => {
             let name =

@@ -4,7 +4,11 @@ use std::{process::ExitCode, time::Duration};
 
 use clap::Args;
 
-use crate::{db, settings::Settings, telemetry};
+use crate::{
+    db::{self, SharedStore},
+    settings::Settings,
+    telemetry,
+};
 
 #[derive(Args, Debug)]
 pub struct MigrateArgs {
@@ -13,8 +17,19 @@ pub struct MigrateArgs {
     pub database_url: Option<String>,
 }
 
-pub async fn run(mut settings: Settings, args: MigrateArgs) -> anyhow::Result<ExitCode> {
-    if let Some(u) = args.database_url {
+pub async fn run(settings: Settings, args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    let store = open_migrated(settings, args.database_url).await?;
+    println!("migrations applied ({})", store.backend_name());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The configured database (or `url`), connected with the CLI's small pool and migrated: what
+/// every subcommand that works on the database starts from (`migrate`, `admin`).
+pub(super) async fn open_migrated(
+    mut settings: Settings,
+    url: Option<String>,
+) -> anyhow::Result<SharedStore> {
+    if let Some(u) = url {
         settings.database.url = crate::settings::Secret::new(u);
     }
     telemetry::init(&settings.log);
@@ -31,6 +46,5 @@ pub async fn run(mut settings: Settings, args: MigrateArgs) -> anyhow::Result<Ex
         .migrate()
         .await
         .map_err(|e| anyhow::anyhow!("migrating: {e}"))?;
-    println!("migrations applied ({})", store.backend_name());
-    Ok(ExitCode::SUCCESS)
+    Ok(store)
 }

@@ -4,7 +4,7 @@
 //! way a real database does (down, one failed batch, a message the database refuses).
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex, MutexGuard},
 };
 
@@ -15,7 +15,6 @@ use super::{
     accounts::{
         AccessChange, AccessOutcome, Account, AccountLink, NewAccount, Registered, SessionRow,
     },
-    batch::BatchPlan,
     lifecycle::{
         ExportedMessage, ImportedThread, ListedThread, MemberFlags, SearchHit, SearchQuery,
         ThreadChange, ThreadMember,
@@ -28,7 +27,9 @@ use super::{
 
 mod accounts;
 mod faults;
+mod messages;
 mod sso;
+mod threads;
 mod usage;
 
 use faults::Faults;
@@ -242,104 +243,36 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    // ---- Threads and members: in `memory/threads.rs` ----------------------------------------
+
     async fn create_thread(&self, thread: &Thread, now: i64) -> Result<()> {
-        self.check()?;
-        let mut data = self.data();
-        if data.threads.contains_key(&thread.id) {
-            return Err(StoreError::Conflict("thread exists".into()));
-        }
-        let stored = StoredThread {
-            thread: Thread {
-                created_at: now,
-                last_seq: 0,
-                ..thread.clone()
-            },
-            last_activity: now,
-            members: BTreeMap::from([(thread.owner_id.clone(), now)]),
-            messages: BTreeMap::new(),
-            by_client_id: HashMap::new(),
-            flags: HashMap::new(),
-        };
-        data.threads.insert(thread.id.clone(), stored);
-        Ok(())
+        self.create_thread_data(thread, now)
     }
 
     async fn thread(&self, id: &str) -> Result<Option<Thread>> {
-        self.check()?;
-        Ok(self.data().threads.get(id).map(|t| t.thread.clone()))
+        self.thread_data(id)
     }
 
     async fn threads_for_user(&self, user_id: &str) -> Result<Vec<Thread>> {
-        self.check()?;
-        let data = self.data();
-        let mut mine: Vec<&StoredThread> = data
-            .threads
-            .values()
-            .filter(|t| t.members.contains_key(user_id))
-            .collect();
-        mine.sort_by(|a, b| (b.last_activity, &b.thread.id).cmp(&(a.last_activity, &a.thread.id)));
-        Ok(mine.into_iter().map(|t| t.thread.clone()).collect())
+        self.threads_for_user_data(user_id)
     }
 
     async fn members(&self, thread_id: &str) -> Result<Vec<String>> {
-        self.check()?;
-        Ok(self
-            .data()
-            .threads
-            .get(thread_id)
-            .map(|t| t.members.keys().cloned().collect())
-            .unwrap_or_default())
+        self.members_data(thread_id)
     }
 
     async fn memberships(&self, user_id: &str) -> Result<Vec<String>> {
-        self.check()?;
-        let data = self.data();
-        let mut ids: Vec<String> = data
-            .threads
-            .values()
-            .filter(|t| t.members.contains_key(user_id))
-            .map(|t| t.thread.id.clone())
-            .collect();
-        ids.sort();
-        Ok(ids)
+        self.memberships_data(user_id)
     }
 
     async fn add_member(&self, thread_id: &str, user_id: &str, now: i64) -> Result<()> {
-        self.check()?;
-        let mut data = self.data();
-        let thread = data
-            .threads
-            .get_mut(thread_id)
-            .ok_or_else(|| StoreError::Other(anyhow::anyhow!("foreign key: no such thread")))?;
-        thread.members.entry(user_id.to_string()).or_insert(now);
-        Ok(())
+        self.add_member_data(thread_id, user_id, now)
     }
 
+    // ---- Messages: in `memory/messages.rs` ----------------------------------------------------
+
     async fn messages(&self, thread_id: &str, page: Page, limit: i64) -> Result<Vec<Message>> {
-        self.check()?;
-        let data = self.data();
-        let Some(t) = data.threads.get(thread_id) else {
-            return Ok(Vec::new());
-        };
-        let limit = limit.max(0) as usize;
-        let mut page: Vec<Message> = match page {
-            Page::After(n) => t
-                .messages
-                .range(n.saturating_add(1)..)
-                .take(limit)
-                .map(|(_, m)| m.clone())
-                .collect(),
-            Page::Before(n) => t
-                .messages
-                .range(..n)
-                .rev()
-                .take(limit)
-                .map(|(_, m)| m.clone())
-                .collect(),
-            Page::Latest => t.messages.values().rev().take(limit).cloned().collect(),
-        };
-        page.sort_by_key(|m| m.seq);
-        Ok(page)
+        self.messages_data(thread_id, page, limit)
     }
 
     async fn message_by_client_id(
@@ -347,65 +280,11 @@ impl Store for MemoryStore {
         thread_id: &str,
         client_id: &str,
     ) -> Result<Option<Message>> {
-        self.check()?;
-        let data = self.data();
-        Ok(data.threads.get(thread_id).and_then(|t| {
-            let seq = t.by_client_id.get(client_id)?;
-            t.messages.get(seq).cloned()
-        }))
+        self.message_by_client_id_data(thread_id, client_id)
     }
 
     async fn insert_messages(&self, batch: &[NewMessage]) -> Result<Vec<InsertOutcome>> {
-        self.check_batch(batch)?;
-        let mut data = self.data();
-        let ids: HashSet<(&str, &str)> = batch
-            .iter()
-            .map(|m| (m.thread_id.as_str(), m.client_id.as_str()))
-            .collect();
-        let already: Vec<Message> = ids
-            .iter()
-            .filter_map(|(thread, client_id)| {
-                let t = data.threads.get(*thread)?;
-                t.messages.get(t.by_client_id.get(*client_id)?).cloned()
-            })
-            .collect();
-        let mut plan = BatchPlan::new(batch, already);
-        let now = batch.iter().map(|m| m.created_at).max().unwrap_or(0);
-        for (thread, count) in plan.fresh_counts() {
-            let last = data.threads.get_mut(thread).map(|t| {
-                t.thread.last_seq += count;
-                t.last_activity = now;
-                t.thread.last_seq
-            });
-            plan.reserved(thread, last);
-        }
-        for (m, seq) in plan.rows() {
-            let t = data
-                .threads
-                .get_mut(&m.thread_id)
-                .expect("a reserved thread exists");
-            t.by_client_id.insert(m.client_id.clone(), seq);
-            let stored = Message {
-                id: m.id.clone(),
-                thread_id: m.thread_id.clone(),
-                seq,
-                client_id: m.client_id.clone(),
-                author: m.author.clone(),
-                body: m.body.clone(),
-                created_at: m.created_at,
-                status: m.status.clone(),
-                prompt_tokens: m.prompt_tokens,
-                completion_tokens: m.completion_tokens,
-                meta: m.meta.clone(),
-            };
-            assert!(t.messages.insert(seq, stored).is_none(), "seq {seq} taken");
-        }
-        drop(data);
-        self.batches
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(batch.len());
-        Ok(plan.outcomes())
+        self.insert_messages_data(batch)
     }
 
     // ---- Thread lifecycle, members, search, export and import (issue 17) ----

@@ -12,16 +12,14 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::{
-    accounts::{app, call, code, try_register, user_of},
     on_both,
+    support::accounts::{PASSWORD, app, call, code, get_as, try_register, user_of},
     support::{
         TestDb,
         oidc::{Browser, TestOp, exchange_at, providers},
         process::{BUILT, free_port, wait_ready},
     },
 };
-
-const PASSWORD: &str = "correct horse battery";
 
 async fn forged_roles_and_statuses_never_escalate(pg: bool) {
     let app = app(pg, |s| s.auth.registration = Registration::Approval).await;
@@ -89,7 +87,7 @@ async fn forged_roles_and_statuses_never_escalate(pg: bool) {
     if status == 200 {
         assert_eq!(v["user"]["role"], "user");
     }
-    let (_, users) = call(&app, Method::GET, "/api/admin/users", &admin.token, None).await;
+    let (_, users) = get_as(&app, &admin.token, "/api/admin/users").await;
     let row = users["users"]
         .as_array()
         .unwrap()

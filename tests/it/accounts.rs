@@ -5,100 +5,16 @@
 
 use std::time::Duration;
 
-use emergence::{Settings, db::accounts::Registration};
-use serde_json::{Value, json};
+use emergence::db::accounts::Registration;
+use serde_json::json;
 
-use crate::support::{TestApp, TestUser, WsClient, spawn_app_with, spawn_pg_app_with};
-
-const PASSWORD: &str = "correct horse battery";
-
-/// Run `$scenario(pg)` as one test on SQLite and one on PostgreSQL.
-#[macro_export]
-macro_rules! on_both {
-    ($scenario:ident, $sqlite:ident, $pg:ident) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $sqlite() {
-            $scenario(false).await
-        }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $pg() {
-            $scenario(true).await
-        }
-    };
-}
-
-pub async fn app(pg: bool, configure: impl FnOnce(&mut Settings)) -> TestApp {
-    if pg {
-        spawn_pg_app_with(configure).await
-    } else {
-        spawn_app_with(configure).await
-    }
-}
-
-pub async fn app_in(pg: bool, mode: Registration) -> TestApp {
-    app(pg, |s| s.auth.registration = mode).await
-}
-
-/// `POST /api/auth/register` with any body; status and JSON.
-pub async fn try_register(app: &TestApp, body: Value) -> (u16, Value) {
-    let r = app.post("/api/auth/register", None, body).await;
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-pub fn user_of(v: &Value, username: &str) -> TestUser {
-    TestUser {
-        id: v["user"]["id"].as_str().unwrap().into(),
-        username: username.into(),
-        token: v["token"].as_str().unwrap().into(),
-    }
-}
-
-pub async fn login(app: &TestApp, username: &str, password: &str) -> (u16, Value) {
-    let r = app
-        .post(
-            "/api/auth/login",
-            None,
-            json!({"username": username, "password": password}),
-        )
-        .await;
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-pub async fn call(
-    app: &TestApp,
-    method: reqwest::Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = app.http.request(method, app.url(path)).bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-pub fn code(v: &Value) -> &str {
-    v["error"]["code"].as_str().unwrap_or("")
-}
-
-/// A WebSocket with this token: the first frame and, if it closed, the close code.
-pub async fn ws_first(app: &TestApp, token: &str) -> (Value, Option<u16>, WsClient) {
-    let mut ws = WsClient::connect(&format!("{}?token={token}", app.ws_url()))
-        .await
-        .unwrap();
-    let first = ws.recv().await.unwrap_or(Value::Null);
-    let close = if first["type"] == "welcome" {
-        None
-    } else {
-        ws.close_code().await
-    };
-    (first, close, ws)
-}
+use crate::{
+    on_both,
+    support::accounts::{
+        PASSWORD, app, app_in, call, code, delete_as, get_as, invite, login, try_register, user_of,
+        ws_first,
+    },
+};
 
 async fn first_account_is_an_active_admin_whatever_the_mode(pg: bool) {
     for mode in [
@@ -113,7 +29,7 @@ async fn first_account_is_an_active_admin_whatever_the_mode(pg: bool) {
         assert_eq!(v["user"]["role"], "admin", "{mode:?}");
         assert_eq!(v["user"]["status"], "active", "{mode:?}");
         let root = user_of(&v, "Root");
-        let (status, me) = call(&app, reqwest::Method::GET, "/api/me", &root.token, None).await;
+        let (status, me) = get_as(&app, &root.token, "/api/me").await;
         assert_eq!(status, 200);
         assert_eq!(
             (me["role"].as_str(), me["status"].as_str()),
@@ -157,12 +73,12 @@ async fn open_mode_makes_active_users(pg: bool) {
     let app = app_in(pg, Registration::Open).await;
     app.register("admin").await;
     let bob = app.register("bob").await;
-    let (_, me) = call(&app, reqwest::Method::GET, "/api/me", &bob.token, None).await;
+    let (_, me) = get_as(&app, &bob.token, "/api/me").await;
     assert_eq!(
         (me["role"].as_str(), me["status"].as_str()),
         (Some("user"), Some("active"))
     );
-    let (status, _) = call(&app, reqwest::Method::GET, "/api/threads", &bob.token, None).await;
+    let (status, _) = get_as(&app, &bob.token, "/api/threads").await;
     assert_eq!(status, 200);
 }
 on_both!(
@@ -179,7 +95,7 @@ async fn pending_users_wait_until_an_admin_approves_them(pg: bool) {
     assert_eq!(v["user"]["status"], "pending");
     let bob = user_of(&v, "bob");
     // Only /api/me (and logout) answer a pending account.
-    let (status, me) = call(&app, reqwest::Method::GET, "/api/me", &bob.token, None).await;
+    let (status, me) = get_as(&app, &bob.token, "/api/me").await;
     assert_eq!((status, me["status"].as_str()), (200, Some("pending")));
     for (method, path) in [
         (reqwest::Method::GET, "/api/threads"),
@@ -205,14 +121,7 @@ async fn pending_users_wait_until_an_admin_approves_them(pg: bool) {
         (200, Some("pending"))
     );
     // The admin sees and approves it; the same token works at once.
-    let (_, users) = call(
-        &app,
-        reqwest::Method::GET,
-        "/api/admin/users",
-        &admin.token,
-        None,
-    )
-    .await;
+    let (_, users) = get_as(&app, &admin.token, "/api/admin/users").await;
     let listed: Vec<(&str, &str)> = users["users"]
         .as_array()
         .unwrap()
@@ -228,7 +137,7 @@ async fn pending_users_wait_until_an_admin_approves_them(pg: bool) {
     let path = format!("/api/admin/users/{}/approve", bob.id);
     let (status, v) = call(&app, reqwest::Method::POST, &path, &admin.token, None).await;
     assert_eq!((status, v["status"].as_str()), (200, Some("active")), "{v}");
-    let (status, _) = call(&app, reqwest::Method::GET, "/api/threads", &bob.token, None).await;
+    let (status, _) = get_as(&app, &bob.token, "/api/threads").await;
     assert_eq!(status, 200);
     let (first, _, _) = ws_first(&app, &bob.token).await;
     assert_eq!(first["type"], "welcome", "{first}");
@@ -243,14 +152,7 @@ async fn pending_users_wait_until_an_admin_approves_them(pg: bool) {
     );
     let (_, v) = login(&app, "bob", PASSWORD).await;
     let again = user_of(&v, "bob");
-    let (status, v) = call(
-        &app,
-        reqwest::Method::GET,
-        "/api/threads",
-        &again.token,
-        None,
-    )
-    .await;
+    let (status, v) = get_as(&app, &again.token, "/api/threads").await;
     assert_eq!((status, code(&v)), (403, "pending_approval"));
     let (_, close, _) = ws_first(&app, &again.token).await;
     assert_eq!(close, Some(4403));
@@ -260,19 +162,6 @@ on_both!(
     pending_users_wait_for_approval_on_sqlite,
     pending_users_wait_for_approval_on_postgres
 );
-
-pub async fn invite(app: &TestApp, admin: &TestUser) -> Value {
-    let (status, v) = call(
-        app,
-        reqwest::Method::POST,
-        "/api/admin/invites",
-        &admin.token,
-        None,
-    )
-    .await;
-    assert_eq!(status, 201, "{v}");
-    v
-}
 
 async fn invites_are_single_use_revocable_and_expire(pg: bool) {
     let app = app(pg, |s| {
@@ -284,14 +173,7 @@ async fn invites_are_single_use_revocable_and_expire(pg: bool) {
     let inv = invite(&app, &admin).await;
     let secret = inv["token"].as_str().unwrap();
     assert_eq!(inv["path"], format!("/invite/{secret}"));
-    let (_, list) = call(
-        &app,
-        reqwest::Method::GET,
-        "/api/admin/invites",
-        &admin.token,
-        None,
-    )
-    .await;
+    let (_, list) = get_as(&app, &admin.token, "/api/admin/invites").await;
     assert_eq!(list["invites"].as_array().unwrap().len(), 1);
     assert!(!list.to_string().contains(secret), "the secret is not kept");
     // A taken username does not burn the invite.
@@ -314,14 +196,7 @@ async fn invites_are_single_use_revocable_and_expire(pg: bool) {
     )
     .await;
     assert_eq!((status, code(&v)), (403, "invite_invalid"), "reuse: {v}");
-    let (_, list) = call(
-        &app,
-        reqwest::Method::GET,
-        "/api/admin/invites",
-        &admin.token,
-        None,
-    )
-    .await;
+    let (_, list) = get_as(&app, &admin.token, "/api/admin/invites").await;
     assert_eq!(
         list["invites"].as_array().unwrap().len(),
         0,
@@ -330,7 +205,7 @@ async fn invites_are_single_use_revocable_and_expire(pg: bool) {
     // Revoked.
     let inv = invite(&app, &admin).await;
     let path = format!("/api/admin/invites/{}", inv["id"].as_str().unwrap());
-    let (status, _) = call(&app, reqwest::Method::DELETE, &path, &admin.token, None).await;
+    let (status, _) = delete_as(&app, &admin.token, &path).await;
     assert_eq!(status, 204);
     let (status, v) = try_register(
         &app,
@@ -398,14 +273,7 @@ async fn the_last_active_admin_cannot_be_demoted_or_disabled(pg: bool) {
     )
     .await;
     assert_eq!(status, 200);
-    let (status, v) = call(
-        &app,
-        reqwest::Method::GET,
-        "/api/admin/users",
-        &admin.token,
-        None,
-    )
-    .await;
+    let (status, v) = get_as(&app, &admin.token, "/api/admin/users").await;
     assert_eq!((status, code(&v)), (403, "forbidden"));
     let (status, _) = call(
         &app,
@@ -445,7 +313,7 @@ async fn disabled_users_are_signed_out_and_cannot_sign_in(pg: bool) {
     let started = std::time::Instant::now();
     assert_eq!(ws.close_code().await, Some(4401));
     assert!(started.elapsed() < Duration::from_secs(5));
-    let (status, _) = call(&app, reqwest::Method::GET, "/api/threads", &bob.token, None).await;
+    let (status, _) = get_as(&app, &bob.token, "/api/threads").await;
     assert_eq!(status, 401);
     let (status, v) = login(&app, "bob", PASSWORD).await;
     assert_eq!((status, code(&v)), (403, "forbidden"), "{v}");
@@ -482,7 +350,7 @@ async fn disabled_users_are_signed_out_and_cannot_sign_in(pg: bool) {
     )
     .await;
     assert_eq!(status, 200);
-    let (status, _) = call(&app, reqwest::Method::GET, "/api/threads", &bob.token, None).await;
+    let (status, _) = get_as(&app, &bob.token, "/api/threads").await;
     assert_eq!(status, 401);
     let (status, v) = login(&app, "bob", PASSWORD).await;
     assert_eq!(
@@ -490,14 +358,7 @@ async fn disabled_users_are_signed_out_and_cannot_sign_in(pg: bool) {
         (200, Some("pending"))
     );
     let pending = user_of(&v, "bob");
-    let (status, v) = call(
-        &app,
-        reqwest::Method::GET,
-        "/api/threads",
-        &pending.token,
-        None,
-    )
-    .await;
+    let (status, v) = get_as(&app, &pending.token, "/api/threads").await;
     assert_eq!((status, code(&v)), (403, "pending_approval"));
 }
 on_both!(
@@ -526,7 +387,7 @@ async fn a_reset_link_sets_the_password_once_and_ends_every_session(pg: bool) {
     assert_eq!(reset("a brand new password").await.status(), 204);
     let again = reset("another new password").await;
     assert_eq!(again.status(), 403, "single use");
-    let (status, _) = call(&app, reqwest::Method::GET, "/api/threads", &bob.token, None).await;
+    let (status, _) = get_as(&app, &bob.token, "/api/threads").await;
     assert_eq!(status, 401, "the old session ended");
     assert_eq!(login(&app, "bob", PASSWORD).await.0, 401);
     assert_eq!(login(&app, "bob", "a brand new password").await.0, 200);

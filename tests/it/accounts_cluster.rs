@@ -14,22 +14,21 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::{
-    accounts::{app_in, call, code, login, try_register, user_of},
     scale::cluster,
+    support::accounts::{PASSWORD, app_in, call, code, get_as, login, try_register, user_of},
     support::{
         TestApp, TestDb, WsClient,
         process::{BUILT, free_port, spawn_server, wait_ready},
     },
 };
 
-const PASSWORD: &str = "correct horse battery";
 const REDIS: &str = "redis://127.0.0.1:6379";
 
 /// Poll until `path` answers 401 for `token` on `app`; how long it took.
 async fn refused_within(app: &TestApp, token: &str, limit: Duration) -> Duration {
     let started = Instant::now();
     loop {
-        let (status, _) = call(app, Method::GET, "/api/threads", token, None).await;
+        let (status, _) = get_as(app, token, "/api/threads").await;
         if status == 401 {
             return started.elapsed();
         }
@@ -59,7 +58,7 @@ async fn a_password_change_ends_the_other_sessions_on_every_instance_within_5_s(
     assert_eq!(ws.close_code().await, Some(4401));
     assert!(started.elapsed() < Duration::from_secs(5));
     refused_within(&apps[1], &other.token, Duration::from_secs(5)).await;
-    let (status, _) = call(&apps[1], Method::GET, "/api/threads", &bob.token, None).await;
+    let (status, _) = get_as(&apps[1], &bob.token, "/api/threads").await;
     assert_eq!(status, 200, "the session that changed it stays, everywhere");
 }
 
@@ -100,12 +99,10 @@ async fn disabling_a_user_closes_their_sockets_with_4401_on_every_instance_withi
     for app in &apps {
         refused_within(app, &bob.token, Duration::from_secs(5)).await;
     }
-    let (_, v) = call(
+    let (_, v) = get_as(
         &apps[1],
-        Method::GET,
-        &format!("/api/threads/{thread}/messages"),
         &admin.token,
-        None,
+        &format!("/api/threads/{thread}/messages"),
     )
     .await;
     // The admin is not a member: the thread stays private (404), and bob's message is in the
@@ -206,12 +203,12 @@ async fn users_never_reach_admin_routes(pg: bool) {
         assert_eq!(status, 401, "{method} {path}");
     }
     // Nothing changed.
-    let (_, me) = call(&app, Method::GET, "/api/me", &admin.token, None).await;
+    let (_, me) = get_as(&app, &admin.token, "/api/me").await;
     assert_eq!(
         (me["role"].as_str(), me["status"].as_str()),
         (Some("admin"), Some("active"))
     );
-    let (_, budgets) = call(&app, Method::GET, "/api/admin/budgets", &admin.token, None).await;
+    let (_, budgets) = get_as(&app, &admin.token, "/api/admin/budgets").await;
     assert_eq!(
         budgets,
         json!({"default": {"daily_tokens": null, "monthly_tokens": null}, "overrides": []})
@@ -230,7 +227,7 @@ async fn users_never_reach_admin_routes_on_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guessing_invites_is_rate_limited_per_address() {
-    let app = crate::accounts::app(false, |s| {
+    let app = crate::support::accounts::app(false, |s| {
         s.auth.registration = Registration::Invite;
         s.limits.failed_logins_per_user = 3;
         s.limits.auth_rate_per_min = 0;
@@ -249,7 +246,7 @@ async fn guessing_invites_is_rate_limited_per_address() {
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(code(&v), "rate_limited");
     // Guessing reset links too.
-    let resets = crate::accounts::app(false, |s| {
+    let resets = crate::support::accounts::app(false, |s| {
         s.limits.failed_logins_per_user = 2;
         s.limits.auth_rate_per_min = 0;
     })
@@ -509,7 +506,7 @@ async fn accounts_work_behind_pgbouncer_in_transaction_mode() {
         (201, Some("pending"))
     );
     let bob = user_of(&v, "bob");
-    let (status, v) = call(&app, Method::GET, "/api/threads", &bob.token, None).await;
+    let (status, v) = get_as(&app, &bob.token, "/api/threads").await;
     assert_eq!((status, code(&v)), (403, "pending_approval"));
     let approve = format!("/api/admin/users/{}/approve", bob.id);
     assert_eq!(
@@ -518,12 +515,7 @@ async fn accounts_work_behind_pgbouncer_in_transaction_mode() {
             .0,
         200
     );
-    assert_eq!(
-        call(&app, Method::GET, "/api/threads", &bob.token, None)
-            .await
-            .0,
-        200
-    );
+    assert_eq!(get_as(&app, &bob.token, "/api/threads").await.0, 200);
     let me = format!("/api/admin/users/{}", admin.id);
     let body = Some(json!({"role": "user"}));
     assert_eq!(
@@ -533,7 +525,7 @@ async fn accounts_work_behind_pgbouncer_in_transaction_mode() {
     let body = Some(json!({"name": "bot", "scope": "read"}));
     let (status, token) = call(&app, Method::POST, "/api/me/tokens", &bob.token, body).await;
     assert_eq!(status, 201);
-    let (_, list) = call(&app, Method::GET, "/api/me/sessions", &bob.token, None).await;
+    let (_, list) = get_as(&app, &bob.token, "/api/me/sessions").await;
     assert_eq!(list["sessions"].as_array().unwrap().len(), 1);
     let bob_path = format!("/api/admin/users/{}", bob.id);
     let body = Some(json!({"status": "disabled"}));
@@ -544,12 +536,9 @@ async fn accounts_work_behind_pgbouncer_in_transaction_mode() {
         200
     );
     let api = token["token"].as_str().unwrap();
-    assert_eq!(
-        call(&app, Method::GET, "/api/threads", api, None).await.0,
-        401
-    );
+    assert_eq!(get_as(&app, api, "/api/threads").await.0, 401);
     let invite = call(&app, Method::POST, "/api/admin/invites", &admin.token, None).await;
     assert_eq!(invite.0, 201);
-    let (_, invites) = call(&app, Method::GET, "/api/admin/invites", &admin.token, None).await;
+    let (_, invites) = get_as(&app, &admin.token, "/api/admin/invites").await;
     assert_eq!(invites["invites"].as_array().unwrap().len(), 1);
 }

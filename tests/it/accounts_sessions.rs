@@ -5,26 +5,19 @@ use emergence::db::accounts::Registration;
 use serde_json::json;
 
 use crate::{
-    accounts::{app_in, call, code, login, user_of, ws_first},
     on_both,
     support::WsClient,
+    support::accounts::{
+        PASSWORD, app_in, call, code, delete_as, get_as, login, user_of, ws_first,
+    },
 };
-
-const PASSWORD: &str = "correct horse battery";
 
 async fn sessions_are_listed_and_revocable(pg: bool) {
     let app = app_in(pg, Registration::Open).await;
     let bob = app.register("bob").await;
     let (_, second) = login(&app, "bob", PASSWORD).await;
     let second = user_of(&second, "bob");
-    let (status, v) = call(
-        &app,
-        reqwest::Method::GET,
-        "/api/me/sessions",
-        &bob.token,
-        None,
-    )
-    .await;
+    let (status, v) = get_as(&app, &bob.token, "/api/me/sessions").await;
     assert_eq!(status, 200);
     let sessions = v["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 2);
@@ -33,35 +26,11 @@ async fn sessions_are_listed_and_revocable(pg: bool) {
     let path = format!("/api/me/sessions/{}", other["id"].as_str().unwrap());
     // Someone else cannot end it.
     let eve = app.register("eve").await;
-    assert_eq!(
-        call(&app, reqwest::Method::DELETE, &path, &eve.token, None)
-            .await
-            .0,
-        404
-    );
-    assert_eq!(
-        call(&app, reqwest::Method::DELETE, &path, &bob.token, None)
-            .await
-            .0,
-        204
-    );
-    let (status, _) = call(
-        &app,
-        reqwest::Method::GET,
-        "/api/threads",
-        &second.token,
-        None,
-    )
-    .await;
+    assert_eq!(delete_as(&app, &eve.token, &path).await.0, 404);
+    assert_eq!(delete_as(&app, &bob.token, &path).await.0, 204);
+    let (status, _) = get_as(&app, &second.token, "/api/threads").await;
     assert_eq!(status, 401);
-    let (_, v) = call(
-        &app,
-        reqwest::Method::GET,
-        "/api/me/sessions",
-        &bob.token,
-        None,
-    )
-    .await;
+    let (_, v) = get_as(&app, &bob.token, "/api/me/sessions").await;
     assert_eq!(v["sessions"].as_array().unwrap().len(), 1);
 }
 on_both!(
@@ -108,16 +77,9 @@ async fn changing_the_password_ends_every_other_session(pg: bool) {
     .await;
     assert_eq!(status, 204);
     assert_eq!(ws.close_code().await, Some(4401));
-    let (status, _) = call(
-        &app,
-        reqwest::Method::GET,
-        "/api/threads",
-        &other.token,
-        None,
-    )
-    .await;
+    let (status, _) = get_as(&app, &other.token, "/api/threads").await;
     assert_eq!(status, 401);
-    let (status, _) = call(&app, reqwest::Method::GET, "/api/threads", &bob.token, None).await;
+    let (status, _) = get_as(&app, &bob.token, "/api/threads").await;
     assert_eq!(status, 200, "this session stays");
     assert_eq!(login(&app, "bob", "a brand new password").await.0, 200);
 }
@@ -164,22 +126,12 @@ async fn api_tokens_are_scoped_shown_once_and_revocable(pg: bool) {
     assert_eq!(status, 422);
     assert!(v["error"]["fields"]["name"].is_string() && v["error"]["fields"]["scope"].is_string());
     // Listed without secrets.
-    let (_, list) = call(
-        &app,
-        reqwest::Method::GET,
-        "/api/me/tokens",
-        &bob.token,
-        None,
-    )
-    .await;
+    let (_, list) = get_as(&app, &bob.token, "/api/me/tokens").await;
     assert_eq!(list["tokens"].as_array().unwrap().len(), 2);
     assert!(!list.to_string().contains(r) && !list.to_string().contains(c));
     // read: reads, never changes.
     let msgs = format!("/api/threads/{thread}/messages");
-    assert_eq!(
-        call(&app, reqwest::Method::GET, &msgs, r, None).await.0,
-        200
-    );
+    assert_eq!(get_as(&app, r, &msgs).await.0, 200);
     let (status, v) = call(
         &app,
         reqwest::Method::POST,
@@ -209,12 +161,7 @@ async fn api_tokens_are_scoped_shown_once_and_revocable(pg: bool) {
     assert_eq!(status, 201);
     // Tokens cannot manage the account.
     for t in [r, c] {
-        assert_eq!(
-            call(&app, reqwest::Method::GET, "/api/me/tokens", t, None)
-                .await
-                .0,
-            403
-        );
+        assert_eq!(get_as(&app, t, "/api/me/tokens").await.0, 403);
         let body = json!({"current": PASSWORD, "new": "a brand new password"});
         assert_eq!(
             call(
@@ -252,23 +199,10 @@ async fn api_tokens_are_scoped_shown_once_and_revocable(pg: bool) {
     assert_eq!(ws.recv_type("ack").await["status"], "persisted");
     // Revoked: refused at once, and its socket closes 4401.
     let path = format!("/api/me/tokens/{}", chat["id"].as_str().unwrap());
-    assert_eq!(
-        call(&app, reqwest::Method::DELETE, &path, &bob.token, None)
-            .await
-            .0,
-        204
-    );
+    assert_eq!(delete_as(&app, &bob.token, &path).await.0, 204);
     assert_eq!(ws.close_code().await, Some(4401));
-    assert_eq!(
-        call(&app, reqwest::Method::GET, &msgs, c, None).await.0,
-        401
-    );
-    assert_eq!(
-        call(&app, reqwest::Method::DELETE, &path, &bob.token, None)
-            .await
-            .0,
-        404
-    );
+    assert_eq!(get_as(&app, c, &msgs).await.0, 401);
+    assert_eq!(delete_as(&app, &bob.token, &path).await.0, 404);
 }
 on_both!(
     api_tokens_are_scoped_shown_once_and_revocable,

@@ -7,10 +7,9 @@ use std::{collections::BTreeMap, path::Path, time::Duration};
 use serde_json::{Value, json};
 
 use crate::support::{
-    TestApp, TestDb, TestUser, process::BUILT, spawn_app, spawn_pg_app_with, start, test_settings,
+    TestApp, TestDb, TestUser, accounts::PASSWORD, process::BUILT, spawn_app, spawn_pg_app_with,
+    start, test_settings,
 };
-
-const PASSWORD: &str = "correct horse battery";
 
 #[tokio::test]
 async fn a_sqlite_backup_taken_while_serving_restores_every_thread_and_message_into_a_fresh_server()

@@ -9,11 +9,11 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::{
     agents::{agent, follow_known, follow_stream, use_fake_providers},
-    metrics::{Scrape, deltas},
     support::{
         TestApp, WsClient,
         fake_llm::FakeLlm,
         process::{BUILT, KillOnDrop, free_port, spawn_server, wait_ready},
+        scrape::{Scrape, deltas},
         spawn_app, spawn_app_with,
         ws::{break_protocol, send_invalid_utf8},
     },

@@ -11,14 +11,12 @@ use std::{
 
 use serde_json::{Value, json};
 
-use crate::{
-    metrics::{Scrape, deltas},
-    support::{
-        TestApp, TestDb,
-        fault_proxy::{FaultProxy, Mode},
-        process::{BUILT, KillOnDrop, create_thread, free_port, register, wait_ready},
-        start, test_settings,
-    },
+use crate::support::{
+    TestApp, TestDb,
+    fault_proxy::{FaultProxy, Mode},
+    process::{BUILT, KillOnDrop, create_thread, free_port, register, wait_ready},
+    scrape::{Scrape, deltas},
+    start, test_settings,
 };
 
 const PG: &str = "127.0.0.1:5432";

@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use serde_json::json;
 
-use crate::support::{TestApp, WsClient, spawn_app, spawn_app_with};
+use crate::support::{WsClient, scrape::Scrape, spawn_app, spawn_app_with};
 
 const LISTED: &[&str] = &[
     "http_requests_total",
@@ -138,66 +138,6 @@ async fn http_and_websocket_metrics_move_with_their_events() {
     assert_eq!(app.metric("db_up").await, 1.0);
     assert!(app.metric("process_resident_memory_bytes").await > 1e6);
     assert!(app.metric("process_open_fds").await > 3.0);
-}
-
-/// Every sample of one `/metrics` scrape, keyed `name{labels}` exactly as exported.
-#[derive(Debug, Clone, Default)]
-pub struct Scrape(pub BTreeMap<String, f64>);
-
-impl Scrape {
-    pub async fn of(app: &TestApp) -> Scrape {
-        Scrape::parse(&app.get("/metrics", None).await.text().await.unwrap())
-    }
-
-    pub async fn at(http: &reqwest::Client, port: u16) -> Scrape {
-        let text = http
-            .get(format!("http://127.0.0.1:{port}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        Scrape::parse(&text)
-    }
-
-    pub fn parse(text: &str) -> Scrape {
-        Scrape(
-            text.lines()
-                .filter(|l| !l.starts_with('#') && !l.is_empty())
-                .filter_map(|l| {
-                    let (k, v) = l.rsplit_once(' ')?;
-                    Some((k.to_string(), v.parse().ok()?))
-                })
-                .collect(),
-        )
-    }
-
-    /// The sample's value; panics when it is not exported.
-    pub fn get(&self, key: &str) -> f64 {
-        *self
-            .0
-            .get(key)
-            .unwrap_or_else(|| panic!("{key} is not exported"))
-    }
-
-    /// The samples that differ from `before` (a sample absent before counts from 0), among
-    /// those whose key starts with `prefix`.
-    pub fn moved_since(&self, before: &Scrape, prefix: &str) -> BTreeMap<String, f64> {
-        self.0
-            .iter()
-            .filter(|(k, _)| k.starts_with(prefix))
-            .filter_map(|(k, v)| {
-                let d = v - before.0.get(k).copied().unwrap_or(0.0);
-                (d != 0.0).then(|| (k.clone(), d))
-            })
-            .collect()
-    }
-}
-
-/// `{key: delta}` for exact comparisons with `moved_since`.
-pub fn deltas(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
-    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
 
 /// The metrics table of docs/operations.md: name -> type (`counter`, `gauge`, `histogram`).

@@ -5,7 +5,6 @@
 //! reports.
 
 use std::{
-    collections::BTreeMap,
     process::{Command, Stdio},
     time::Duration,
 };
@@ -22,6 +21,7 @@ use tokio_tungstenite::tungstenite::{
 use crate::support::{
     TestDb, WsClient,
     process::{BUILT, KillOnDrop, free_port, wait_ready},
+    scrape::Scrape,
 };
 
 /// Tight limits, so that a few seconds of traffic produce every kind of refusal.
@@ -36,35 +36,9 @@ ws_connect_burst = 40
 ws_per_user = 3
 "#;
 
-/// Prometheus text -> `name{labels}` -> value.
-fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            Some((series.to_string(), value.parse().ok()?))
-        })
-        .collect()
-}
-
-/// The sum of the samples of `name` whose labels contain every `label="value"` of `with`.
-fn sum(metrics: &BTreeMap<String, f64>, name: &str, with: &[&str]) -> f64 {
-    metrics
-        .iter()
-        .filter(|(series, _)| {
-            series.split('{').next() == Some(name) && with.iter().all(|l| series.contains(l))
-        })
-        .map(|(_, v)| v)
-        .sum()
-}
-
 /// 5xx answers: `http_requests_total` with a status starting with 5.
-fn sum_5xx(metrics: &BTreeMap<String, f64>) -> f64 {
-    metrics
-        .iter()
-        .filter(|(s, _)| s.starts_with("http_requests_total{") && s.contains("status=\"5"))
-        .map(|(_, v)| v)
-        .sum()
+fn sum_5xx(metrics: &Scrape) -> f64 {
+    metrics.sum("http_requests_total", &["status=\"5"])
 }
 
 /// The binary serving on `port`, its stderr (JSON logs) in `log`, beside its SQLite database
@@ -140,17 +114,8 @@ impl Server {
             .to_string()
     }
 
-    async fn metrics(&self) -> BTreeMap<String, f64> {
-        let text = self
-            .http
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        parse_metrics(&text)
+    async fn metrics(&self) -> Scrape {
+        Scrape::at(&self.http, self.port).await
     }
 
     /// An authenticated WebSocket that has its `welcome`.
@@ -270,7 +235,7 @@ async fn play_incident(server: &Server) {
 /// Until every authenticated socket has ended (and so has been counted).
 async fn wait_all_sockets_ended(server: &Server) {
     for _ in 0..200 {
-        if sum(&server.metrics().await, "ws_active_connections", &[]) == 0.0 {
+        if server.metrics().await.sum("ws_active_connections", &[]) == 0.0 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -304,13 +269,7 @@ async fn guard_and_metrics_count_the_same_websocket_outcomes_429s_and_5xx_in_one
     let metrics = server.metrics().await;
     let (code, guard) = guard_json(&server.log);
 
-    let outcome = |o: &str| {
-        sum(
-            &metrics,
-            "ws_connections_total",
-            &[&format!("outcome=\"{o}\"")],
-        )
-    };
+    let outcome = |o: &str| metrics.sum("ws_connections_total", &[&format!("outcome=\"{o}\"")]);
     let (rejected, error, closed) = (outcome("rejected"), outcome("error"), outcome("closed"));
     let ws = &guard["websocket"];
     assert_eq!(ws["source"], "server events", "{guard:#}");
@@ -333,7 +292,7 @@ async fn guard_and_metrics_count_the_same_websocket_outcomes_429s_and_5xx_in_one
     assert_eq!(ws["reasons"]["error: invalid UTF-8"], 2);
     assert_eq!(ws["reasons"]["error: frame too large"], 2);
     assert_eq!(
-        sum(&metrics, "ws_connections_total", &["outcome=\"accepted\""]),
+        metrics.sum("ws_connections_total", &["outcome=\"accepted\""]),
         0.0,
         "no connection is counted twice"
     );
@@ -342,14 +301,10 @@ async fn guard_and_metrics_count_the_same_websocket_outcomes_429s_and_5xx_in_one
     assert_eq!(rate_limited["source"], "server events", "{guard:#}");
     assert_eq!(
         rate_limited["count"].as_f64(),
-        Some(sum(&metrics, "rate_limited_total", &[]))
+        Some(metrics.sum("rate_limited_total", &[]))
     );
     for scope in ["auth", "send", "ws_connect", "ws_per_user"] {
-        let counted = sum(
-            &metrics,
-            "rate_limited_total",
-            &[&format!("scope=\"{scope}\"")],
-        );
+        let counted = metrics.sum("rate_limited_total", &[&format!("scope=\"{scope}\"")]);
         assert!(counted > 0.0, "the incident has {scope} refusals");
         assert_eq!(
             rate_limited["by"][scope].as_f64(),
@@ -365,12 +320,12 @@ async fn guard_and_metrics_count_the_same_websocket_outcomes_429s_and_5xx_in_one
 
     assert_eq!(
         guard["db"]["connection_failures"]["count"].as_f64(),
-        Some(sum(&metrics, "db_connection_failures_total", &[]))
+        Some(metrics.sum("db_connection_failures_total", &[]))
     );
 
     eprintln!(
         "metrics: ws rejected {rejected} error {error} closed {closed}, rate_limited {}, 5xx {}; guard: {}",
-        sum(&metrics, "rate_limited_total", &[]),
+        metrics.sum("rate_limited_total", &[]),
         sum_5xx(&metrics),
         json!({"websocket": ws, "rate_limited": rate_limited, "http_5xx": http_5xx})
     );

@@ -21,22 +21,12 @@ use std::{
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::security::proc_kib;
 use crate::support::{
     TestDb, WsClient,
     fault_proxy::{FaultProxy, Mode},
     process::{BUILT, KillOnDrop, create_thread, free_port, register, spawn_server, wait_ready},
 };
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap()
-        .parse()
-        .unwrap()
-}
 
 fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -160,7 +150,7 @@ async fn soak_mixed_traffic_with_a_database_outage_returns_to_baseline() {
     tokio::time::sleep(Duration::from_secs(30)).await;
     paused.store(true, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let (rss0, fds0) = (rss_kib(pid), fds(pid));
+    let (rss0, fds0) = (proc_kib(pid, "VmRSS:"), fds(pid));
     eprintln!("soak baseline: RSS {rss0} KiB, {fds0} fds");
     paused.store(false, Ordering::Relaxed);
     let started = Instant::now();
@@ -180,7 +170,7 @@ async fn soak_mixed_traffic_with_a_database_outage_returns_to_baseline() {
             eprintln!(
                 "soak: {:?} RSS {} KiB, {} fds",
                 started.elapsed(),
-                rss_kib(pid),
+                proc_kib(pid, "VmRSS:"),
                 fds(pid)
             );
         }
@@ -195,7 +185,7 @@ async fn soak_mixed_traffic_with_a_database_outage_returns_to_baseline() {
         );
     }
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let (rss1, fds1) = (rss_kib(pid), fds(pid));
+    let (rss1, fds1) = (proc_kib(pid, "VmRSS:"), fds(pid));
     eprintln!(
         "soak end: RSS {rss1} KiB ({:+.1}%), {fds1} fds ({:+.1}%)",
         pct(rss0, rss1),

@@ -9,8 +9,8 @@ use emergence::{Settings, db::accounts::Registration};
 use serde_json::{Value, json};
 
 use crate::{
-    accounts::{app, call, invite, login, try_register},
     on_both,
+    support::accounts::{app, call, get_as, invite, login, try_register},
     support::{
         TestApp, TestDb,
         oidc::{Browser, TestOp, exchange, providers},
@@ -59,7 +59,7 @@ async fn identities_link_accounts_by_issuer_and_subject(pg: bool) {
     assert_eq!(alice["user"]["role"], "user");
     assert_eq!(alice["user"]["status"], "active");
     let token = alice["token"].as_str().unwrap();
-    let (status, me) = call(&app, reqwest::Method::GET, "/api/me", token, None).await;
+    let (status, me) = get_as(&app, token, "/api/me").await;
     assert_eq!((status, &me["id"]), (200, &alice["user"]["id"]));
 
     // The hand-over code is single use.
@@ -86,14 +86,7 @@ async fn identities_link_accounts_by_issuer_and_subject(pg: bool) {
     assert_ne!(sso_bob["user"]["id"].as_str().unwrap(), bob.id);
     assert_eq!(sso_bob["user"]["username"], "bob-2");
     // Nor is any other name: "Alice" at another subject is another account.
-    let (_, users) = call(
-        &app,
-        reqwest::Method::GET,
-        "/api/admin/users",
-        &admin.token,
-        None,
-    )
-    .await;
+    let (_, users) = get_as(&app, &admin.token, "/api/admin/users").await;
     let names: Vec<&str> = users["users"]
         .as_array()
         .unwrap()
@@ -277,7 +270,7 @@ async fn approval_and_closed_modes_apply_to_sso(pg: bool) {
     let grace = sso_session(&app, "grace").await;
     assert_eq!(grace["user"]["status"], "pending");
     let token = grace["token"].as_str().unwrap();
-    let (status, v) = call(&app, reqwest::Method::GET, "/api/threads", token, None).await;
+    let (status, v) = get_as(&app, token, "/api/threads").await;
     assert_eq!(
         (status, &v["error"]["code"]),
         (403, &json!("pending_approval"))

@@ -9,8 +9,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::{
-    accounts::{app, call, code},
     agents::{agent, follow_stream, use_fake_providers},
+    support::accounts::{app, call, code, get_as},
     support::{TestApp, TestUser, fake_llm::FakeLlm},
 };
 
@@ -178,7 +178,7 @@ async fn usage_equals_stored_tokens_and_cost_is_tokens_times_price(pg: bool) {
     );
 
     // By day (the default): today, the same totals.
-    let (_, by_day) = call(&app, Method::GET, "/api/usage", &alice.token, None).await;
+    let (_, by_day) = get_as(&app, &alice.token, "/api/usage").await;
     let today = time::OffsetDateTime::now_utc().date().to_string();
     assert_eq!(by_day["rows"].as_array().unwrap().len(), 1);
     assert_eq!(by_day["rows"][0]["day"], today.as_str());
@@ -186,12 +186,10 @@ async fn usage_equals_stored_tokens_and_cost_is_tokens_times_price(pg: bool) {
     assert_eq!(by_day["group"], json!(["day"]));
     // A range that ends yesterday has none of it.
     let yesterday = (time::OffsetDateTime::now_utc().date() - time::Duration::days(1)).to_string();
-    let (_, before) = call(
+    let (_, before) = get_as(
         &app,
-        Method::GET,
-        &format!("/api/usage?from={yesterday}&to={yesterday}"),
         &alice.token,
-        None,
+        &format!("/api/usage?from={yesterday}&to={yesterday}"),
     )
     .await;
     assert_eq!(before["total"]["answers"], 0);
@@ -223,14 +221,7 @@ async fn usage_equals_stored_tokens_and_cost_is_tokens_times_price(pg: bool) {
     }
 
     // Everyone's, by user: admins only.
-    let (status, all) = call(
-        &app,
-        Method::GET,
-        "/api/admin/usage?group=user",
-        &alice.token,
-        None,
-    )
-    .await;
+    let (status, all) = get_as(&app, &alice.token, "/api/admin/usage?group=user").await;
     assert_eq!(status, 200, "{all}");
     let by_user: Vec<&Value> = all["rows"].as_array().unwrap().iter().collect();
     assert_eq!(by_user.len(), 2);
@@ -263,7 +254,7 @@ async fn usage_equals_stored_tokens_and_cost_is_tokens_times_price(pg: bool) {
         ("/api/admin/usage", &bob.token),
         ("/api/admin/usage?format=csv", &bob.token),
     ] {
-        let (status, body) = call(&app, Method::GET, path, token, None).await;
+        let (status, body) = get_as(&app, token, path).await;
         assert_eq!((status, code(&body)), (403, "forbidden"), "{path}");
     }
 
@@ -277,11 +268,11 @@ async fn usage_equals_stored_tokens_and_cost_is_tokens_times_price(pg: bool) {
         ("/api/usage?from=2020-01-01&to=2026-01-01", "to"),
         ("/api/usage?format=xml", "format"),
     ] {
-        let (status, body) = call(&app, Method::GET, path, &alice.token, None).await;
+        let (status, body) = get_as(&app, &alice.token, path).await;
         assert_eq!((status, code(&body)), (422, "validation"), "{path}: {body}");
         assert!(body["error"]["fields"][field].is_string(), "{path}: {body}");
     }
-    let (status, _) = call(&app, Method::GET, "/api/usage", "not-a-token", None).await;
+    let (status, _) = get_as(&app, "not-a-token", "/api/usage").await;
     assert_eq!(status, 401);
 
     // The metric counts the same money, by agent and model (no user label).

@@ -11,10 +11,10 @@ use serde_json::{Value, json};
 use time::{Date, Month, OffsetDateTime};
 
 use crate::{
-    accounts::{call, code},
     agents::{agent, use_fake_providers},
     on_both,
     scale::cluster,
+    support::accounts::{call, code, delete_as, get_as},
     support::{TestApp, fake_llm::FakeLlm},
     usage::{ask, priced_app},
 };
@@ -59,7 +59,7 @@ async fn a_spent_budget_refuses_before_any_provider_call(pg: bool) {
         assert_eq!(end["type"], "stream_end", "{end}");
     }
     assert_eq!(fake.count("ok"), 2);
-    let (_, budget) = call(&app, Method::GET, "/api/me/budget", &alice.token, None).await;
+    let (_, budget) = get_as(&app, &alice.token, "/api/me/budget").await;
     assert_eq!(budget["daily"]["limit"], 40);
     assert_eq!(budget["daily"]["used"], 60);
     assert_eq!(budget["daily"]["remaining"], 0);
@@ -128,11 +128,11 @@ async fn a_spent_budget_refuses_before_any_provider_call(pg: bool) {
     let (status, body) = post_ask(&app, &alice.token, &thread, "allowed").await;
     assert_eq!(status, 201, "{body}");
     // Removing the override brings the default (40 a day) back.
-    let (status, _) = call(&app, Method::DELETE, &path, &admin.token, None).await;
+    let (status, _) = delete_as(&app, &admin.token, &path).await;
     assert_eq!(status, 204);
-    let (status, _) = call(&app, Method::DELETE, &path, &admin.token, None).await;
+    let (status, _) = delete_as(&app, &admin.token, &path).await;
     assert_eq!(status, 404);
-    let (_, list) = call(&app, Method::GET, "/api/admin/budgets", &admin.token, None).await;
+    let (_, list) = get_as(&app, &admin.token, "/api/admin/budgets").await;
     assert_eq!(
         list["default"],
         json!({"daily_tokens": 40, "monthly_tokens": null})
@@ -148,7 +148,7 @@ async fn a_spent_budget_refuses_before_any_provider_call(pg: bool) {
     )
     .await;
     assert_eq!((status, d["daily_tokens"].clone()), (200, Value::Null));
-    let (_, budget) = call(&app, Method::GET, "/api/me/budget", &alice.token, None).await;
+    let (_, budget) = get_as(&app, &alice.token, "/api/me/budget").await;
     assert!(budget["daily"].get("limit").is_none(), "{budget}");
 
     // Only admins manage budgets; bad bodies are 422 by field; unknown users 404.
@@ -222,7 +222,7 @@ async fn a_debate_turn_stops_at_the_budget_without_calling_the_provider(pg: bool
     assert_eq!(fake.count("ok"), 2);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(fake.count("ok"), 2, "the debate stopped");
-    let (_, usage) = call(&app, Method::GET, "/api/usage", &alice.token, None).await;
+    let (_, usage) = get_as(&app, &alice.token, "/api/usage").await;
     assert_eq!(usage["total"]["answers"], 2);
 }
 
@@ -277,8 +277,8 @@ async fn a_user_on_three_instances_passes_the_budget_by_at_most_one_answer() {
     // Wait until every admitted answer has ended and settled.
     let started = Instant::now();
     let usage = loop {
-        let (_, usage) = call(&apps[1], Method::GET, "/api/usage", &alice.token, None).await;
-        let (_, budget) = call(&apps[2], Method::GET, "/api/me/budget", &alice.token, None).await;
+        let (_, usage) = get_as(&apps[1], &alice.token, "/api/usage").await;
+        let (_, budget) = get_as(&apps[2], &alice.token, "/api/me/budget").await;
         if fake.concurrent() == 0 && budget["daily"]["used"] == usage["total"]["total_tokens"] {
             break usage;
         }

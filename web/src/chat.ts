@@ -1,43 +1,23 @@
-// The chat store: threads, messages, live agent streams, the outbox, and the WebSocket protocol.
+// The chat store: the open thread, live agent streams, the outbox, notices, and the WebSocket
+// protocol; the thread lists are in directory.ts, the messages' history in history.ts.
 import { budgetText } from './agentText';
-import { ApiError, api, errorText } from './api';
+import { api, errorText } from './api';
 import { type Ask, frameFor } from './ask';
 import { t } from './i18n';
-import {
-  cpLen,
-  isMessage,
-  maxServerSeq,
-  mergeMessages,
-  newClientId,
-  parseOutbox,
-} from './logic';
+import { cpLen, mergeMessages, newClientId, parseOutbox } from './logic';
 import type { ErrorCode, ServerFrame } from './contract';
 import { type FrameOf, type StreamFrame, applyStreamFrame, noteDebateTurns } from './streams';
 import type { Agent, LiveStream, Message, PendingSend, Thread, User } from './types';
-import { ThreadDirectory } from './directory';
+import { PAGE, ThreadHistory } from './history';
 import { setHash, threadFromHash } from './route';
 import { readOutbox, writeOutbox } from './outbox';
 import { Socket, wsUrl } from './ws';
 import { Versions } from './versions';
 
 export const MAX_BODY_CHARS = 16384;
-const PAGE = 50;
-const GAP_PAGE = 500;
 const RETRYABLE = new Set<ErrorCode>(['rate_limited', 'unavailable', 'internal']);
 
 export type ConnIndicator = 'connected' | 'reconnecting' | 'degraded';
-
-export interface ThreadView {
-  messages: Message[];
-  /** Highest seq the server delivered to us (HTTP or `message` frames): the `after_seq` to resume from. */
-  lastSeq: number;
-  loaded: boolean;
-  loading: boolean;
-  error: string | null;
-  /** True when the oldest message of the thread is in `messages`. */
-  complete: boolean;
-  loadingOlder: boolean;
-}
 
 export interface Notice {
   id: number;
@@ -46,10 +26,9 @@ export interface Notice {
 }
 
 
-export class Chat extends ThreadDirectory {
+export class Chat extends ThreadHistory {
   agents: Agent[] = [];
   currentId: string | null = null;
-  views = new Map<string, ThreadView>();
   /** Unacknowledged sends (also in localStorage). */
   outbox: PendingSend[] = [];
   /** Sends the server refused; shown until discarded or retried. */
@@ -204,103 +183,6 @@ export class Chat extends ThreadDirectory {
     if (this.currentId === id) this.closeThread();
   }
 
-  private view(id: string): ThreadView {
-    let v = this.views.get(id);
-    if (!v) {
-      v = { messages: [], lastSeq: 0, loaded: false, loading: false, error: null, complete: false, loadingOlder: false };
-      this.views.set(id, v);
-    }
-    return v;
-  }
-
-  private async fetchMessages(id: string, query: string): Promise<Message[]> {
-    const r = await api<{ messages: Message[] }>(
-      'GET',
-      `/api/threads/${encodeURIComponent(id)}/messages?${query}`,
-    );
-    return Array.isArray(r?.messages) ? r.messages.filter(isMessage) : [];
-  }
-
-  /** Latest page of history. `replace` drops what we had (after a `resync`). */
-  async loadHistory(id: string, replace = false): Promise<void> {
-    const v = this.view(id);
-    v.loading = true;
-    v.error = null;
-    this.emit();
-    try {
-      const msgs = await this.fetchMessages(id, `limit=${PAGE}`);
-      if (replace) {
-        const top = maxServerSeq(msgs);
-        v.messages = v.messages.filter((m) => m.seq > top);
-      }
-      this.absorb(id, msgs);
-      v.loaded = true;
-      v.complete = msgs.length < PAGE || (msgs.length > 0 && msgs[0].seq <= 1);
-    } catch (e) {
-      // Deleted, or this user removed, while the page was not watching it.
-      if (e instanceof ApiError && e.status === 404) return this.lost(id);
-      v.error = t('msgs.loadFailed', { error: errorText(e) });
-    } finally {
-      v.loading = false;
-      this.emit();
-    }
-  }
-
-  async loadOlder(id: string): Promise<void> {
-    const v = this.view(id);
-    const first = v.messages.find((m) => !m.local);
-    if (!first || v.loadingOlder || v.complete) return;
-    v.loadingOlder = true;
-    this.emit();
-    try {
-      const msgs = await this.fetchMessages(id, `before_seq=${first.seq}&limit=${PAGE}`);
-      v.messages = mergeMessages(v.messages, msgs);
-      if (msgs.length < PAGE || (msgs.length > 0 && msgs[0].seq <= 1)) v.complete = true;
-    } catch (e) {
-      this.notify(id, t('msgs.olderFailed', { error: errorText(e) }));
-    } finally {
-      v.loadingOlder = false;
-      this.emit();
-    }
-  }
-
-  /** Fetches everything after `lastSeq` over HTTP (used when a subscription did not replay). */
-  private async fillGap(id: string, head: number): Promise<void> {
-    const v = this.view(id);
-    try {
-      for (let i = 0; i < 10 && v.lastSeq < head; i++) {
-        const msgs = await this.fetchMessages(id, `after_seq=${v.lastSeq}&limit=${GAP_PAGE}`);
-        if (msgs.length === 0) return;
-        this.absorb(id, msgs);
-        this.emit();
-      }
-      if (v.lastSeq < head) await this.loadHistory(id, true);
-    } catch {
-      /* the next reconnect or resync tries again */
-    }
-  }
-
-  /** Adds server-delivered messages to a thread and clears matching outbox entries. */
-  private absorb(threadId: string, msgs: Message[]): void {
-    if (msgs.length === 0) return;
-    const v = this.view(threadId);
-    v.messages = mergeMessages(v.messages, msgs);
-    v.lastSeq = maxServerSeq(msgs, v.lastSeq);
-    let outboxChanged = false;
-    for (const m of msgs) {
-      if (m.author.kind === 'user' && m.author.id === this.me.id && m.client_id) {
-        if (this.dropPending(m.client_id)) outboxChanged = true;
-        this.failed = this.failed.filter((p) => p.client_id !== m.client_id);
-      }
-    }
-    if (outboxChanged) this.saveOutbox();
-    const t = this.threads.find((x) => x.id === threadId);
-    if (t && v.lastSeq > (t.last_seq ?? 0)) {
-      t.last_seq = v.lastSeq;
-      if (this.threads[0] !== t) this.threads = [t, ...this.threads.filter((x) => x !== t)];
-    }
-  }
-
   // ---- opening threads -------------------------------------------------------------------------
 
   openThread(id: string): void {
@@ -404,6 +286,17 @@ export class Chat extends ThreadDirectory {
   /** Stops a whole debate: its running turn ends `cancelled`, no further turn runs. */
   cancelDebate(debateId: string): void {
     this.socket.send({ type: 'cancel', debate_id: debateId });
+  }
+
+  protected delivered(msgs: Message[]): void {
+    let outboxChanged = false;
+    for (const m of msgs) {
+      if (m.author.kind === 'user' && m.author.id === this.me.id && m.client_id) {
+        if (this.dropPending(m.client_id)) outboxChanged = true;
+        this.failed = this.failed.filter((p) => p.client_id !== m.client_id);
+      }
+    }
+    if (outboxChanged) this.saveOutbox();
   }
 
   private dropPending(clientId: string): boolean {

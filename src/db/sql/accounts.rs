@@ -91,16 +91,6 @@ where
     for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    /// A query built at run time (a column name chosen from a fixed set), cached like `q`'s.
-    fn qs(&self, sql: String) -> sqlx::query::Query<'static, DB, DB::Arguments> {
-        sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(!self.pooled)
-    }
-
-    /// A transaction that holds the write lock from its start (SQLite `BEGIN IMMEDIATE`).
-    pub(super) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, DB>> {
-        Ok(self.pool.begin_with(DB::BEGIN_WRITE).await?)
-    }
-
     pub(super) async fn register_user_sql(&self, a: &NewAccount) -> Result<Registered> {
         let mut tx = self.begin_write().await?;
         let outcome = self.register_in(&mut tx, a).await?;
@@ -182,12 +172,10 @@ where
     }
 
     pub(super) async fn user_by(&self, column: &str, value: &str) -> Result<Option<User>> {
-        let mut c = self.conn().await?;
         let sql = format!(
             "SELECT id, username, password_hash, role, status FROM users WHERE {column} = $1"
         );
-        let row = self.qs(sql).bind(value).fetch_optional(c.get()).await?;
-        c.done().await?;
+        let row = self.fetch_optional(self.q_built(sql).bind(value)).await?;
         row.map(|r| {
             Ok(User {
                 id: r.try_get(0)?,
@@ -201,10 +189,8 @@ where
     }
 
     pub(super) async fn accounts_sql(&self) -> Result<Vec<Account>> {
-        let mut c = self.conn().await?;
         let sql = format!("{ACCOUNT_COLUMNS} ORDER BY created_at, id");
-        let rows = self.qs(sql).fetch_all(c.get()).await?;
-        c.done().await?;
+        let rows = self.fetch_all(self.q_built(sql)).await?;
         rows.iter().map(account_row).collect()
     }
 
@@ -224,7 +210,7 @@ where
         };
         let sql = format!("UPDATE users SET {column} = $2 WHERE id = $1 RETURNING id");
         let done = self
-            .qs(sql)
+            .q_built(sql)
             .bind(user_id)
             .bind(value)
             .fetch_optional(&mut *tx)
@@ -241,42 +227,39 @@ where
             return Ok(AccessOutcome::LastAdmin);
         }
         let sql = format!("{ACCOUNT_COLUMNS} WHERE id = $1");
-        let row = self.qs(sql).bind(user_id).fetch_one(&mut *tx).await?;
+        let row = self.q_built(sql).bind(user_id).fetch_one(&mut *tx).await?;
         let account = account_row(&row)?;
         tx.commit().await?;
         Ok(AccessOutcome::Changed(account))
     }
 
     pub(super) async fn set_password_sql(&self, user_id: &str, hash: &str) -> Result<bool> {
-        let mut c = self.conn().await?;
         let done = self
-            .q("UPDATE users SET password_hash = $2 WHERE id = $1 RETURNING id")
-            .bind(user_id)
-            .bind(hash)
-            .fetch_optional(c.get())
+            .fetch_optional(
+                self.q("UPDATE users SET password_hash = $2 WHERE id = $1 RETURNING id")
+                    .bind(user_id)
+                    .bind(hash),
+            )
             .await?;
-        c.done().await?;
         Ok(done.is_some())
     }
 
     pub(super) async fn create_session_row_sql(&self, s: &SessionRow) -> Result<()> {
-        let mut c = self.conn().await?;
-        self.q(
-            "INSERT INTO sessions (id, user_id, created_at, expires_at, kind, name, scope, \
-             token_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        self.execute(
+            self.q(
+                "INSERT INTO sessions (id, user_id, created_at, expires_at, kind, name, scope, \
+                 token_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(s.id.as_str())
+            .bind(s.user_id.as_str())
+            .bind(s.created_at)
+            .bind(s.expires_at)
+            .bind(s.kind.as_str())
+            .bind(s.name.clone())
+            .bind(s.scope.clone())
+            .bind(s.token_hash.clone()),
         )
-        .bind(s.id.as_str())
-        .bind(s.user_id.as_str())
-        .bind(s.created_at)
-        .bind(s.expires_at)
-        .bind(s.kind.as_str())
-        .bind(s.name.clone())
-        .bind(s.scope.clone())
-        .bind(s.token_hash.clone())
-        .execute(c.get())
-        .await?;
-        c.done().await?;
-        Ok(())
+        .await
     }
 
     pub(super) async fn sessions_of_sql(
@@ -285,19 +268,13 @@ where
         kind: &str,
         now: i64,
     ) -> Result<Vec<SessionRow>> {
-        let mut c = self.conn().await?;
         let sql = format!(
             "{SESSION_COLUMNS} WHERE user_id = $1 AND kind = $2 AND revoked_at IS NULL \
              AND expires_at > $3 ORDER BY created_at DESC, id DESC"
         );
         let rows = self
-            .qs(sql)
-            .bind(user_id)
-            .bind(kind)
-            .bind(now)
-            .fetch_all(c.get())
+            .fetch_all(self.q_built(sql).bind(user_id).bind(kind).bind(now))
             .await?;
-        c.done().await?;
         rows.iter().map(session_row).collect()
     }
 
@@ -308,19 +285,17 @@ where
         keep: Option<&str>,
         now: i64,
     ) -> Result<Vec<(String, i64)>> {
-        let mut c = self.conn().await?;
         let rows = self
-            .q(
-                "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL \
-             AND ($3 = '' OR kind = $3) AND id <> $4 RETURNING id, expires_at",
+            .fetch_all(
+                self.q("UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 \
+                     AND revoked_at IS NULL AND ($3 = '' OR kind = $3) AND id <> $4 \
+                     RETURNING id, expires_at")
+                    .bind(user_id)
+                    .bind(now)
+                    .bind(kind.unwrap_or(""))
+                    .bind(keep.unwrap_or("")),
             )
-            .bind(user_id)
-            .bind(now)
-            .bind(kind.unwrap_or(""))
-            .bind(keep.unwrap_or(""))
-            .fetch_all(c.get())
             .await?;
-        c.done().await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
@@ -333,73 +308,65 @@ where
         kind: &str,
         now: i64,
     ) -> Result<Option<i64>> {
-        let mut c = self.conn().await?;
         let row = self
-            .q(
-                "UPDATE sessions SET revoked_at = $4 WHERE id = $1 AND user_id = $2 AND kind = $3 \
-             AND revoked_at IS NULL AND expires_at > $4 RETURNING expires_at",
+            .fetch_optional(
+                self.q(
+                    "UPDATE sessions SET revoked_at = $4 WHERE id = $1 AND user_id = $2 \
+                     AND kind = $3 AND revoked_at IS NULL AND expires_at > $4 \
+                     RETURNING expires_at",
+                )
+                .bind(id)
+                .bind(user_id)
+                .bind(kind)
+                .bind(now),
             )
-            .bind(id)
-            .bind(user_id)
-            .bind(kind)
-            .bind(now)
-            .fetch_optional(c.get())
             .await?;
-        c.done().await?;
         row.map(|r| Ok(r.try_get(0)?)).transpose()
     }
 
     pub(super) async fn create_link_sql(&self, l: &AccountLink) -> Result<()> {
-        let mut c = self.conn().await?;
         if l.purpose != LINK_INVITE && l.purpose != LINK_RESET {
             return Err(StoreError::Other(anyhow::anyhow!("unknown link purpose")));
         }
-        self.q(
-            "INSERT INTO account_links (id, purpose, token_hash, user_id, created_by, \
-             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        self.execute(
+            self.q(
+                "INSERT INTO account_links (id, purpose, token_hash, user_id, created_by, \
+                 created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(l.id.as_str())
+            .bind(l.purpose.as_str())
+            .bind(l.token_hash.as_str())
+            .bind(l.user_id.clone())
+            .bind(l.created_by.as_str())
+            .bind(l.created_at)
+            .bind(l.expires_at),
         )
-        .bind(l.id.as_str())
-        .bind(l.purpose.as_str())
-        .bind(l.token_hash.as_str())
-        .bind(l.user_id.clone())
-        .bind(l.created_by.as_str())
-        .bind(l.created_at)
-        .bind(l.expires_at)
-        .execute(c.get())
-        .await?;
-        c.done().await?;
-        Ok(())
+        .await
     }
 
     pub(super) async fn open_links_sql(&self, purpose: &str, now: i64) -> Result<Vec<AccountLink>> {
-        let mut c = self.conn().await?;
         let sql = format!(
             "{LINK_COLUMNS} WHERE purpose = $1 AND used_at IS NULL AND revoked_at IS NULL \
              AND expires_at > $2 ORDER BY created_at DESC, id DESC"
         );
         let rows = self
-            .qs(sql)
-            .bind(purpose)
-            .bind(now)
-            .fetch_all(c.get())
+            .fetch_all(self.q_built(sql).bind(purpose).bind(now))
             .await?;
-        c.done().await?;
         rows.iter().map(link_row).collect()
     }
 
     pub(super) async fn revoke_link_sql(&self, id: &str, purpose: &str, now: i64) -> Result<bool> {
-        let mut c = self.conn().await?;
         let done = self
-            .q(
-                "UPDATE account_links SET revoked_at = $3 WHERE id = $1 AND purpose = $2 \
-             AND used_at IS NULL AND revoked_at IS NULL RETURNING id",
+            .fetch_optional(
+                self.q(
+                    "UPDATE account_links SET revoked_at = $3 WHERE id = $1 AND purpose = $2 \
+                     AND used_at IS NULL AND revoked_at IS NULL RETURNING id",
+                )
+                .bind(id)
+                .bind(purpose)
+                .bind(now),
             )
-            .bind(id)
-            .bind(purpose)
-            .bind(now)
-            .fetch_optional(c.get())
             .await?;
-        c.done().await?;
         Ok(done.is_some())
     }
 

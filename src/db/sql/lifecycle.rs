@@ -41,14 +41,9 @@ where
         user_id: &str,
         archived: bool,
     ) -> Result<Vec<ListedThread>> {
-        let mut c = self.conn().await?;
         let rows = self
-            .q(THREAD_LIST)
-            .bind(user_id)
-            .bind(archived)
-            .fetch_all(c.get())
+            .fetch_all(self.q(THREAD_LIST).bind(user_id).bind(archived))
             .await?;
-        c.done().await?;
         rows.iter()
             .map(|r| {
                 Ok(ListedThread {
@@ -65,16 +60,15 @@ where
         thread_id: &str,
         user_id: &str,
     ) -> Result<Option<(bool, bool)>> {
-        let mut c = self.conn().await?;
         let row = self
-            .q("SELECT m.archived_at, m.pinned_at FROM thread_members m \
+            .fetch_optional(
+                self.q("SELECT m.archived_at, m.pinned_at FROM thread_members m \
              JOIN threads t ON t.id = m.thread_id AND t.deleted_at IS NULL \
              WHERE m.thread_id = $1 AND m.user_id = $2")
-            .bind(thread_id)
-            .bind(user_id)
-            .fetch_optional(c.get())
+                    .bind(thread_id)
+                    .bind(user_id),
+            )
             .await?;
-        c.done().await?;
         row.map(|r| {
             Ok((
                 r.try_get::<Option<i64>, _>(0)?.is_some(),
@@ -89,7 +83,6 @@ where
         thread_id: &str,
         change: &ThreadChange,
     ) -> Result<Option<Thread>> {
-        let mut c = self.conn().await?;
         let agents = change
             .agents
             .as_ref()
@@ -97,7 +90,7 @@ where
         // The row lock taken here also orders the change among the thread's message batches
         // (which bump `last_seq` on the same row): the returned `last_seq` is exactly the seq
         // of the last message committed before the change.
-        let row = self
+        let row = self.fetch_optional(self
             .q(
                 "UPDATE threads SET title = COALESCE($2, title), agents = COALESCE($3, agents), \
              owner_id = COALESCE($4, owner_id) WHERE id = $1 AND deleted_at IS NULL \
@@ -106,10 +99,8 @@ where
             .bind(thread_id)
             .bind(change.title.as_deref())
             .bind(agents)
-            .bind(change.owner_id.as_deref())
-            .fetch_optional(c.get())
-            .await?;
-        c.done().await?;
+            .bind(change.owner_id.as_deref()))
+.await?;
         row.as_ref().map(thread_row).transpose()
     }
 
@@ -120,10 +111,10 @@ where
         flags: MemberFlags,
         now: i64,
     ) -> Result<bool> {
-        let mut c = self.conn().await?;
         // $3/$5: whether to change the flag; $4/$6: whether it is set.
         let done = self
-            .q("UPDATE thread_members SET \
+            .fetch_optional(
+                self.q("UPDATE thread_members SET \
              archived_at = CASE WHEN $3 THEN (CASE WHEN $4 THEN COALESCE(archived_at, $7) END) \
              ELSE archived_at END, \
              pinned_at = CASE WHEN $5 THEN (CASE WHEN $6 THEN COALESCE(pinned_at, $7) END) \
@@ -131,31 +122,29 @@ where
              WHERE thread_id = $1 AND user_id = $2 \
              AND EXISTS (SELECT 1 FROM threads t WHERE t.id = $1 AND t.deleted_at IS NULL) \
              RETURNING user_id")
-            .bind(thread_id)
-            .bind(user_id)
-            .bind(flags.archived.is_some())
-            .bind(flags.archived.unwrap_or(false))
-            .bind(flags.pinned.is_some())
-            .bind(flags.pinned.unwrap_or(false))
-            .bind(now)
-            .fetch_optional(c.get())
+                    .bind(thread_id)
+                    .bind(user_id)
+                    .bind(flags.archived.is_some())
+                    .bind(flags.archived.unwrap_or(false))
+                    .bind(flags.pinned.is_some())
+                    .bind(flags.pinned.unwrap_or(false))
+                    .bind(now),
+            )
             .await?;
-        c.done().await?;
         Ok(done.is_some())
     }
 
     pub(super) async fn do_delete_thread(&self, thread_id: &str, now: i64) -> Result<Option<i64>> {
-        let mut c = self.conn().await?;
         let row = self
-            .q(
-                "UPDATE threads SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL \
+            .fetch_optional(
+                self.q(
+                    "UPDATE threads SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL \
              RETURNING last_seq",
+                )
+                .bind(thread_id)
+                .bind(now),
             )
-            .bind(thread_id)
-            .bind(now)
-            .fetch_optional(c.get())
             .await?;
-        c.done().await?;
         row.map(|r| Ok(r.try_get::<i64, _>(0)?)).transpose()
     }
 
@@ -165,18 +154,14 @@ where
         // Deleting the messages deletes their search rows (SQLite's trigger; PostgreSQL's index
         // is on the rows themselves).
         for table in ["messages", "thread_members", "regenerations"] {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DELETE FROM {table} WHERE thread_id IN ({doomed})"
-            )))
-            .persistent(!self.pooled)
-            .bind(before)
-            .execute(&mut *tx)
-            .await?;
+            self.q_built(format!("DELETE FROM {table} WHERE thread_id IN ({doomed})"))
+                .bind(before)
+                .execute(&mut *tx)
+                .await?;
         }
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        self.q_built(format!(
             "DELETE FROM thread_imports WHERE thread_id IN ({doomed})"
-        )))
-        .persistent(!self.pooled)
+        ))
         .bind(before)
         .execute(&mut *tx)
         .await?;
@@ -191,16 +176,15 @@ where
     }
 
     pub(super) async fn do_thread_members(&self, thread_id: &str) -> Result<Vec<ThreadMember>> {
-        let mut c = self.conn().await?;
         let rows = self
-            .q("SELECT u.id, u.username, m.added_at FROM thread_members m \
+            .fetch_all(
+                self.q("SELECT u.id, u.username, m.added_at FROM thread_members m \
              JOIN users u ON u.id = m.user_id \
              JOIN threads t ON t.id = m.thread_id AND t.deleted_at IS NULL \
              WHERE m.thread_id = $1 ORDER BY m.added_at ASC, u.username_key ASC")
-            .bind(thread_id)
-            .fetch_all(c.get())
+                    .bind(thread_id),
+            )
             .await?;
-        c.done().await?;
         rows.iter()
             .map(|r| {
                 Ok(ThreadMember {
@@ -213,25 +197,18 @@ where
     }
 
     pub(super) async fn do_remove_member(&self, thread_id: &str, user_id: &str) -> Result<bool> {
-        let mut c = self.conn().await?;
-        let done = self
+        let done = self.fetch_optional(self
             .q("DELETE FROM thread_members WHERE thread_id = $1 AND user_id = $2 RETURNING user_id")
             .bind(thread_id)
-            .bind(user_id)
-            .fetch_optional(c.get())
-            .await?;
-        c.done().await?;
+            .bind(user_id))
+.await?;
         Ok(done.is_some())
     }
 
     pub(super) async fn do_export_messages(&self, thread_id: &str) -> Result<Vec<ExportedMessage>> {
-        let mut c = self.conn().await?;
         let rows = self
-            .q(EXPORT_MESSAGES)
-            .bind(thread_id)
-            .fetch_all(c.get())
+            .fetch_all(self.q(EXPORT_MESSAGES).bind(thread_id))
             .await?;
-        c.done().await?;
         rows.iter()
             .map(|r| {
                 Ok(ExportedMessage {
@@ -248,17 +225,16 @@ where
         user_id: &str,
         content_hash: &str,
     ) -> Result<Option<String>> {
-        let mut c = self.conn().await?;
         let row = self
-            .q(
-                "SELECT i.thread_id FROM thread_imports i JOIN threads t ON t.id = i.thread_id \
+            .fetch_optional(
+                self.q(
+                    "SELECT i.thread_id FROM thread_imports i JOIN threads t ON t.id = i.thread_id \
              AND t.deleted_at IS NULL WHERE i.user_id = $1 AND i.content_hash = $2",
+                )
+                .bind(user_id)
+                .bind(content_hash),
             )
-            .bind(user_id)
-            .bind(content_hash)
-            .fetch_optional(c.get())
             .await?;
-        c.done().await?;
         row.map(|r| Ok(r.try_get::<String, _>(0)?)).transpose()
     }
 
@@ -288,25 +264,7 @@ where
             return Err(StoreError::Conflict("already imported".into()));
         }
         let count = import.messages.len() as i64;
-        let agents = serde_json::to_string(&t.agents).unwrap_or_else(|_| "[]".into());
-        self.q(
-            "INSERT INTO threads (id, title, owner_id, agents, created_at, last_seq, last_activity) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(t.id.as_str())
-        .bind(t.title.as_str())
-        .bind(t.owner_id.as_str())
-        .bind(agents)
-        .bind(t.created_at)
-        .bind(count)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        self.q("INSERT INTO thread_members (thread_id, user_id, added_at) VALUES ($1, $2, $3)")
-            .bind(t.id.as_str())
-            .bind(t.owner_id.as_str())
-            .bind(now)
-            .execute(&mut *tx)
+        self.insert_thread_rows(&mut tx, t, t.created_at, count, now)
             .await?;
         let rows: Vec<_> = import.messages.iter().zip(1i64..).collect();
         for chunk in rows.chunks(1000) {

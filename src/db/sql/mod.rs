@@ -5,11 +5,14 @@
 //! each engine, in `dialect`.
 
 mod accounts;
+mod conn;
 mod dialect;
 mod lifecycle;
+mod messages;
 mod search;
 mod search_scope;
 mod sso;
+mod threads;
 mod usage;
 mod versions;
 
@@ -17,11 +20,10 @@ use async_trait::async_trait;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use super::{
-    Author, InsertOutcome, Message, MessageMeta, NewMessage, Page, StoreError, Thread, User,
+    InsertOutcome, Message, NewMessage, Page, StoreError, Thread, User,
     accounts::{
         AccessChange, AccessOutcome, Account, AccountLink, NewAccount, Registered, SessionRow,
     },
-    batch::{self, BatchPlan},
     lifecycle::{
         ExportedMessage, ImportedThread, ListedThread, MemberFlags, SearchHit, SearchQuery,
         ThreadChange, ThreadMember,
@@ -32,6 +34,8 @@ use super::{
     versions::Regeneration,
 };
 pub(crate) use dialect::{Dialect, open_postgres, open_sqlite};
+pub(crate) use messages::message_row;
+use threads::thread_row;
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -53,166 +57,6 @@ impl<DB: sqlx::Database> SqlStore<DB> {
             direct_url: None,
         }
     }
-}
-
-impl<DB: Dialect> SqlStore<DB> {
-    /// A query as this store runs it: prepared once per connection and cached, except behind
-    /// a transaction-mode pooler, where the next transaction may run on another server
-    /// connection that never saw the statement (the unnamed statement lives one transaction).
-    fn q(&self, sql: &'static str) -> sqlx::query::Query<'static, DB, DB::Arguments> {
-        sqlx::query(sql).persistent(!self.pooled)
-    }
-
-    /// A connection for one operation; finish it with [`Conn::done`].
-    async fn conn(&self) -> Result<Conn<DB>> {
-        Ok(if self.pooled {
-            Conn::Tx(self.pool.begin().await?)
-        } else {
-            Conn::Plain(self.pool.acquire().await?)
-        })
-    }
-}
-
-/// A connection for one operation: straight from the pool, or, behind a transaction-mode
-/// pooler, a transaction, the only span for which the pooler keeps one server connection ours
-/// (a statement is parsed and executed in two round trips, which must reach the same server).
-/// Dropped without [`Conn::done`] (an error), the transaction rolls back.
-enum Conn<DB: sqlx::Database> {
-    Plain(sqlx::pool::PoolConnection<DB>),
-    Tx(sqlx::Transaction<'static, DB>),
-}
-
-impl<DB: sqlx::Database> Conn<DB> {
-    fn get(&mut self) -> &mut DB::Connection {
-        match self {
-            Conn::Plain(c) => c,
-            Conn::Tx(t) => t,
-        }
-    }
-
-    async fn done(self) -> Result<()> {
-        if let Conn::Tx(t) = self {
-            t.commit().await?;
-        }
-        Ok(())
-    }
-}
-
-// Every query that reads messages selects the columns in the order `message_row` reads them,
-// and every query that reads threads those `thread_row` reads (the tests below hold them to it).
-
-/// History pages. `Latest` is `Before(i64::MAX)`.
-const MESSAGES_AFTER: &str = "SELECT id, thread_id, seq, client_id, author_kind, author_id, \
-     author_name, body, created_at, status, prompt_tokens, completion_tokens, meta FROM messages \
-     WHERE thread_id = $1 AND seq > $2 ORDER BY seq ASC LIMIT $3";
-const MESSAGES_BEFORE: &str = "SELECT id, thread_id, seq, client_id, author_kind, author_id, \
-     author_name, body, created_at, status, prompt_tokens, completion_tokens, meta FROM messages \
-     WHERE thread_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3";
-const MESSAGE_BY_CLIENT_ID: &str = "SELECT id, thread_id, seq, client_id, author_kind, author_id, \
-     author_name, body, created_at, status, prompt_tokens, completion_tokens, meta FROM messages WHERE thread_id = $1 AND client_id = $2";
-/// Reserve a block of `$2` seqs in thread `$1` (the row lock orders concurrent writers).
-const RESERVE_SEQS: &str = "UPDATE threads SET last_seq = last_seq + $2, last_activity = $3 \
-     WHERE id = $1 AND deleted_at IS NULL RETURNING last_seq";
-const THREAD_BY_ID: &str = "SELECT id, title, owner_id, agents, created_at, last_seq FROM threads WHERE id = $1 \
-     AND deleted_at IS NULL";
-const THREADS_FOR_USER: &str = "SELECT t.id, t.title, t.owner_id, t.agents, t.created_at, \
-     t.last_seq FROM threads t JOIN thread_members m ON m.thread_id = t.id \
-     WHERE m.user_id = $1 AND t.deleted_at IS NULL ORDER BY t.last_activity DESC, t.id DESC";
-
-/// Read a message row (`id, thread_id, seq, client_id, author_kind, author_id, author_name,
-/// body, created_at, status, prompt_tokens, completion_tokens, meta`).
-pub(crate) fn message_row<R>(row: &R) -> Result<Message>
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    Ok(Message {
-        id: row.try_get(0)?,
-        thread_id: row.try_get(1)?,
-        seq: row.try_get(2)?,
-        client_id: row.try_get(3)?,
-        author: Author {
-            kind: super::author_kind(row.try_get::<&str, _>(4)?),
-            id: row.try_get(5)?,
-            name: row.try_get(6)?,
-        },
-        body: row.try_get(7)?,
-        created_at: row.try_get(8)?,
-        status: row.try_get(9)?,
-        prompt_tokens: row.try_get(10)?,
-        completion_tokens: row.try_get(11)?,
-        meta: MessageMeta::from_column(row.try_get::<Option<String>, _>(12)?.as_deref())
-            .map(Box::new),
-    })
-}
-
-/// Read a thread row (`id, title, owner_id, agents, created_at, last_seq`).
-fn thread_row<R>(row: &R) -> Result<Thread>
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    let agents: String = row.try_get(3)?;
-    Ok(Thread {
-        id: row.try_get(0)?,
-        title: row.try_get(1)?,
-        owner_id: row.try_get(2)?,
-        agents: serde_json::from_str(&agents).unwrap_or_default(),
-        created_at: row.try_get(4)?,
-        last_seq: row.try_get(5)?,
-    })
-}
-
-/// Store a batch in one transaction (group commit); each new message gets the next `seq` of its
-/// thread, in batch order. A handful of statements per batch: one idempotency lookup and one
-/// `last_seq` bump per thread, then multi-row inserts.
-async fn insert_batch<DB>(
-    conn: &mut DB::Connection,
-    batch: &[NewMessage],
-    persistent: bool,
-) -> Result<Vec<InsertOutcome>>
-where
-    DB: Dialect,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    DB::Arguments: IntoArguments<DB>,
-    for<'q> &'q str: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    usize: ColumnIndex<DB::Row>,
-{
-    // The batch reads (idempotency lookup) before it writes: on SQLite it must hold the write
-    // lock from the start, or a commit by another connection in between fails it with
-    // BUSY_SNAPSHOT, which no busy timeout waits out.
-    let mut tx = sqlx::Connection::begin_with(conn, DB::BEGIN_WRITE).await?;
-    let mut already = Vec::new();
-    for (thread, idxs) in &batch::by_thread(batch) {
-        for chunk in idxs.chunks(500) {
-            let ids: Vec<&str> = chunk.iter().map(|i| batch[*i].client_id.as_str()).collect();
-            already.extend(DB::stored_client_ids(&mut tx, thread, &ids, persistent).await?);
-        }
-    }
-    let mut plan = BatchPlan::new(batch, already);
-    let now = batch.iter().map(|m| m.created_at).max().unwrap_or(0);
-    for (thread, count) in plan.fresh_counts() {
-        let row = sqlx::query(RESERVE_SEQS)
-            .persistent(persistent)
-            .bind(thread)
-            .bind(count)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let last = row.map(|r| r.try_get::<i64, _>(0)).transpose()?;
-        plan.reserved(thread, last);
-    }
-    for chunk in plan.rows().chunks(1000) {
-        DB::insert_rows(&mut tx, chunk, persistent).await?;
-    }
-    tx.commit().await?;
-    Ok(plan.outcomes())
 }
 
 #[async_trait]
@@ -245,9 +89,7 @@ where
     }
 
     async fn ping(&self) -> Result<()> {
-        let mut c = self.conn().await?;
-        self.q("SELECT 1").execute(c.get()).await?;
-        c.done().await
+        self.execute(self.q("SELECT 1")).await
     }
 
     async fn kv_get_or_insert(&self, key: &str, candidate: &str) -> Result<String> {
@@ -271,152 +113,71 @@ where
     }
 
     async fn create_session(&self, id: &str, user_id: &str, now: i64, expires: i64) -> Result<()> {
-        let mut c = self.conn().await?;
-        self.q(
-            "INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        self.execute(
+            self.q(
+                "INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id)
+            .bind(user_id)
+            .bind(now)
+            .bind(expires),
         )
-        .bind(id)
-        .bind(user_id)
-        .bind(now)
-        .bind(expires)
-        .execute(c.get())
-        .await?;
-        c.done().await
+        .await
     }
 
     async fn revoke_session(&self, id: &str, now: i64) -> Result<()> {
-        let mut c = self.conn().await?;
-        self.q("UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-            .bind(id)
-            .bind(now)
-            .execute(c.get())
-            .await?;
-        c.done().await
+        self.execute(
+            self.q("UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                .bind(id)
+                .bind(now),
+        )
+        .await
     }
 
     async fn revoked_since(&self, since: i64, now: i64) -> Result<Vec<(String, i64, i64)>> {
-        let mut c = self.conn().await?;
         let rows = self
-            .q("SELECT id, revoked_at, expires_at FROM sessions \
-                WHERE revoked_at IS NOT NULL AND revoked_at >= $1 AND expires_at > $2")
-            .bind(since)
-            .bind(now)
-            .fetch_all(c.get())
+            .fetch_all(
+                self.q("SELECT id, revoked_at, expires_at FROM sessions \
+                    WHERE revoked_at IS NOT NULL AND revoked_at >= $1 AND expires_at > $2")
+                    .bind(since)
+                    .bind(now),
+            )
             .await?;
-        c.done().await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
             .collect()
     }
 
+    // ---- Threads and members: the SQL is in `sql/threads.rs` ---------------------------------
+
     async fn create_thread(&self, thread: &Thread, now: i64) -> Result<()> {
-        let agents = serde_json::to_string(&thread.agents).unwrap_or_else(|_| "[]".into());
-        let mut tx = self.pool.begin().await?;
-        self.q(
-            "INSERT INTO threads (id, title, owner_id, agents, created_at, last_seq, last_activity) \
-             VALUES ($1, $2, $3, $4, $5, 0, $5)",
-        )
-        .bind(thread.id.as_str())
-        .bind(thread.title.as_str())
-        .bind(thread.owner_id.as_str())
-        .bind(agents)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        self.q("INSERT INTO thread_members (thread_id, user_id, added_at) VALUES ($1, $2, $3)")
-            .bind(thread.id.as_str())
-            .bind(thread.owner_id.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        self.create_thread_sql(thread, now).await
     }
 
     async fn thread(&self, id: &str) -> Result<Option<Thread>> {
-        let mut c = self.conn().await?;
-        let row = self
-            .q(THREAD_BY_ID)
-            .bind(id)
-            .fetch_optional(c.get())
-            .await?;
-        c.done().await?;
-        row.as_ref().map(thread_row).transpose()
+        self.thread_sql(id).await
     }
 
     async fn threads_for_user(&self, user_id: &str) -> Result<Vec<Thread>> {
-        let mut c = self.conn().await?;
-        let rows = self
-            .q(THREADS_FOR_USER)
-            .bind(user_id)
-            .fetch_all(c.get())
-            .await?;
-        c.done().await?;
-        rows.iter().map(thread_row).collect()
+        self.threads_for_user_sql(user_id).await
     }
 
     async fn members(&self, thread_id: &str) -> Result<Vec<String>> {
-        let mut c = self.conn().await?;
-        let rows = self
-            .q(
-                "SELECT m.user_id FROM thread_members m JOIN threads t ON t.id = m.thread_id \
-                AND t.deleted_at IS NULL WHERE m.thread_id = $1",
-            )
-            .bind(thread_id)
-            .fetch_all(c.get())
-            .await?;
-        c.done().await?;
-        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+        self.members_sql(thread_id).await
     }
 
     async fn memberships(&self, user_id: &str) -> Result<Vec<String>> {
-        let mut c = self.conn().await?;
-        let rows = self
-            .q(
-                "SELECT m.thread_id FROM thread_members m JOIN threads t ON t.id = m.thread_id \
-                AND t.deleted_at IS NULL WHERE m.user_id = $1",
-            )
-            .bind(user_id)
-            .fetch_all(c.get())
-            .await?;
-        c.done().await?;
-        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+        self.memberships_sql(user_id).await
     }
 
     async fn add_member(&self, thread_id: &str, user_id: &str, now: i64) -> Result<()> {
-        let mut c = self.conn().await?;
-        self.q(
-            "INSERT INTO thread_members (thread_id, user_id, added_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (thread_id, user_id) DO NOTHING",
-        )
-        .bind(thread_id)
-        .bind(user_id)
-        .bind(now)
-        .execute(c.get())
-        .await?;
-        c.done().await
+        self.add_member_sql(thread_id, user_id, now).await
     }
 
+    // ---- Messages: the SQL is in `sql/messages.rs` --------------------------------------------
+
     async fn messages(&self, thread_id: &str, page: Page, limit: i64) -> Result<Vec<Message>> {
-        let (sql, bound) = match page {
-            Page::After(n) => (MESSAGES_AFTER, n),
-            Page::Before(n) => (MESSAGES_BEFORE, n),
-            Page::Latest => (MESSAGES_BEFORE, i64::MAX),
-        };
-        let mut c = self.conn().await?;
-        let rows = self
-            .q(sql)
-            .bind(thread_id)
-            .bind(bound)
-            .bind(limit)
-            .fetch_all(c.get())
-            .await?;
-        c.done().await?;
-        let mut messages = rows.iter().map(message_row).collect::<Result<Vec<_>>>()?;
-        if !matches!(page, Page::After(_)) {
-            messages.reverse();
-        }
-        Ok(messages)
+        self.messages_sql(thread_id, page, limit).await
     }
 
     async fn message_by_client_id(
@@ -424,26 +185,11 @@ where
         thread_id: &str,
         client_id: &str,
     ) -> Result<Option<Message>> {
-        let mut c = self.conn().await?;
-        let row = self
-            .q(MESSAGE_BY_CLIENT_ID)
-            .bind(thread_id)
-            .bind(client_id)
-            .fetch_optional(c.get())
-            .await?;
-        c.done().await?;
-        row.as_ref().map(message_row).transpose()
+        self.message_by_client_id_sql(thread_id, client_id).await
     }
 
     async fn insert_messages(&self, batch: &[NewMessage]) -> Result<Vec<InsertOutcome>> {
-        let mut conn = self.pool.acquire().await?;
-        let outcomes = insert_batch::<DB>(&mut conn, batch, !self.pooled).await;
-        if batch.len() > 64 {
-            // A backlog batch (after an outage) grows the connection's buffers to its size;
-            // they would stay that large for the connection's life.
-            sqlx::Connection::shrink_buffers(&mut *conn);
-        }
-        outcomes
+        self.insert_messages_sql(batch).await
     }
 
     // ---- Thread lifecycle, members, search, export and import (issue 17): `lifecycle.rs` ----

@@ -58,18 +58,17 @@ where
         key_hash: &str,
         now: i64,
     ) -> Result<Option<SsoPending>> {
-        let mut c = self.conn().await?;
         let row = self
-            .q(
-                "DELETE FROM sso_pending WHERE key_hash = $1 AND kind = $2 RETURNING \
-                 key_hash, kind, provider, nonce, pkce_verifier, browser_hash, invite_hash, \
-                 user_id, created_at, expires_at",
+            .fetch_optional(
+                self.q(
+                    "DELETE FROM sso_pending WHERE key_hash = $1 AND kind = $2 RETURNING \
+                     key_hash, kind, provider, nonce, pkce_verifier, browser_hash, invite_hash, \
+                     user_id, created_at, expires_at",
+                )
+                .bind(key_hash)
+                .bind(kind),
             )
-            .bind(key_hash)
-            .bind(kind)
-            .fetch_optional(c.get())
             .await?;
-        c.done().await?;
         let Some(r) = row else { return Ok(None) };
         let pending = SsoPending {
             key_hash: r.try_get(0)?,
@@ -88,14 +87,13 @@ where
     }
 
     pub(super) async fn sso_user_sql(&self, issuer: &str, subject: &str) -> Result<Option<User>> {
-        let mut c = self.conn().await?;
         let row = self
-            .q("SELECT user_id FROM sso_identities WHERE issuer = $1 AND subject = $2")
-            .bind(issuer)
-            .bind(subject)
-            .fetch_optional(c.get())
+            .fetch_optional(
+                self.q("SELECT user_id FROM sso_identities WHERE issuer = $1 AND subject = $2")
+                    .bind(issuer)
+                    .bind(subject),
+            )
             .await?;
-        c.done().await?;
         match row {
             Some(r) => {
                 let id: String = r.try_get(0)?;

@@ -72,18 +72,7 @@ where
     for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    /// A query built at run time from fixed parts.
-    fn q_owned(&self, sql: String) -> sqlx::query::Query<'static, DB, DB::Arguments> {
-        sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(!self.pooled)
-    }
-
-    /// A transaction that holds the write lock from its start (SQLite `BEGIN IMMEDIATE`).
-    async fn begin_usage_write(&self) -> Result<sqlx::Transaction<'static, DB>> {
-        Ok(self.pool.begin_with(DB::BEGIN_WRITE).await?)
-    }
-
     pub(super) async fn usage_sql(&self, q: &UsageQuery) -> Result<Vec<UsageGroup>> {
-        let mut c = self.conn().await?;
         let mut query = self
             .q(usage_query::<DB>(q.user_id.is_some()))
             .bind(q.from_ms)
@@ -91,8 +80,7 @@ where
         if let Some(user) = &q.user_id {
             query = query.bind(user.clone());
         }
-        let rows = query.fetch_all(c.get()).await?;
-        c.done().await?;
+        let rows = self.fetch_all(query).await?;
         rows.iter()
             .map(|r| {
                 Ok(UsageGroup {
@@ -109,23 +97,15 @@ where
     }
 
     pub(super) async fn budget_rows_sql(&self, user_id: Option<&str>) -> Result<Vec<BudgetRow>> {
-        let mut c = self.conn().await?;
-        let rows = match user_id {
-            Some(id) => {
-                self.q_owned(format!(
+        let statement = match user_id {
+            Some(id) => self
+                .q_built(format!(
                     "{BUDGET_ROWS} WHERE b.user_id IN ($1, '*') ORDER BY b.user_id"
                 ))
-                .bind(id)
-                .fetch_all(c.get())
-                .await?
-            }
-            None => {
-                self.q_owned(format!("{BUDGET_ROWS} ORDER BY u.username, b.user_id"))
-                    .fetch_all(c.get())
-                    .await?
-            }
+                .bind(id),
+            None => self.q_built(format!("{BUDGET_ROWS} ORDER BY u.username, b.user_id")),
         };
-        c.done().await?;
+        let rows = self.fetch_all(statement).await?;
         rows.iter().map(budget_row).collect()
     }
 
@@ -136,31 +116,29 @@ where
         monthly: Option<i64>,
         now: i64,
     ) -> Result<()> {
-        let mut c = self.conn().await?;
-        self.q(
-            "INSERT INTO usage_budgets (user_id, daily_tokens, monthly_tokens, updated_at) \
-             VALUES ($1, NULLIF(CAST($2 AS BIGINT), -1), NULLIF(CAST($3 AS BIGINT), -1), $4) \
-             ON CONFLICT (user_id) DO UPDATE SET \
-             daily_tokens = excluded.daily_tokens, monthly_tokens = excluded.monthly_tokens, \
-             updated_at = excluded.updated_at",
+        self.execute(
+            self.q(
+                "INSERT INTO usage_budgets (user_id, daily_tokens, monthly_tokens, updated_at) \
+                 VALUES ($1, NULLIF(CAST($2 AS BIGINT), -1), NULLIF(CAST($3 AS BIGINT), -1), $4) \
+                 ON CONFLICT (user_id) DO UPDATE SET \
+                 daily_tokens = excluded.daily_tokens, monthly_tokens = excluded.monthly_tokens, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(user_id)
+            .bind(daily.unwrap_or(-1))
+            .bind(monthly.unwrap_or(-1))
+            .bind(now),
         )
-        .bind(user_id)
-        .bind(daily.unwrap_or(-1))
-        .bind(monthly.unwrap_or(-1))
-        .bind(now)
-        .execute(c.get())
-        .await?;
-        c.done().await
+        .await
     }
 
     pub(super) async fn delete_budget_sql(&self, user_id: &str) -> Result<bool> {
-        let mut c = self.conn().await?;
         let done = self
-            .q("DELETE FROM usage_budgets WHERE user_id = $1 RETURNING user_id")
-            .bind(user_id)
-            .fetch_optional(c.get())
+            .fetch_optional(
+                self.q("DELETE FROM usage_budgets WHERE user_id = $1 RETURNING user_id")
+                    .bind(user_id),
+            )
             .await?;
-        c.done().await?;
         Ok(done.is_some())
     }
 
@@ -172,7 +150,7 @@ where
         periods: &[PeriodLimit],
         tokens: i64,
     ) -> Result<Option<String>> {
-        let mut tx = self.begin_usage_write().await?;
+        let mut tx = self.begin_write().await?;
         for p in periods {
             self.q(
                 "INSERT INTO usage_counters (user_id, period, used, reserved) \
@@ -208,7 +186,7 @@ where
         reserved: i64,
         used: i64,
     ) -> Result<()> {
-        let mut tx = self.begin_usage_write().await?;
+        let mut tx = self.begin_write().await?;
         for period in periods {
             self.q(
                 "UPDATE usage_counters SET used = used + $4, reserved = CASE \

@@ -30,14 +30,9 @@ where
         thread_id: &str,
         id: &str,
     ) -> Result<Option<Message>> {
-        let mut c = self.conn().await?;
         let row = self
-            .q(MESSAGE_BY_ID)
-            .bind(thread_id)
-            .bind(id)
-            .fetch_optional(c.get())
+            .fetch_optional(self.q(MESSAGE_BY_ID).bind(thread_id).bind(id))
             .await?;
-        c.done().await?;
         row.as_ref().map(message_row).transpose()
     }
 

@@ -3,6 +3,7 @@
 //! afterwards — and returns a `TestApp` with typed helpers.
 #![allow(dead_code)]
 
+pub mod accounts;
 pub mod cluster;
 pub mod fake_llm;
 pub mod fake_ollama;
@@ -12,6 +13,7 @@ pub mod oidc;
 pub mod pgbouncer;
 pub mod process;
 pub mod prometheus;
+pub mod scrape;
 pub mod ws;
 
 use std::{path::PathBuf, time::Duration};
@@ -314,7 +316,7 @@ impl TestApp {
     pub async fn register(&self, username: &str) -> TestUser {
         let account = NewAccount {
             username: username.into(),
-            password: "correct horse battery".into(),
+            password: accounts::PASSWORD.into(),
             invite: None,
         };
         let session = self
@@ -376,13 +378,10 @@ impl TestApp {
         ws
     }
 
-    /// Read a metric's value (the first sample whose line starts with `prefix`).
+    /// A metric's value: the sum of the samples whose `name{labels}` starts with `prefix` (a
+    /// name sums every label set, `name{labels}` one of them).
     pub async fn metric(&self, prefix: &str) -> f64 {
-        let text = self.get("/metrics", None).await.text().await.unwrap();
-        text.lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        scrape::Scrape::of(self).await.sum_prefixed(prefix)
     }
 }
 
