@@ -84,6 +84,13 @@ pub enum Event {
     ThreadDeleted {
         thread_id: String,
     },
+    /// A document of the thread was uploaded, changed state or was deleted (`document`).
+    Document {
+        thread_id: String,
+        document: crate::contract::documents::DocumentView,
+        #[serde(default)]
+        deleted: bool,
+    },
     /// Agent stream events (start, chunks, end, error) and requests to the running instance.
     Stream(StreamEvent),
 }
@@ -104,7 +111,8 @@ impl Event {
             | Event::ThreadChanged { thread_id, .. }
             | Event::MembersChanged { thread_id, .. }
             | Event::MemberRemoved { thread_id, .. }
-            | Event::ThreadDeleted { thread_id } => Some(thread_id),
+            | Event::ThreadDeleted { thread_id }
+            | Event::Document { thread_id, .. } => Some(thread_id),
             Event::Revoked { .. } => None,
             Event::Stream(s) => s.thread(),
         }
@@ -311,6 +319,20 @@ impl Realtime {
             Event::ThreadDeleted { thread_id } => {
                 self.members.forget_thread(thread_id);
                 self.end_subscriptions(thread_id, None, RemovedReason::Deleted);
+            }
+            Event::Document {
+                thread_id,
+                document,
+                deleted,
+            } => {
+                let frame = protocol::frame(&ServerFrame::Document {
+                    thread: thread_id.clone(),
+                    document: document.clone(),
+                    deleted: *deleted,
+                });
+                for conn in self.hub.live_subscribers(thread_id) {
+                    conn.send(frame.clone());
+                }
             }
             Event::Stream(e) => {
                 if let Follow::NeedSnapshot(stream_id) = self.streams.apply(e, &self.hub) {

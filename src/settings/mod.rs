@@ -9,6 +9,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 pub mod agents;
+pub mod documents;
 mod modes;
 pub mod oidc;
 pub mod usage;
@@ -57,6 +58,8 @@ pub struct Settings {
     pub prices: usage::PriceTable,
     pub budgets: usage::BudgetSettings,
     pub usage: usage::UsageSettings,
+    /// Uploaded documents and their extraction (issue #19).
+    pub documents: documents::DocumentSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -384,6 +387,7 @@ impl Default for Settings {
             prices: Default::default(),
             budgets: Default::default(),
             usage: Default::default(),
+            documents: Default::default(),
         }
     }
 }
@@ -558,6 +562,7 @@ impl Settings {
         }
         self.providers.apply_env(env);
         self.budgets.apply_env(env)?;
+        self.documents.apply_env(env)?;
         Ok(())
     }
 }

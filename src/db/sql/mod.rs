@@ -6,6 +6,7 @@
 
 mod accounts;
 mod dialect;
+mod documents;
 mod lifecycle;
 mod search;
 mod search_scope;
@@ -227,6 +228,10 @@ where
     for<'q> bool: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
     for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> Vec<u8>: Decode<'q, DB> + Type<DB>,
+    for<'q> f64: Decode<'q, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
     fn backend_name(&self) -> &'static str {
@@ -651,6 +656,10 @@ where
 
     async fn usage_counters(&self, user_id: &str, periods: &[String]) -> Result<Vec<Counter>> {
         self.counters_sql(user_id, periods).await
+    }
+
+    fn documents(&self) -> Option<&dyn crate::db::documents::DocumentStore> {
+        Some(self)
     }
 }
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod documents;
 pub mod fake_llm;
 pub mod fake_ollama;
 pub mod fault_proxy;
