@@ -193,6 +193,21 @@ pub(crate) async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// What `filename*` keeps as it is (RFC 5987 `attr-char`); the rest is percent-encoded.
+const ATTR_CHAR: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
 /// The file as uploaded, streamed part by part from the database.
 #[utoipa::path(
     get,
@@ -237,8 +252,7 @@ pub(crate) async fn download(
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     headers.insert(header::CONTENT_TYPE, mime);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(doc.size));
-    let encoded =
-        percent_encoding::utf8_percent_encode(&doc.name, percent_encoding::NON_ALPHANUMERIC);
+    let encoded = percent_encoding::utf8_percent_encode(&doc.name, ATTR_CHAR);
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename*=UTF-8''{encoded}")) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
