@@ -1,4 +1,5 @@
-//! Hostile documents: a zip bomb, garbage named `.pdf`, a PDF without text, a huge single line.
+//! Hostile documents: a zip bomb, garbage named `.pdf`, a PDF without text, a password-protected
+//! PDF, a huge single line.
 //! Each ends `failed` with a reason a user can act on (or, for the line, `indexed` in bounded
 //! passages) while the real server binary keeps answering and its own peak memory stays small:
 //! the file is parsed only in the extraction child, whose address space is limited (the last
@@ -12,7 +13,7 @@ use std::{
 use serde_json::Value;
 
 use crate::support::{
-    documents::{pdf, settled_at, upload_at, zip_bomb_docx},
+    documents::{encrypted_pdf, pdf, settled_at, upload_at, zip_bomb_docx},
     process::{BUILT, spawn_ready_on_sqlite},
 };
 
@@ -47,6 +48,11 @@ async fn malicious_files_fail_with_a_reason_while_the_server_stays_up_and_small(
         ("bomb.docx", zip_bomb_docx(bomb_mib), Some("zip bomb")),
         ("garbage.pdf", garbage, Some("could not be read")),
         ("scan.pdf", pdf(&[&[], &[]]), Some("no text layer")),
+        (
+            "locked.pdf",
+            encrypted_pdf(&[&["A secret page."]], "hunter2"),
+            Some("encrypted (password-protected)"),
+        ),
         ("line.txt", line, None),
     ];
     let mut ids = Vec::new();
@@ -71,7 +77,7 @@ async fn malicious_files_fail_with_a_reason_while_the_server_stays_up_and_small(
     let chunks: Value = http
         .get(format!(
             "{base}/api/threads/{thread}/documents/{}/chunks?limit=500",
-            ids[3]
+            ids[4]
         ))
         .bearer_auth(&token)
         .send()
@@ -98,7 +104,7 @@ async fn malicious_files_fail_with_a_reason_while_the_server_stays_up_and_small(
         .text()
         .await
         .unwrap();
-    for reason in ["too_large", "corrupt", "no_text"] {
+    for reason in ["too_large", "corrupt", "no_text", "encrypted"] {
         let line = format!("document_extraction_failures_total{{reason=\"{reason}\"}} 1");
         assert!(metrics.contains(&line), "{line} in\n{metrics}");
     }

@@ -199,12 +199,17 @@ fn docx(bytes: &[u8], out: &mut Chunker) -> Result<(), Failure> {
     Ok(())
 }
 
-/// PDF: refused when encrypted; the text of each page (its paragraphs kept apart), and a
+/// PDF: refused when encrypted with a password; the text of each page (its paragraphs kept apart), and a
 /// clear failure when no page has any text (a scan: Emergence does not read images).
 fn pdf(bytes: &[u8], out: &mut Chunker) -> Result<Option<i64>, Failure> {
-    let doc =
-        lopdf::Document::load_mem(bytes).map_err(|_| Failure::corrupt("not a readable PDF"))?;
-    if doc.is_encrypted() {
+    let doc = match lopdf::Document::load_mem(bytes) {
+        Ok(doc) => doc,
+        // A PDF whose objects cannot be read because they are encrypted.
+        Err(_) if bytes.windows(8).any(|w| w == b"/Encrypt") => return Err(encrypted()),
+        Err(_) => return Err(Failure::corrupt("not a readable PDF")),
+    };
+    // Encrypted with an empty user password (an owner password only) reads like any PDF.
+    if doc.is_encrypted() && doc.authenticate_raw_user_password("").is_err() {
         return Err(encrypted());
     }
     let pages = doc.get_pages().len() as i64;

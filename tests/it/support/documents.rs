@@ -69,6 +69,26 @@ pub fn pdf(pages: &[&[&str]]) -> Vec<u8> {
     out
 }
 
+/// [`pdf`], encrypted with the user password `password` (RC4, 128 bits).
+pub fn encrypted_pdf(pages: &[&[&str]], password: &str) -> Vec<u8> {
+    let mut doc = Document::load_mem(&pdf(pages)).unwrap();
+    // Encryption keys are derived from the file's ID.
+    let id = Object::string_literal(b"0123456789abcdef".to_vec());
+    doc.trailer.set("ID", Object::Array(vec![id.clone(), id]));
+    let version = lopdf::EncryptionVersion::V2 {
+        document: &doc,
+        owner_password: "owner secret",
+        user_password: password,
+        key_length: 128,
+        permissions: lopdf::Permissions::all(),
+    };
+    let state = lopdf::EncryptionState::try_from(version).unwrap();
+    doc.encrypt(&state).unwrap();
+    let mut out = Vec::new();
+    doc.save_to(&mut out).unwrap();
+    out
+}
+
 /// A DOCX of paragraphs; `Some(style)` paragraphs are styled (`Heading1`, `Title`).
 pub fn docx(paragraphs: &[(Option<&str>, &str)]) -> Vec<u8> {
     let mut body = String::new();
