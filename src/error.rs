@@ -38,6 +38,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("request body is larger than 1 MiB")]
     TooLarge,
+    /// 413 `file_too_large`: an uploaded document over `documents.max_bytes`.
+    #[error("{0}")]
+    FileTooLarge(String),
     /// A body of a type the route does not take (415).
     #[error("{0}")]
     UnsupportedType(String),
@@ -75,7 +78,7 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooLarge | ApiError::FileTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } | ApiError::BudgetExceeded { .. } => {
@@ -97,6 +100,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
             ApiError::Conflict(_) => ErrorCode::Conflict,
             ApiError::TooLarge => ErrorCode::TooLarge,
+            ApiError::FileTooLarge(_) => ErrorCode::FileTooLarge,
             ApiError::UnsupportedType(_) => ErrorCode::UnsupportedType,
             ApiError::Validation(_) => ErrorCode::Validation,
             ApiError::RateLimited { .. } => ErrorCode::RateLimited,

@@ -28,6 +28,7 @@ pub mod assets;
 pub mod auth;
 pub mod cli;
 pub mod db;
+pub mod documents;
 pub mod domain;
 pub mod error;
 pub mod export;

@@ -28,6 +28,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The document extraction child: no runtime, no settings, limits set before any work.
+    if let Some(Command::Server(command)) = &cli.command
+        && let Some(args) = command.as_extract()
+    {
+        return emergence::documents::extract::child::run(args);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

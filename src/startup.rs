@@ -126,6 +126,12 @@ impl Application {
             bg.cancelled().await;
             stop_writer.cancel();
         });
+        let documents = Arc::new(crate::documents::Documents::new(
+            settings.documents.clone(),
+            db.clone(),
+            realtime.clone(),
+            metrics.clone(),
+        ));
         let state = AppState {
             settings: settings.clone(),
             db,
@@ -138,6 +144,7 @@ impl Application {
             lifecycle: Arc::new(Lifecycle::default()),
             agents,
             web: Arc::new(crate::assets::WebUi::new(&settings)),
+            documents,
         };
         spawn_background(&state, background.clone());
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
@@ -382,6 +389,7 @@ async fn serve(
 fn spawn_background(state: &AppState, stop: CancellationToken) {
     state.limits.answers.spawn_refresher(stop.clone());
     crate::threads::lifecycle::spawn_purge(state.clone(), stop.clone());
+    crate::documents::spawn_sweeper(state.documents.clone(), stop.clone());
     // The signing key: configured, or generated once and kept in the database.
     if !state.auth.has_key() {
         let s = state.clone();
@@ -479,6 +487,7 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
         .merge(crate::messages::routes())
         .merge(crate::agents::routes())
         .merge(crate::usage::routes())
+        .merge(crate::documents::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::http::middleware::admission,

@@ -30,6 +30,8 @@ pub struct AppState {
     pub lifecycle: Arc<Lifecycle>,
     pub agents: Arc<Agents>,
     pub web: Arc<crate::assets::WebUi>,
+    /// Uploaded documents: extraction jobs and their limits.
+    pub documents: Arc<crate::documents::Documents>,
 }
 
 /// Where the instance is in its life: starting, serving, or draining for shutdown.

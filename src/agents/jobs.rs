@@ -94,6 +94,8 @@ pub struct Agents {
     pub(super) budgets: Arc<crate::usage::Budgets>,
     /// Price per model, for `llm_cost_total`.
     pub(super) prices: crate::settings::usage::PriceTable,
+    /// Passages of the thread's documents a turn receives at most.
+    pub(super) document_passages: usize,
     /// Running jobs by job id; streams map to their job.
     jobs: Mutex<HashMap<String, Job>>,
     pub(super) stream_jobs: Mutex<HashMap<String, String>>,
@@ -121,6 +123,7 @@ impl Agents {
                 settings.budgets.clone(),
             )),
             prices: settings.prices.clone(),
+            document_passages: settings.documents.passages,
             db,
             writer,
             jobs: Mutex::new(HashMap::new()),

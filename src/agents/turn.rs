@@ -22,6 +22,7 @@ use crate::{
         Author, AuthorKind, DebateMeta, DebateRole, Message, MessageMeta, NewMessage, Page, now_ms,
         writer::WriteEvent,
     },
+    documents::retrieval,
     realtime::streams::StreamEvent,
     usage::budget::Refusal,
 };
@@ -70,12 +71,25 @@ impl Agents {
         {
             system.push_str(context::SYNTHESIS_PROMPT);
         }
+        // The thread's documents: the passages for the last question, within a third of the
+        // context budget; the conversation gets the rest.
+        let budget = self.settings.context_tokens;
+        let passages = self
+            .passages_for(thread, &job.requester, &history, budget / 3)
+            .await;
+        let mut used = 0;
+        if !passages.is_empty() {
+            let block = retrieval::prompt_block(&passages);
+            used = context::estimate_tokens(&block);
+            system.push_str(&block);
+        }
         let request = CompletionRequest {
             model: route.model.clone(),
             system,
-            messages: context::conversation(&agent, &history, self.settings.context_tokens),
+            messages: context::conversation(&agent, &history, budget.saturating_sub(used)),
             temperature: agent.temperature,
             max_tokens: agent.max_tokens,
+            passages,
         };
         // The requester's budget first: a spent one ends the stream before any provider call.
         let estimate = reservation_estimate(&request);
@@ -91,6 +105,7 @@ impl Agents {
             }
         };
         let started = Instant::now();
+        let request_passages = request.passages.clone();
         let outcome = self
             .generate(thread, &stream_id, &agent, &route, request, token)
             .await;
@@ -145,6 +160,8 @@ impl Agents {
             model: Some(outcome.model.clone()),
             duration_ms: Some(started.elapsed().as_millis() as u64),
             error_class: class.map(|c| errors::class_str(c).to_string()),
+            citations: (!request_passages.is_empty())
+                .then(|| request_passages.iter().map(|p| p.citation()).collect()),
         };
         let error = class.map(|c| (errors::code(c), errors::english(c).to_string(), c));
         let finished_ok = error.is_none();
@@ -287,6 +304,42 @@ impl Agents {
             .add(cost);
     }
 
+    /// The passages of the thread's documents for the last question in `history` that
+    /// `requester` may read, numbered, within `budget` tokens; none when retrieval fails (the
+    /// answer goes on without them).
+    async fn passages_for(
+        &self,
+        thread: &str,
+        requester: &str,
+        history: &[Message],
+        budget: usize,
+    ) -> Vec<retrieval::Numbered> {
+        let Some(question) = history
+            .iter()
+            .rev()
+            .find(|m| m.author.kind == AuthorKind::User)
+        else {
+            return Vec::new();
+        };
+        let limit = self.document_passages as i64;
+        match retrieval::passages(
+            &self.db,
+            &self.metrics,
+            thread,
+            requester,
+            &question.body,
+            limit,
+        )
+        .await
+        {
+            Ok(found) => retrieval::numbered(found, budget),
+            Err(e) => {
+                tracing::warn!(thread, error = %e, "document retrieval failed; answering without passages");
+                Vec::new()
+            }
+        }
+    }
+
     /// The thread so far (`page`): from the database, or the in-memory ring during an outage.
     async fn history(&self, thread: &str, page: Page) -> Vec<Message> {
         let id = thread.to_string();
@@ -408,6 +461,7 @@ fn message_from_json(v: &serde_json::Value) -> Option<Message> {
             model: v["model"].as_str().map(str::to_string),
             duration_ms: v["duration_ms"].as_u64(),
             error_class: v["error_class"].as_str().map(str::to_string),
+            citations: serde_json::from_value(v["citations"].clone()).ok(),
         })
         .filter(|m| !m.is_empty())
         .map(Box::new),

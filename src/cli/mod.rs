@@ -1,6 +1,7 @@
-//! The server's command line: `serve` (the default), `migrate`, `admin`, `backup`, `restore`
-//! and `assets`. Each subcommand is a small module. The `emergence` binary (`src/main.rs`) puts these
-//! next to the operator tools' subcommands (`emergence_ops::cli`: `load`, `verify`, `guard`).
+//! The server's command line: `serve` (the default), `migrate`, `admin`, `backup`, `restore`,
+//! `assets`, and the hidden `extract` (the document extraction child). Each subcommand is a
+//! small module. The `emergence` binary (`src/main.rs`) puts these next to the operator tools'
+//! subcommands (`emergence_ops::cli`: `load`, `verify`, `guard`).
 
 mod admin;
 mod assets;
@@ -30,6 +31,20 @@ pub enum Command {
     Restore(restore::RestoreArgs),
     /// The embedded web UI's hashed files (`assets export DIR` for a bucket or CDN).
     Assets(assets::AssetsArgs),
+    /// The document extraction child (run by the server itself, never by hand): the file on
+    /// standard input, its passages as JSON lines on standard output.
+    #[command(hide = true)]
+    Extract(crate::documents::extract::child::ExtractArgs),
+}
+
+impl Command {
+    /// The extraction child, which runs without the async runtime and the settings.
+    pub fn as_extract(&self) -> Option<&crate::documents::extract::child::ExtractArgs> {
+        match self {
+            Command::Extract(args) => Some(args),
+            _ => None,
+        }
+    }
 }
 
 /// Run one server command (`None`: serve) to its exit code.
@@ -42,5 +57,6 @@ pub async fn run(settings: Settings, command: Option<Command>) -> anyhow::Result
         Some(Command::Backup(args)) => backup::run(settings, args).await,
         Some(Command::Restore(args)) => restore::run(settings, args).await,
         Some(Command::Assets(args)) => assets::run(args),
+        Some(Command::Extract(args)) => Ok(crate::documents::extract::child::run(&args)),
     }
 }

@@ -30,6 +30,9 @@ pub struct MessageMeta {
     /// Why an `incomplete` answer stopped: its error class (`cancelled`, `timed_out`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_class: Option<String>,
+    /// The document passages an agent answer was given and may cite as `[n]` (issue #19).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub citations: Option<Vec<crate::contract::documents::Citation>>,
 }
 
 impl MessageMeta {
@@ -71,6 +74,7 @@ mod tests {
             model: Some("m".into()),
             duration_ms: Some(1200),
             error_class: None,
+            citations: None,
         };
         let column = MessageMeta::to_column(Some(&meta)).unwrap();
         assert_eq!(

@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod backup;
 mod batch;
+pub mod documents;
 pub mod lifecycle;
 pub mod manager;
 #[cfg(test)]

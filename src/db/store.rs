@@ -17,6 +17,7 @@ use super::{
     accounts::{
         AccessChange, AccessOutcome, Account, AccountLink, NewAccount, Registered, SessionRow,
     },
+    documents::DocumentStore,
     lifecycle::{
         ExportedMessage, ImportedThread, ListedThread, MemberFlags, SearchHit, SearchQuery,
         ThreadChange, ThreadMember,
@@ -280,6 +281,13 @@ pub trait Store: Send + Sync + 'static {
     /// Record a regenerate request once per `(thread, client_id)`; the stored request: `claim`
     /// itself the first time, the earlier one on a repeat (the caller compares them).
     async fn claim_regeneration(&self, claim: &Regeneration) -> Result<Regeneration>;
+
+    // ---- Documents (issue #19): the SQL is in `sql/documents.rs` ----
+
+    /// The backend's document storage; `None` for a backend without it (the in-memory fake).
+    fn documents(&self) -> Option<&dyn DocumentStore> {
+        None
+    }
 }
 
 /// Where the database is and how to reach it.

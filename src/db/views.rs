@@ -30,6 +30,7 @@ impl From<&Message> for MessageView {
             error_class: meta.and_then(|x| x.error_class.as_deref()).and_then(|c| {
                 serde_json::from_value(serde_json::Value::String(c.to_string())).ok()
             }),
+            citations: meta.and_then(|x| x.citations.clone()),
         }
     }
 }

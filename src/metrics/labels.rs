@@ -34,3 +34,15 @@ pub const HTTP_ZERO_STATUSES: &[&str] = &["429", "500", "503"];
 
 /// `broker_received_total{relevance}`: whether this instance serves the event's thread.
 pub const BROKER_RELEVANCE: &[&str] = &["relevant", "irrelevant"];
+
+/// Why a document's extraction failed (`document_extraction_failures_total{reason}`;
+/// docs/documents.md).
+pub const DOCUMENT_FAILURES: &[&str] = &[
+    "corrupt",
+    "encrypted",
+    "no_text",
+    "too_large",
+    "timeout",
+    "resources",
+    "internal",
+];

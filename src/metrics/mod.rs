@@ -263,6 +263,12 @@ pub struct Metrics {
     /// What agent answers cost by `agent` and `model`, from the settings' price table.
     pub llm_cost: Family<Money>,
     pub slow_consumer_disconnects: Counter,
+    /// Documents whose text was extracted and indexed.
+    pub documents_indexed: Counter,
+    /// Extractions that failed, by `reason` (`labels::DOCUMENT_FAILURES`).
+    pub document_failures: Family<Counter>,
+    /// Time to find the passages for an agent turn or a passage search.
+    pub document_retrieval: Histogram,
     /// API requests in flight (admission control).
     pub api_inflight: std::sync::atomic::AtomicUsize,
     start_time: f64,
@@ -307,6 +313,9 @@ impl Default for Metrics {
             llm_tokens: Family::new_with(&["direction"], TOKEN_DIRECTIONS),
             llm_cost: Family::new(&["agent", "model"]),
             slow_consumer_disconnects: Counter::default(),
+            documents_indexed: Counter::default(),
+            document_failures: Family::new_with(&["reason"], DOCUMENT_FAILURES),
+            document_retrieval: Histogram::default(),
             api_inflight: Default::default(),
             start_time: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -517,6 +526,21 @@ impl Metrics {
         for (labels, m) in self.llm_cost.snapshot() {
             let _ = writeln!(o.0, "llm_cost_total{{{labels}}} {}", m.get());
         }
+        o.counter(
+            "documents_indexed_total",
+            "Documents whose text was extracted and indexed.",
+            &self.documents_indexed,
+        );
+        o.counters(
+            "document_extraction_failures_total",
+            "Document extractions that failed, by reason.",
+            &self.document_failures,
+        );
+        o.histogram(
+            "document_retrieval_seconds",
+            "Time to find the passages of a thread's documents for a question.",
+            &self.document_retrieval,
+        );
         self.render_process(&mut o);
         o.0
     }

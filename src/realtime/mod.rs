@@ -96,6 +96,13 @@ pub enum Event {
         thread: String,
         frame: Box<ServerFrame>,
     },
+    /// A document of the thread was uploaded, changed state or was deleted (`document`).
+    Document {
+        thread_id: String,
+        document: crate::contract::documents::DocumentView,
+        #[serde(default)]
+        deleted: bool,
+    },
     /// Agent stream events (start, chunks, end, error) and requests to the running instance.
     Stream(StreamEvent),
 }
@@ -116,7 +123,8 @@ impl Event {
             | Event::ThreadChanged { thread_id, .. }
             | Event::MembersChanged { thread_id, .. }
             | Event::MemberRemoved { thread_id, .. }
-            | Event::ThreadDeleted { thread_id, .. } => Some(thread_id),
+            | Event::ThreadDeleted { thread_id, .. }
+            | Event::Document { thread_id, .. } => Some(thread_id),
             Event::Revoked { .. } | Event::Notice { .. } => None,
             Event::Stream(s) => s.thread(),
         }
@@ -334,6 +342,20 @@ impl Realtime {
                 thread,
                 frame,
             } => self.tell_lists(users, thread, frame),
+            Event::Document {
+                thread_id,
+                document,
+                deleted,
+            } => {
+                let frame = protocol::frame(&ServerFrame::Document {
+                    thread: thread_id.clone(),
+                    document: document.clone(),
+                    deleted: *deleted,
+                });
+                for conn in self.hub.live_subscribers(thread_id) {
+                    conn.send(frame.clone());
+                }
+            }
             Event::Stream(e) => {
                 if let Follow::NeedSnapshot(stream_id) = self.streams.apply(e, &self.hub) {
                     self.broker

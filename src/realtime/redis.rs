@@ -150,6 +150,7 @@ fn channel_thread(event: &Event) -> Option<&str> {
         Event::Message { .. }
         | Event::ThreadChanged { .. }
         | Event::MembersChanged { .. }
+        | Event::Document { .. }
         | Event::Stream(_)
         | Event::Revoked { .. } => event.thread(),
     }

@@ -178,6 +178,7 @@ impl Settings {
         }
         self.providers.apply_env(env);
         self.budgets.apply_env(env)?;
+        self.documents.apply_env(env)?;
         Ok(())
     }
 }

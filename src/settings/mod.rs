@@ -9,6 +9,7 @@ use std::{fmt, net::SocketAddr, time::Duration};
 use serde::Deserialize;
 
 pub mod agents;
+pub mod documents;
 mod load;
 mod modes;
 pub mod oidc;
@@ -59,6 +60,8 @@ pub struct Settings {
     pub prices: usage::PriceTable,
     pub budgets: usage::BudgetSettings,
     pub usage: usage::UsageSettings,
+    /// Uploaded documents and their extraction (issue #19).
+    pub documents: documents::DocumentSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -386,6 +389,7 @@ impl Default for Settings {
             prices: Default::default(),
             budgets: Default::default(),
             usage: Default::default(),
+            documents: Default::default(),
         }
     }
 }

@@ -303,6 +303,18 @@ const MEANINGS: &[(&str, &str)] = &[
         "usage::usage_equals_stored_tokens_and_cost_is_tokens_times_price_on_sqlite",
     ),
     (
+        "documents_indexed_total",
+        "documents::the_offline_agent_quotes_page_3_with_a_citation_on_sqlite",
+    ),
+    (
+        "document_retrieval_seconds",
+        "documents::the_offline_agent_quotes_page_3_with_a_citation_on_sqlite",
+    ),
+    (
+        "document_extraction_failures_total",
+        "documents_hostile::malicious_files_fail_with_a_reason_while_the_server_stays_up_and_small",
+    ),
+    (
         "emergence_build_info",
         "metric_meanings::process_and_build_metrics_match_what_the_kernel_reports",
     ),

@@ -2,7 +2,7 @@
 // `UPDATE_CONTRACT=1 cargo test --lib contract`.
 // Do not edit: CI fails when this file differs from what the Rust types generate.
 
-export type ErrorCode = "bad_request" | "invalid_json" | "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "conflict" | "too_large" | "unsupported_type" | "validation" | "rate_limited" | "internal" | "unavailable" | "unknown_type" | "cancelled" | "provider_error" | "timeout" | "interrupted" | "registration_closed" | "invite_invalid" | "pending_approval" | "password_login_disabled" | "budget_exceeded";
+export type ErrorCode = "bad_request" | "invalid_json" | "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "conflict" | "too_large" | "unsupported_type" | "validation" | "rate_limited" | "internal" | "unavailable" | "unknown_type" | "cancelled" | "provider_error" | "timeout" | "interrupted" | "registration_closed" | "invite_invalid" | "pending_approval" | "password_login_disabled" | "budget_exceeded" | "file_too_large" | "quota_exceeded";
 
 export type ErrorBody = { error: ErrorDetail, };
 
@@ -52,7 +52,11 @@ completion_tokens?: number,
 /**
  * On an `incomplete` answer: why it stopped.
  */
-error_class?: AgentErrorClass, };
+error_class?: AgentErrorClass, 
+/**
+ * On an agent answer that used the thread's documents: the passages its `[n]` refer to.
+ */
+citations?: Array<Citation>, };
 
 export type DebateMeta = { 
 /**
@@ -138,7 +142,11 @@ completion_tokens?: number,
 /**
  * On an `incomplete` answer: why it stopped.
  */
-error_class?: AgentErrorClass, } | { "type": "ack", client_id: string, status: AckStatus, seq?: number, message_id?: string, thread: string, } | { "type": "status", db: string, broker: string, } | { "type": "pong", nonce: unknown, } | { "type": "error", code: ErrorCode, message: string, client_id?: string, retry_after_ms?: number, 
+error_class?: AgentErrorClass, 
+/**
+ * On an agent answer that used the thread's documents: the passages its `[n]` refer to.
+ */
+citations?: Array<Citation>, } | { "type": "ack", client_id: string, status: AckStatus, seq?: number, message_id?: string, thread: string, } | { "type": "status", db: string, broker: string, } | { "type": "pong", nonce: unknown, } | { "type": "error", code: ErrorCode, message: string, client_id?: string, retry_after_ms?: number, 
 /**
  * `budget_exceeded`: when the spent budget starts again (RFC 3339, UTC; extension).
  */
@@ -169,7 +177,11 @@ resets_at?: string, } | { "type": "thread_updated", thread: string, title: strin
 /**
  * 1 for the first retry.
  */
-attempt: number, retry_in_ms: number, error_class: AgentErrorClass, };
+attempt: number, retry_in_ms: number, error_class: AgentErrorClass, } | { "type": "document", thread: string, document: DocumentView, 
+/**
+ * True on the last frame of a deleted document.
+ */
+deleted: boolean, };
 
 export type ClientFrameShape = { "type": "subscribe", thread: string, after_seq?: number, } | { "type": "unsubscribe", thread: string, } | { "type": "send", thread: string, client_id: string, body: string, agent?: string, 
 /**
@@ -511,3 +523,93 @@ export type MyBudget = { daily: BudgetPeriod, monthly: BudgetPeriod, };
 export type BudgetOverride = { user_id: string, username: string, daily_tokens: number | null, monthly_tokens: number | null, };
 
 export type BudgetSettingsView = { default: BudgetLimits, overrides: Array<BudgetOverride>, };
+
+export type DocumentView = { id: string, thread_id: string, 
+/**
+ * The file name as uploaded.
+ */
+name: string, 
+/**
+ * `pdf`, `docx`, `md`, `txt`, `html` or `csv`.
+ */
+kind: string, 
+/**
+ * Bytes.
+ */
+size: number, 
+/**
+ * `processing`, `indexed` or `failed` (the contract's three states).
+ */
+status: string, 
+/**
+ * Finer progress: `queued`, `extracting`, `indexed` or `failed`.
+ */
+stage: string, 
+/**
+ * Why extraction failed (with `status` `failed`).
+ */
+error?: string, 
+/**
+ * Pages (PDF) once indexed.
+ */
+pages?: number, 
+/**
+ * Passages indexed.
+ */
+chunks?: number, uploader_id: string, 
+/**
+ * RFC 3339, UTC.
+ */
+created_at: string, };
+
+export type DocumentList = { documents: Array<DocumentView>, };
+
+export type ChunkView = { 
+/**
+ * 0-based position in the document.
+ */
+ord: number, 
+/**
+ * 1-based page, for formats with pages (PDF).
+ */
+page?: number, 
+/**
+ * The nearest heading above the passage.
+ */
+heading?: string, text: string, };
+
+export type ChunkList = { document_id: string, chunks: Array<ChunkView>, };
+
+export type PassageView = { document_id: string, 
+/**
+ * The document's name.
+ */
+name: string, chunk: ChunkView, 
+/**
+ * Full-text rank (higher is better; comparable within one answer only).
+ */
+score: number, };
+
+export type PassageList = { passages: Array<PassageView>, };
+
+export type Citation = { 
+/**
+ * The number in the answer's text (`[1]`, `[2]`, ...).
+ */
+n: number, document_id: string, 
+/**
+ * The document's name.
+ */
+name: string, 
+/**
+ * 1-based page, for formats with pages.
+ */
+page?: number, 
+/**
+ * The chunk's `ord` (open it with `.../chunks?from_ord=ORD&limit=1`).
+ */
+ord: number, 
+/**
+ * The start of the passage (at most 300 characters).
+ */
+quote: string, };

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 pub mod accounts;
 mod debate;
+pub mod documents;
 pub mod http;
 pub mod sso;
 pub mod threads;
@@ -50,6 +51,11 @@ pub enum ErrorCode {
     PasswordLoginDisabled,
     /// The requester's daily or monthly usage budget is spent (with `resets_at`).
     BudgetExceeded,
+    // Documents (issue #19).
+    /// The uploaded file is larger than `documents.max_bytes` (413).
+    FileTooLarge,
+    /// The uploader's document storage quota is spent (403).
+    QuotaExceeded,
 }
 
 impl ErrorCode {
@@ -79,6 +85,8 @@ impl ErrorCode {
             ErrorCode::PendingApproval => "pending_approval",
             ErrorCode::PasswordLoginDisabled => "password_login_disabled",
             ErrorCode::BudgetExceeded => "budget_exceeded",
+            ErrorCode::FileTooLarge => "file_too_large",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
         }
     }
 }
@@ -188,6 +196,11 @@ pub struct MessageView {
     #[schema(nullable = false)]
     #[cfg_attr(test, ts(optional))]
     pub error_class: Option<AgentErrorClass>,
+    /// On an agent answer that used the thread's documents: the passages its `[n]` refer to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    #[cfg_attr(test, ts(optional))]
+    pub citations: Option<Vec<documents::Citation>>,
 }
 
 /// The user a connection is authenticated as.
@@ -436,6 +449,15 @@ pub enum ServerFrame {
         attempt: u32,
         retry_in_ms: u64,
         error_class: AgentErrorClass,
+    },
+    /// A document of the thread was uploaded or changed state (queued, extracting, indexed,
+    /// failed with its reason) or was deleted (`deleted`: true).
+    Document {
+        thread: String,
+        document: documents::DocumentView,
+        /// True on the last frame of a deleted document.
+        #[serde(default)]
+        deleted: bool,
     },
 }
 

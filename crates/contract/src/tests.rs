@@ -95,6 +95,13 @@ fn typescript() -> String {
         usage::MyBudget::decl(&cfg),
         usage::BudgetOverride::decl(&cfg),
         usage::BudgetSettingsView::decl(&cfg),
+        documents::DocumentView::decl(&cfg),
+        documents::DocumentList::decl(&cfg),
+        documents::ChunkView::decl(&cfg),
+        documents::ChunkList::decl(&cfg),
+        documents::PassageView::decl(&cfg),
+        documents::PassageList::decl(&cfg),
+        documents::Citation::decl(&cfg),
     ];
     let mut out = String::from(
         "// Generated from src/contract.rs, src/contract/http.rs and src/contract/accounts.rs by\n\
@@ -146,6 +153,7 @@ fn a_message_frame_reads_back_as_its_message() {
         prompt_tokens: None,
         completion_tokens: None,
         error_class: Some(AgentErrorClass::Cancelled),
+        citations: None,
     };
     let frame = ServerFrame::Message {
         message: message.clone(),

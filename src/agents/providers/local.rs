@@ -49,6 +49,9 @@ fn persona(system: &str) -> &str {
 }
 
 fn answer(req: &CompletionRequest) -> String {
+    if !req.passages.is_empty() {
+        return answer_from_passages(req);
+    }
     let last = req
         .messages
         .iter()
@@ -68,6 +71,62 @@ fn answer(req: &CompletionRequest) -> String {
     )
 }
 
+/// The question's last words.
+fn question(req: &CompletionRequest) -> &str {
+    req.messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "user")
+        .map(|m| m.content.as_str())
+        .unwrap_or("")
+}
+
+/// With passages of the thread's documents: quote the sentence of the best passage that holds
+/// most of the question's words, cite it as [1], and point at the others.
+fn answer_from_passages(req: &CompletionRequest) -> String {
+    let terms = crate::documents::retrieval::terms(question(req));
+    let best = &req.passages[0];
+    let quote = best_sentence(&best.text, &terms);
+    let mut text = format!(
+        "From the thread's documents: \"{quote}\" [1] ({}).",
+        best.source()
+    );
+    let others: Vec<String> = req.passages[1..]
+        .iter()
+        .map(|p| format!("[{}] ({})", p.n, p.source()))
+        .collect();
+    if !others.is_empty() {
+        text.push_str(&format!(
+            " Other passages that may help: {}.",
+            others.join(", ")
+        ));
+    }
+    text.push_str(&format!(
+        " I am {}, Emergence's built-in offline agent: I quote the passage that best matches \
+         your question; connect a language model for answers that reason about it.",
+        persona(&req.system)
+    ));
+    text
+}
+
+/// The sentence of `text` holding most of `terms` (the first of equals), at most 300
+/// characters.
+fn best_sentence(text: &str, terms: &[String]) -> String {
+    let mut best = ("", 0usize);
+    for sentence in text
+        .split_inclusive(['.', '!', '?', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let lower = sentence.to_lowercase();
+        let score = terms.iter().filter(|t| lower.contains(t.as_str())).count();
+        if best.0.is_empty() || score > best.1 {
+            best = (sentence, score);
+        }
+    }
+    crate::documents::extract::chunk::truncate(best.0, 300).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +144,7 @@ mod tests {
             }],
             temperature: 0.7,
             max_tokens: 100,
+            passages: Vec::new(),
         };
         let collect = |req: CompletionRequest| async move {
             let mut s = stream(&req);
@@ -99,5 +159,45 @@ mod tests {
         let a = collect(req.clone()).await;
         assert_eq!(a, collect(req).await);
         assert!(a.contains("offline agent") && a.contains("Anima") && a.contains("hello there"));
+    }
+
+    #[test]
+    fn with_passages_it_quotes_the_best_sentence_and_cites_it() {
+        use crate::documents::retrieval::Numbered;
+        let passage = |n, page, text: &str| Numbered {
+            n,
+            document_id: "d".into(),
+            name: "atlas.pdf".into(),
+            page,
+            ord: 0,
+            text: text.into(),
+        };
+        let req = CompletionRequest {
+            model: "offline".into(),
+            system: "You are Neo.".into(),
+            messages: vec![ChatMessage {
+                role: "user",
+                content: "BOB: What is the capital of Freedonia?".into(),
+            }],
+            temperature: 0.7,
+            max_tokens: 100,
+            passages: vec![
+                passage(
+                    1,
+                    Some(3),
+                    "Maps are old. The capital of Freedonia is Fredville. Fine.",
+                ),
+                passage(2, None, "other"),
+            ],
+        };
+        let a = answer(&req);
+        assert!(
+            a.starts_with(
+                "From the thread's documents: \"The capital of Freedonia is Fredville.\" [1] \
+                 (atlas.pdf, page 3)."
+            ),
+            "{a}"
+        );
+        assert!(a.contains("[2] (atlas.pdf)"), "{a}");
     }
 }

@@ -39,6 +39,9 @@ pub struct CompletionRequest {
     pub messages: Vec<ChatMessage>,
     pub temperature: f32,
     pub max_tokens: u32,
+    /// Passages of the thread's documents the answer may cite as `[n]` (also in `system`;
+    /// the offline provider answers from them).
+    pub passages: Vec<crate::documents::retrieval::Numbered>,
 }
 
 /// What a streaming model says.

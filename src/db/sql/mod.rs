@@ -7,6 +7,7 @@
 mod accounts;
 mod conn;
 mod dialect;
+mod documents;
 mod lifecycle;
 mod messages;
 mod search;
@@ -71,6 +72,10 @@ where
     for<'q> bool: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
     for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> Vec<u8>: Decode<'q, DB> + Type<DB>,
+    for<'q> f64: Decode<'q, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
     fn backend_name(&self) -> &'static str {
@@ -397,6 +402,10 @@ where
 
     async fn usage_counters(&self, user_id: &str, periods: &[String]) -> Result<Vec<Counter>> {
         self.counters_sql(user_id, periods).await
+    }
+
+    fn documents(&self) -> Option<&dyn crate::db::documents::DocumentStore> {
+        Some(self)
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod cluster;
+pub mod documents;
 pub mod fake_llm;
 pub mod fake_ollama;
 pub mod fault_proxy;
