@@ -21,6 +21,7 @@ use super::{
         ExportedMessage, ImportedThread, ListedThread, MemberFlags, SearchHit, SearchQuery,
         ThreadChange, ThreadMember,
     },
+    personas::{PersonaChange, PersonaSnapshot},
     sso::{SsoIdentity, SsoPending},
     usage::{BudgetRow, Counter, PeriodLimit, UsageGroup, UsageQuery},
     versions::Regeneration,
@@ -280,6 +281,17 @@ pub trait Store: Send + Sync + 'static {
     /// Record a regenerate request once per `(thread, client_id)`; the stored request: `claim`
     /// itself the first time, the earlier one on a repeat (the caller compares them).
     async fn claim_regeneration(&self, claim: &Regeneration) -> Result<Regeneration>;
+
+    // ---- Personas and provider connections (issue #18): the SQL is in `sql/personas.rs` ----
+
+    /// The number every persona or connection change bumps (cheap: polled every second).
+    async fn personas_version(&self) -> Result<i64>;
+
+    /// Every connection and persona, with the version they are of.
+    async fn personas(&self) -> Result<PersonaSnapshot>;
+
+    /// Apply one change and bump the version, in one transaction (see [`PersonaChange`]).
+    async fn change_personas(&self, change: &PersonaChange) -> Result<bool>;
 }
 
 /// Where the database is and how to reach it.

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 pub mod accounts;
 mod debate;
 pub mod http;
+pub mod personas;
 pub mod sso;
 pub mod threads;
 pub mod usage;

@@ -95,6 +95,15 @@ fn typescript() -> String {
         usage::MyBudget::decl(&cfg),
         usage::BudgetOverride::decl(&cfg),
         usage::BudgetSettingsView::decl(&cfg),
+        personas::AgentSource::decl(&cfg),
+        personas::KeyStatus::decl(&cfg),
+        personas::ConnectionView::decl(&cfg),
+        personas::ConnectionList::decl(&cfg),
+        personas::ConnectionInput::decl(&cfg),
+        personas::ModelList::decl(&cfg),
+        personas::AdminAgentView::decl(&cfg),
+        personas::AdminAgentList::decl(&cfg),
+        personas::AgentInput::decl(&cfg),
     ];
     let mut out = String::from(
         "// Generated from src/contract.rs, src/contract/http.rs and src/contract/accounts.rs by\n\
