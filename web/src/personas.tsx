@@ -56,7 +56,10 @@ function ConnectionForm({ onDone, editing }: { onDone: () => void; editing: Conn
     ).then((ok) => {
       if (ok) {
         setKey('');
-        if (!editing) setName('');
+        if (!editing) {
+          setName('');
+          setBaseUrl('');
+        }
         onDone();
       }
     });
