@@ -109,6 +109,15 @@ pub const PATH: &str = "/api/openapi.json";
         crate::documents::http::remove,
         crate::documents::http::download,
         crate::documents::http::chunks,
+        crate::agents::admin::list_connections,
+        crate::agents::admin::create_connection,
+        crate::agents::admin::update_connection,
+        crate::agents::admin::delete_connection,
+        crate::agents::admin::connection_models,
+        crate::agents::admin::agents::list_agents,
+        crate::agents::admin::agents::create_agent,
+        crate::agents::admin::agents::update_agent,
+        crate::agents::admin::agents::delete_agent,
         serve,
     ),
     components(
@@ -131,7 +140,8 @@ pub const PATH: &str = "/api/openapi.json";
     tags(
         (name = "auth", description = "Accounts and sessions"),
         (name = "account", description = "My sessions, password and API tokens"),
-        (name = "admin", description = "Administrators: accounts, invites, usage and budgets"),
+        (name = "admin", description = "Administrators: accounts, invites, usage and budgets, \
+            agents and provider connections"),
         (name = "usage", description = "My usage, its cost, and my budget"),
         (name = "threads", description = "Threads and their members"),
         (name = "messages", description = "A thread's messages"),

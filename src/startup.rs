@@ -119,6 +119,8 @@ impl Application {
             writer.clone(),
         ));
         agents.listen(agents_rx, commands_rx, background.clone());
+        // Personas and connections stored by admins: read now, then kept current.
+        agents.watch_personas(auth.clone(), background.clone());
         // The writer outlives the drain: it stops after the final flush.
         let stop_writer = writer_stop.clone();
         let bg = background.clone();
@@ -486,6 +488,7 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
         .merge(crate::export::routes())
         .merge(crate::messages::routes())
         .merge(crate::agents::routes())
+        .merge(crate::agents::admin::routes())
         .merge(crate::usage::routes())
         .merge(crate::documents::routes())
         .route_layer(middleware::from_fn_with_state(

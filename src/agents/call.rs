@@ -160,7 +160,7 @@ impl Agents {
                     phase = phase.as_str(), status = e.status, retries = out.retries,
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     error_class = errors::class_str(e.class), retry_in_ms = wait.as_millis() as u64,
-                    detail = %self.scrub(&route.provider, &e.detail),
+                    detail = %self.scrub(&route, &e.detail),
                     "provider attempt failed; retrying"
                 );
                 self.publish(StreamEvent::Retry {
@@ -332,11 +332,21 @@ impl Agents {
     }
 
     /// Upstream detail for the log, without the provider's key (some echo it back).
-    pub(super) fn scrub(&self, provider: &str, detail: &str) -> String {
-        match self.providers.key_of(provider).filter(|k| k.len() >= 4) {
-            Some(key) => detail.replace(key, "[redacted]"),
-            None => detail.to_string(),
+    pub(super) fn scrub(&self, route: &Route, detail: &str) -> String {
+        let own = route
+            .connection
+            .as_ref()
+            .and_then(|c| c.key.as_ref())
+            .map(|k| k.expose());
+        let mut out = detail.to_string();
+        for key in [self.providers.key_of(&route.provider), own]
+            .into_iter()
+            .flatten()
+            .filter(|k| k.len() >= 4)
+        {
+            out = out.replace(key, "[redacted]");
         }
+        out
     }
 }
 

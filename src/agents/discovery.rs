@@ -162,6 +162,65 @@ pub fn openai_models(v: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The chat models a provider connection offers (the admin UI's model picker): `GET /models`
+/// (OpenAI and compatible gateways), `/api/tags` (Ollama), `/v1/models` (Anthropic) or
+/// `/v1beta/models` (Gemini), with the connection's key. `None` when the provider does not
+/// answer with a list.
+pub async fn connection_models(
+    http: &reqwest::Client,
+    c: &super::registry::Connection,
+) -> Option<Vec<String>> {
+    let base = c.base_url.as_deref().map(|u| u.trim_end_matches('/'));
+    let key = c.key.as_ref().map(|k| k.expose());
+    let request = match c.kind.as_str() {
+        "openai" => {
+            let url = format!("{}/models", base.unwrap_or("https://api.openai.com/v1"));
+            let r = http.get(url);
+            match key {
+                Some(k) => r.bearer_auth(k),
+                None => r,
+            }
+        }
+        "ollama" => http.get(format!(
+            "{}/api/tags",
+            base.unwrap_or("http://127.0.0.1:11434")
+        )),
+        "anthropic" => http
+            .get(format!(
+                "{}/v1/models",
+                base.unwrap_or("https://api.anthropic.com")
+            ))
+            .header("x-api-key", key.unwrap_or_default())
+            .header("anthropic-version", "2023-06-01"),
+        "gemini" => http
+            .get(format!(
+                "{}/v1beta/models",
+                base.unwrap_or("https://generativelanguage.googleapis.com")
+            ))
+            .header("x-goog-api-key", key.unwrap_or_default()),
+        _ => return None,
+    };
+    let resp = request.timeout(PROBE_TIMEOUT).send().await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let v: Value = resp.json().await.ok()?;
+    Some(match c.kind.as_str() {
+        "ollama" => ollama_models(&v),
+        "gemini" => v
+            .get("models")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.get("name").and_then(Value::as_str))
+            .map(|n| n.trim_start_matches("models/"))
+            .filter(|n| is_chat_model(n))
+            .map(str::to_string)
+            .collect(),
+        _ => openai_models(&v),
+    })
+}
+
 /// Embedding and reranking models cannot chat.
 fn is_chat_model(name: &str) -> bool {
     let n = name.to_ascii_lowercase();

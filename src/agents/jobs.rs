@@ -81,7 +81,10 @@ pub(super) struct JobControl {
 
 /// Configured agents, their providers, what they use to answer, and the jobs running here.
 pub struct Agents {
-    pub(super) agents: Vec<AgentSettings>,
+    /// The agents of the settings file (they win over stored personas).
+    pub(super) configured: Vec<AgentSettings>,
+    /// The agents as they are now: settings and stored personas (`registry`).
+    pub(super) registry: super::registry::Slot,
     pub(super) providers: Providers,
     pub(super) settings: ProviderSettings,
     /// Chat models found on local servers (Ollama, `local_urls`).
@@ -112,7 +115,10 @@ impl Agents {
     ) -> Self {
         let p = settings.providers.clone();
         let agents = Self {
-            agents: settings.agents.clone(),
+            configured: settings.agents.clone(),
+            registry: std::sync::RwLock::new(Arc::new(super::registry::Registry::from_settings(
+                &settings.agents,
+            ))),
             providers: Providers::new(p.clone(), Duration::from_millis(p.connect_timeout_ms)),
             settings: p,
             local: Arc::new(LocalModels::default()),
@@ -137,8 +143,9 @@ impl Agents {
     /// Export `llm_requests_total` at 0 for every provider and model an agent may call (see
     /// `call::generate`: its provider and model, a local one, or the offline one, and its
     /// fallback model), and `llm_errors_total` for each of those providers and failure classes.
-    fn register_metric_labels(&self) {
-        for agent in &self.agents {
+    pub(super) fn register_metric_labels(&self) {
+        let registry = self.registry();
+        for agent in registry.agents.iter().map(|p| &p.settings) {
             let route = self.route(agent);
             let fallback = agent
                 .fallback_model
@@ -197,26 +204,51 @@ impl Agents {
     }
 
     pub fn knows(&self, id: &str) -> bool {
-        self.agents.iter().any(|a| a.id == id)
+        self.registry().agents.iter().any(|a| a.settings.id == id)
     }
 
-    pub fn list(&self) -> &[AgentSettings] {
-        &self.agents
+    /// The agents any message may ask now.
+    pub fn list(&self) -> Vec<AgentSettings> {
+        self.registry()
+            .agents
+            .iter()
+            .map(|a| a.settings.clone())
+            .collect()
     }
 
-    pub(super) fn agent(&self, id: &str) -> Option<&AgentSettings> {
-        self.agents.iter().find(|a| a.id == id)
+    pub(super) fn agent(&self, id: &str) -> Option<AgentSettings> {
+        self.registry()
+            .agents
+            .iter()
+            .find(|a| a.settings.id == id)
+            .map(|a| a.settings.clone())
     }
 
     /// Where an agent's calls really go: its own provider when configured; else (the default
     /// personas on `local`, or a provider without a key) the first local chat model found on
     /// this machine; else the offline agent.
     pub(super) fn route(&self, agent: &AgentSettings) -> Route {
+        // A stored persona calls its own connection.
+        let connection = self
+            .registry()
+            .agents
+            .iter()
+            .find(|a| a.settings.id == agent.id)
+            .and_then(|a| a.connection.clone());
+        if let Some(c) = connection {
+            return Route {
+                provider: c.kind.clone(),
+                model: agent.model.clone(),
+                base_url: None,
+                connection: Some(c),
+            };
+        }
         if agent.provider != "local" && self.providers.available(&agent.provider) {
             return Route {
                 provider: agent.provider.clone(),
                 model: agent.model.clone(),
                 base_url: None,
+                connection: None,
             };
         }
         match self.local.first() {
@@ -224,11 +256,13 @@ impl Agents {
                 provider: m.provider.to_string(),
                 model: m.model,
                 base_url: Some(m.base_url),
+                connection: None,
             },
             None => Route {
                 provider: "local".into(),
                 model: "offline".into(),
                 base_url: None,
+                connection: None,
             },
         }
     }

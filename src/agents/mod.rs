@@ -4,6 +4,7 @@
 //! (`context`), the providers, local models found on this machine (`discovery`) and what users
 //! read when an answer fails (`errors`).
 
+pub(crate) mod admin;
 mod call;
 mod context;
 pub mod discovery;
@@ -11,6 +12,8 @@ pub mod errors;
 pub(crate) mod http;
 mod jobs;
 pub mod providers;
+pub mod registry;
+pub mod secrets;
 mod turn;
 
 pub use crate::settings::agents::{AgentSettings, ProviderSettings, default_agents};

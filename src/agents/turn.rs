@@ -38,7 +38,7 @@ impl Agents {
         job: &JobControl,
     ) -> bool {
         let (token, reason) = (&job.token, &job.reason);
-        let Some(agent) = self.agent(agent_id).cloned() else {
+        let Some(agent) = self.agent(agent_id) else {
             return false;
         };
         let stream_id = uuid::Uuid::now_v7().to_string();
@@ -226,7 +226,7 @@ impl Agents {
         let error = outcome.error.as_ref();
         let status = error.and_then(|e| e.status);
         let detail = error
-            .map(|e| self.scrub(&route.provider, &e.detail))
+            .map(|e| self.scrub(route, &e.detail))
             .unwrap_or_default();
         let (phase, retries) = (outcome.phase.as_str(), outcome.retries);
         let elapsed_ms = elapsed.as_millis() as u64;

@@ -51,6 +51,16 @@ impl SigningKey {
         buf.iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// A 32-byte key for another purpose, derived from this one with HKDF-SHA256 (`info` names
+    /// the purpose): a rotated signing key derives other keys.
+    pub fn derive(&self, info: &[u8]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        hkdf::Hkdf::<Sha256>::new(Some(b"emergence"), &self.0)
+            .expand(info, &mut out)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        out
+    }
+
     fn mac(&self) -> Hmac<Sha256> {
         <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("HMAC takes any key length")
     }

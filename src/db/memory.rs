@@ -19,6 +19,7 @@ use super::{
         ExportedMessage, ImportedThread, ListedThread, MemberFlags, SearchHit, SearchQuery,
         ThreadChange, ThreadMember,
     },
+    personas::{PersonaChange, PersonaSnapshot},
     sso::{SsoIdentity, SsoPending},
     store::{SharedStore, Store},
     usage::{BudgetRow, Counter, PeriodLimit, UsageGroup, UsageQuery},
@@ -28,6 +29,7 @@ use super::{
 mod accounts;
 mod faults;
 mod messages;
+mod personas;
 mod sso;
 mod threads;
 mod usage;
@@ -53,6 +55,7 @@ struct Data {
     imports: HashMap<(String, String), String>,
     kv: HashMap<String, String>,
     sso: sso::Data,
+    personas: crate::db::personas::PersonaSnapshot,
     /// Regenerate requests by `(thread, client_id)`.
     regenerations: HashMap<(String, String), Regeneration>,
     /// Limit rows by user id (`*`: the default).
@@ -452,6 +455,18 @@ impl Store for MemoryStore {
 
     async fn claim_regeneration(&self, claim: &Regeneration) -> Result<Regeneration> {
         self.claim_regeneration_data(claim)
+    }
+
+    async fn personas_version(&self) -> Result<i64> {
+        personas::version(self)
+    }
+
+    async fn personas(&self) -> Result<PersonaSnapshot> {
+        personas::snapshot(self)
+    }
+
+    async fn change_personas(&self, change: &PersonaChange) -> Result<bool> {
+        personas::change(self, change)
     }
 
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageGroup>> {

@@ -13,6 +13,7 @@ pub mod manager;
 pub mod memory;
 mod meta;
 mod migrations;
+pub mod personas;
 mod sql;
 pub mod sso;
 mod store;

@@ -22,6 +22,7 @@ use super::{
         ExportedMessage, ImportedThread, ListedThread, MemberFlags, SearchHit, SearchQuery,
         ThreadChange, ThreadMember,
     },
+    personas::{PersonaChange, PersonaSnapshot},
     sso::{SsoIdentity, SsoPending},
     usage::{BudgetRow, Counter, PeriodLimit, UsageGroup, UsageQuery},
     versions::Regeneration,
@@ -288,6 +289,17 @@ pub trait Store: Send + Sync + 'static {
     fn documents(&self) -> Option<&dyn DocumentStore> {
         None
     }
+
+    // ---- Personas and provider connections (issue #18): the SQL is in `sql/personas.rs` ----
+
+    /// The number every persona or connection change bumps (cheap: polled every second).
+    async fn personas_version(&self) -> Result<i64>;
+
+    /// Every connection and persona, with the version they are of.
+    async fn personas(&self) -> Result<PersonaSnapshot>;
+
+    /// Apply one change and bump the version, in one transaction (see [`PersonaChange`]).
+    async fn change_personas(&self, change: &PersonaChange) -> Result<bool>;
 }
 
 /// Where the database is and how to reach it.

@@ -56,6 +56,11 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/api/me/budget", &["GET"]),
     ("/api/admin/budgets", &["GET", "PUT"]),
     ("/api/admin/budgets/{id}", &["PUT", "DELETE"]),
+    ("/api/admin/connections", &["GET", "POST"]),
+    ("/api/admin/connections/{id}", &["PATCH", "DELETE"]),
+    ("/api/admin/connections/{id}/models", &["GET"]),
+    ("/api/admin/agents", &["GET", "POST"]),
+    ("/api/admin/agents/{id}", &["PATCH", "DELETE"]),
 ];
 
 #[cfg(test)]

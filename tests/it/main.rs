@@ -31,6 +31,7 @@ mod openapi;
 mod ops_cli;
 mod ops_guard_metrics;
 mod ops_verify_outage;
+mod personas;
 mod pooler;
 mod providers;
 mod readiness;

@@ -1,7 +1,8 @@
 // A fake OpenAI-compatible provider for the end-to-end tests: it answers
 // POST /v1/chat/completions with a server-sent event stream, one chunk every `intervalMs`, in the
 // real wire format (chat.completion.chunk, then usage, then [DONE]). What it streams is chosen
-// per request by `answer(body)`, which returns `{ chunks, intervalMs }`.
+// per request by `answer(body)`, which returns `{ chunks, intervalMs }`. GET /v1/models lists
+// `models` (default `fake-model`).
 import http from 'node:http';
 
 /** The text of the last user message of an OpenAI request body. */
@@ -41,6 +42,12 @@ export class FakeOpenAI {
   }
 
   handle(req, res, raw) {
+    if (req.method === 'GET' && req.url === '/v1/models') {
+      // The model list, as OpenAI sends it (the admin UI's model picker reads it).
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ object: 'list', data: (this.models ?? ['fake-model']).map((id) => ({ id, object: 'model' })) }));
+      return;
+    }
     if (req.method !== 'POST' || req.url !== '/v1/chat/completions') {
       res.writeHead(404, { 'Content-Type': 'application/json' });
       res.end(JSON.stringify({ error: { message: 'not found' } }));

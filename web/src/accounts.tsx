@@ -1,5 +1,5 @@
 // "My account" (usage and budget, password, sessions, API tokens) and the Admin page (users:
-// approve, disable, role, reset link, sessions; invites; usage; budgets). Loaded on demand (its own chunk): the chat screen's first
+// approve, disable, role, reset link, sessions; invites; agents and connections; usage; budgets). Loaded on demand (its own chunk): the chat screen's first
 // load does not carry it. The server checks every admin route itself; hiding the page from
 // non-admins is only a convenience.
 import { useEffect, useState } from 'preact/hooks';
@@ -14,6 +14,7 @@ import type {
   SessionList,
 } from './contract';
 import { formatDateTime, t } from './i18n';
+import { AdminPersonas } from './personas';
 import { AdminBudgets, AdminUsage, MyUsage } from './usage';
 
 /** Runs `op`, then `reload`; a failure is shown in `setError`. */
@@ -256,6 +257,7 @@ export function AdminPage() {
           ))}
         </ul>
       </section>
+      <AdminPersonas />
       <AdminUsage />
       {users && <AdminBudgets users={users.users} />}
       {link && (

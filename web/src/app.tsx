@@ -49,6 +49,10 @@ function ChatScreen({ me, onLoggedOut, onUserChanged }: ChatScreenProps) {
   useEffect(() => {
     if ((page === 'account' || page === 'admin') && !pages) void import('./accounts').then(setPages);
   }, [page]);
+  // Agents change live (admins edit them): the list is read again whenever the chat comes back.
+  useEffect(() => {
+    if (page === 'chat') void chat.loadAgents();
+  }, [page]);
   const tools = useTools(page === 'search' || page === 'data');
   const [logoutError, setLogoutError] = useState<string | null>(null);
 

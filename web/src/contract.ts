@@ -613,3 +613,46 @@ ord: number,
  * The start of the passage (at most 300 characters).
  */
 quote: string, };
+
+export type AgentSource = "settings" | "database";
+
+export type KeyStatus = "none" | "ok" | "unreadable";
+
+export type ConnectionView = { id: string, name: string, 
+/**
+ * `openai` (and compatible gateways), `anthropic`, `gemini` or `ollama`.
+ */
+kind: string, base_url: string | null, has_key: boolean, 
+/**
+ * At most the key's last 4 characters (none for a key shorter than 12).
+ */
+key_hint: string | null, key_status: KeyStatus, created_at: string, updated_at: string, };
+
+export type ConnectionList = { connections: Array<ConnectionView>, };
+
+export type ConnectionInput = { name: string | null, kind: string | null, base_url: string | null, api_key: string | null, };
+
+export type ModelList = { models: Array<string>, };
+
+export type AdminAgentView = { id: string, name: string, 
+/**
+ * A CSS colour (`#rrggbb`) for the agent's messages.
+ */
+colour: string | null, system_prompt: string, 
+/**
+ * The connection it calls (`null`: the settings' provider, or the built-in local one).
+ */
+connection_id: string | null, provider: string, model: string, temperature: number, max_tokens: number, 
+/**
+ * A model of the same connection tried when the main one fails before its first token.
+ */
+fallback_model: string | null, enabled: boolean, source: AgentSource, 
+/**
+ * Whether messages may ask it now (false when disabled, or when a settings agent with the
+ * same id or name wins over it).
+ */
+active: boolean, updated_at: string | null, };
+
+export type AdminAgentList = { agents: Array<AdminAgentView>, };
+
+export type AgentInput = { id: string | null, name: string | null, colour: string | null, system_prompt: string | null, connection_id: string | null, model: string | null, temperature: number | null, max_tokens: number | null, fallback_model: string | null, enabled: boolean | null, };

@@ -13,6 +13,7 @@ pub mod accounts;
 mod debate;
 pub mod documents;
 pub mod http;
+pub mod personas;
 pub mod sso;
 pub mod threads;
 pub mod usage;

@@ -102,6 +102,15 @@ fn typescript() -> String {
         documents::PassageView::decl(&cfg),
         documents::PassageList::decl(&cfg),
         documents::Citation::decl(&cfg),
+        personas::AgentSource::decl(&cfg),
+        personas::KeyStatus::decl(&cfg),
+        personas::ConnectionView::decl(&cfg),
+        personas::ConnectionList::decl(&cfg),
+        personas::ConnectionInput::decl(&cfg),
+        personas::ModelList::decl(&cfg),
+        personas::AdminAgentView::decl(&cfg),
+        personas::AdminAgentList::decl(&cfg),
+        personas::AgentInput::decl(&cfg),
     ];
     let mut out = String::from(
         "// Generated from src/contract.rs, src/contract/http.rs and src/contract/accounts.rs by\n\

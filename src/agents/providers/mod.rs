@@ -65,6 +65,9 @@ pub struct Route {
     pub provider: String,
     pub model: String,
     pub base_url: Option<String>,
+    /// A provider connection defined by an admin (issue #18): its kind, base URL and key
+    /// replace the settings'.
+    pub connection: Option<std::sync::Arc<crate::agents::registry::Connection>>,
 }
 
 /// The configured provider endpoints.
@@ -122,6 +125,9 @@ impl Providers {
         let s = &self.settings;
         let mut req = req.clone();
         req.model = route.model.clone();
+        if let Some(c) = &route.connection {
+            return self.open_connection(c, &req).await;
+        }
         match route.provider.as_str() {
             "local" => Ok(local::stream(&req)),
             "openai" => {
@@ -149,6 +155,44 @@ impl Providers {
             other => Err(ProviderError::new(
                 AgentErrorClass::Misconfigured,
                 format!("unknown provider {other:?}"),
+            )),
+        }
+    }
+}
+
+impl Providers {
+    /// Start a completion on a connection an admin defined: its base URL and key, in the wire
+    /// format of its kind (Ollama speaks the OpenAI one under `/v1`).
+    async fn open_connection(
+        &self,
+        c: &crate::agents::registry::Connection,
+        req: &CompletionRequest,
+    ) -> Result<EventStream, ProviderError> {
+        let base = c.base_url.as_deref().map(|u| u.trim_end_matches('/'));
+        match c.kind.as_str() {
+            "openai" => {
+                let base = base.unwrap_or("https://api.openai.com/v1");
+                openai::open(&self.http, base, c.key.as_ref(), req).await
+            }
+            "ollama" => {
+                let base = format!("{}/v1", base.unwrap_or("http://127.0.0.1:11434"));
+                openai::open(&self.http, &base, c.key.as_ref(), req).await
+            }
+            "anthropic" | "gemini" => {
+                let mut s = self.settings.clone();
+                if c.kind == "anthropic" {
+                    s.anthropic_base_url = base.map(str::to_string);
+                    s.anthropic_api_key = c.key.clone();
+                    anthropic::open(&self.http, &s, req).await
+                } else {
+                    s.gemini_base_url = base.map(str::to_string);
+                    s.gemini_api_key = c.key.clone();
+                    gemini::open(&self.http, &s, req).await
+                }
+            }
+            other => Err(ProviderError::new(
+                AgentErrorClass::Misconfigured,
+                format!("unknown connection kind {other:?}"),
             )),
         }
     }

@@ -10,6 +10,7 @@ mod dialect;
 mod documents;
 mod lifecycle;
 mod messages;
+mod personas;
 mod search;
 mod search_scope;
 mod sso;
@@ -29,6 +30,7 @@ use super::{
         ExportedMessage, ImportedThread, ListedThread, MemberFlags, SearchHit, SearchQuery,
         ThreadChange, ThreadMember,
     },
+    personas::{PersonaChange, PersonaSnapshot},
     sso::{SsoIdentity, SsoPending},
     store::Store,
     usage::{BudgetRow, Counter, PeriodLimit, UsageGroup, UsageQuery},
@@ -357,6 +359,18 @@ where
 
     async fn claim_regeneration(&self, claim: &Regeneration) -> Result<Regeneration> {
         self.do_claim_regeneration(claim).await
+    }
+
+    async fn personas_version(&self) -> Result<i64> {
+        self.personas_version_sql().await
+    }
+
+    async fn personas(&self) -> Result<PersonaSnapshot> {
+        self.personas_sql().await
+    }
+
+    async fn change_personas(&self, change: &PersonaChange) -> Result<bool> {
+        self.change_personas_sql(change).await
     }
 
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageGroup>> {
