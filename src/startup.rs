@@ -133,7 +133,8 @@ impl Application {
             db.clone(),
             realtime.clone(),
             metrics.clone(),
-        ));
+        )?);
+        documents.files.check().await?;
         let state = AppState {
             settings: settings.clone(),
             db,

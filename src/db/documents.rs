@@ -48,6 +48,8 @@ pub struct NewDocument {
     pub name: String,
     pub kind: String,
     pub mime: String,
+    /// Where its parts go: `database` or the bucket's URL (`documents::files`).
+    pub storage: String,
     pub created_at: i64,
 }
 
@@ -86,6 +88,9 @@ pub struct PassageQuery {
 pub trait DocumentStore: Send + Sync {
     /// Record a document in state `uploading` (not listed until [`Self::finish_upload`]).
     async fn create_document(&self, doc: &NewDocument) -> Result<()>;
+
+    /// Where the parts of a document that is not deleted are (`database` or a bucket's URL).
+    async fn file_storage(&self, document_id: &str) -> Result<Option<String>>;
 
     /// Store part `part_no` (0-based) of the file.
     async fn put_part(&self, document_id: &str, part_no: i64, bytes: &[u8]) -> Result<()>;
@@ -166,5 +171,5 @@ pub trait DocumentStore: Send + Sync {
     async fn passages(&self, query: &PassageQuery) -> Result<Vec<Passage>>;
 
     /// Remove uploads that never completed, last touched before `before`; how many.
-    async fn purge_stale_uploads(&self, before: i64) -> Result<u64>;
+    async fn purge_stale_uploads(&self, before: i64) -> Result<Vec<String>>;
 }

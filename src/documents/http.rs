@@ -189,6 +189,7 @@ pub(crate) async fn remove(
         .run(|s| async move { store_of(&s)?.delete_document(&id, &doc, now).await })
         .await?
         .ok_or(ApiError::NotFound)?;
+    state.documents.files.remove(&deleted.id).await;
     state.documents.announce(&deleted, true);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -231,14 +232,12 @@ pub(crate) async fn download(
 ) -> Result<Response, ApiError> {
     let (id, doc) = doc_path(path)?;
     let (_, doc) = member_document(&state, &user, (&id, &doc)).await?;
-    let db = state.db.clone();
+    let (db, files) = (state.db.clone(), state.documents.files.clone());
     let doc_id = doc.id.clone();
     let parts = futures_util::stream::unfold(0i64, move |part_no| {
-        let (db, doc_id) = (db.clone(), doc_id.clone());
+        let (db, files, doc_id) = (db.clone(), files.clone(), doc_id.clone());
         async move {
-            let part = db
-                .run(|s| async move { store_of(&s)?.part(&doc_id, part_no).await })
-                .await;
+            let part = files.part(&db, &doc_id, part_no).await;
             match part {
                 Ok(Some(bytes)) => Some((Ok(bytes::Bytes::from(bytes)), part_no + 1)),
                 Ok(None) => None,

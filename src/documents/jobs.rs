@@ -58,7 +58,9 @@ impl Documents {
         self.announce(&doc, false);
         let started = std::time::Instant::now();
         let outcome = match doc.kind.parse::<Kind>() {
-            Ok(kind) => extract::extract(&self.exe, &self.settings, &self.db, id, kind).await,
+            Ok(kind) => {
+                extract::extract(&self.exe, &self.settings, &self.db, &self.files, id, kind).await
+            }
             Err(_) => Err(NotExtracted::Failed {
                 class: "corrupt".into(),
                 reason: "the document's type is not one Emergence reads".into(),
@@ -117,11 +119,14 @@ impl Documents {
             .db
             .run(|s| async move {
                 let store = store_of(&s)?;
-                store.purge_stale_uploads(now - UPLOAD_ABANDONED_MS).await?;
-                store.unclaimed(stale, 20).await
+                let purged = store.purge_stale_uploads(now - UPLOAD_ABANDONED_MS).await?;
+                Ok((purged, store.unclaimed(stale, 20).await?))
             })
             .await;
-        if let Ok(ids) = found {
+        if let Ok((purged, ids)) = found {
+            for id in purged {
+                self.files.remove(&id).await;
+            }
             for id in ids {
                 self.enqueue(id);
             }

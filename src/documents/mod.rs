@@ -7,6 +7,7 @@
 //! as a `document` frame ([`crate::realtime::Event::Document`]).
 
 pub mod extract;
+pub mod files;
 pub(crate) mod http;
 mod jobs;
 pub mod kind;
@@ -33,6 +34,8 @@ pub use jobs::spawn_sweeper;
 /// The instance's document service: settings, the extraction permits, and what the jobs need.
 pub struct Documents {
     pub settings: DocumentSettings,
+    /// Where files are kept (the database or a bucket).
+    pub files: files::Files,
     /// The executable run as `EXE extract`.
     exe: PathBuf,
     /// Extractions running at once on this instance.
@@ -43,25 +46,29 @@ pub struct Documents {
 }
 
 impl Documents {
+    /// Fails when `documents.storage` is not a storage this build can use.
     pub fn new(
         settings: DocumentSettings,
         db: Database,
         realtime: Arc<Realtime>,
         metrics: Arc<Metrics>,
-    ) -> Self {
+    ) -> anyhow::Result<Self> {
+        let files =
+            files::Files::from_setting(settings.storage.as_deref(), &settings.storage_options)?;
         let exe = settings
             .extractor
             .clone()
             .or_else(|| std::env::current_exe().ok())
             .unwrap_or_else(|| PathBuf::from("emergence"));
-        Self {
+        Ok(Self {
             permits: Arc::new(Semaphore::new(settings.extract_concurrency.max(1))),
             settings,
+            files,
             exe,
             db,
             realtime,
             metrics,
-        }
+        })
     }
 
     /// Tell every subscriber of the document's thread, on every instance, its state.

@@ -8,7 +8,7 @@
 
 use axum::extract::multipart::{Field, Multipart, MultipartError, MultipartRejection};
 
-use super::{kind::Kind, store_of, view};
+use super::{files::Files, kind::Kind, store_of, view};
 use crate::{
     auth::CurrentUser,
     contract::{ErrorCode, documents::DocumentView},
@@ -105,6 +105,7 @@ async fn store_field(
         name,
         kind: kind.as_str().to_string(),
         mime: kind.mime().to_string(),
+        storage: state.documents.files.label().to_string(),
         created_at: now_ms(),
     })
     .await?;
@@ -112,13 +113,15 @@ async fn store_field(
         max: settings.max_bytes,
         room,
     };
-    match write_parts(docs, &id, kind, &mut field, limits).await {
+    let files = &state.documents.files;
+    match write_parts(docs, files, &id, kind, &mut field, limits).await {
         Ok(size) => docs
             .finish_upload(&id, size, now_ms())
             .await?
             .ok_or(ApiError::NotFound),
         Err(e) => {
             drain(&mut field).await;
+            files.remove(&id).await;
             if let Err(cleanup) = docs.discard_upload(&id).await {
                 tracing::warn!(document = %id, error = %cleanup, "cannot remove a refused upload; the sweeper will");
             }
@@ -139,6 +142,7 @@ struct Limits {
 /// Write the field's bytes as parts; the file's size.
 async fn write_parts(
     docs: &dyn DocumentStore,
+    files: &Files,
     id: &str,
     kind: Kind,
     field: &mut Field<'_>,
@@ -160,7 +164,9 @@ async fn write_parts(
                 confirm(kind, &buf, false)?;
                 checked = true;
             }
-            docs.put_part(id, part_no, &buf[..PART_BYTES]).await?;
+            files
+                .put_part(docs, id, part_no, &buf[..PART_BYTES])
+                .await?;
             buf.drain(..PART_BYTES);
             part_no += 1;
         }
@@ -172,7 +178,7 @@ async fn write_parts(
         confirm(kind, &buf, true)?;
     }
     if !buf.is_empty() {
-        docs.put_part(id, part_no, &buf).await?;
+        files.put_part(docs, id, part_no, &buf).await?;
     }
     Ok(size as i64)
 }

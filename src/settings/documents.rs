@@ -1,7 +1,8 @@
 //! Document settings (`[documents]`, issue #19): how large an upload may be
 //! (`EMERGENCE_DOCUMENTS_MAX_BYTES`), each user's storage quota
 //! (`EMERGENCE_DOCUMENTS_QUOTA_BYTES`), and the bounds of the extraction child process (memory,
-//! CPU seconds, wall-clock time, how many run at once per instance).
+//! CPU seconds, wall-clock time, how many run at once per instance), and where files are kept
+//! (`EMERGENCE_DOCUMENTS_STORAGE`: the database, or a bucket).
 
 use std::path::PathBuf;
 
@@ -31,6 +32,13 @@ pub struct DocumentSettings {
     pub extractor: Option<PathBuf>,
     /// Passages an agent turn receives at most (default 5).
     pub passages: usize,
+    /// Where uploaded files are kept: unset or `database` (default), or a bucket URL
+    /// (`s3://bucket/prefix`, `gs://bucket/prefix`, `file:///dir`; `EMERGENCE_DOCUMENTS_STORAGE`).
+    pub storage: Option<String>,
+    /// Options of that store, by `object_store`'s names (`endpoint`, `region`,
+    /// `access_key_id`, `secret_access_key`, `allow_http`, `service_account`, ...), over the
+    /// store's standard environment variables.
+    pub storage_options: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for DocumentSettings {
@@ -44,6 +52,8 @@ impl Default for DocumentSettings {
             extract_concurrency: 2,
             extractor: None,
             passages: 5,
+            storage: None,
+            storage_options: Default::default(),
         }
     }
 }
@@ -51,7 +61,7 @@ impl Default for DocumentSettings {
 impl DocumentSettings {
     /// `EMERGENCE_DOCUMENTS_MAX_BYTES`, `EMERGENCE_DOCUMENTS_QUOTA_BYTES`,
     /// `EMERGENCE_DOCUMENTS_EXTRACT_MEMORY_MB`, `EMERGENCE_DOCUMENTS_EXTRACT_TIMEOUT_SECS`,
-    /// `EMERGENCE_DOCUMENTS_EXTRACTOR`.
+    /// `EMERGENCE_DOCUMENTS_EXTRACTOR`, `EMERGENCE_DOCUMENTS_STORAGE`.
     pub fn apply_env(&mut self, env: &dyn Env) -> anyhow::Result<()> {
         for (key, slot) in [
             ("EMERGENCE_DOCUMENTS_MAX_BYTES", &mut self.max_bytes),
@@ -74,6 +84,9 @@ impl DocumentSettings {
         }
         if let Some(v) = env.var("EMERGENCE_DOCUMENTS_EXTRACTOR") {
             self.extractor = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env.var("EMERGENCE_DOCUMENTS_STORAGE") {
+            self.storage = Some(v);
         }
         Ok(())
     }

@@ -15,6 +15,7 @@ mod chat;
 mod debates;
 mod documents;
 mod documents_access;
+mod documents_bucket;
 mod documents_hostile;
 mod early_answers;
 mod export;

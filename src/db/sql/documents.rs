@@ -106,8 +106,8 @@ where
         let mut c = self.conn().await?;
         self.q(
             "INSERT INTO documents (id, thread_id, uploader_id, name, kind, mime, size, status, \
-             stage, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 0, 'uploading', 'uploading', $7, $7)",
+             stage, created_at, updated_at, storage) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0, 'uploading', 'uploading', $7, $7, $8)",
         )
         .bind(d.id.as_str())
         .bind(d.thread_id.as_str())
@@ -116,9 +116,21 @@ where
         .bind(d.kind.as_str())
         .bind(d.mime.as_str())
         .bind(d.created_at)
+        .bind(d.storage.as_str())
         .execute(c.get())
         .await?;
         c.done().await
+    }
+
+    async fn file_storage(&self, document_id: &str) -> Result<Option<String>> {
+        let mut c = self.conn().await?;
+        let row = self
+            .q("SELECT storage FROM documents WHERE id = $1 AND deleted_at IS NULL")
+            .bind(document_id)
+            .fetch_optional(c.get())
+            .await?;
+        c.done().await?;
+        Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
     }
 
     async fn put_part(&self, document_id: &str, part_no: i64, bytes: &[u8]) -> Result<()> {
@@ -437,15 +449,17 @@ where
             .collect()
     }
 
-    async fn purge_stale_uploads(&self, before: i64) -> Result<u64> {
+    async fn purge_stale_uploads(&self, before: i64) -> Result<Vec<String>> {
         let mut c = self.conn().await?;
-        let gone = self
+        let rows = self
             .q("DELETE FROM documents WHERE status = 'uploading' AND updated_at < $1 RETURNING id")
             .bind(before)
             .fetch_all(c.get())
-            .await?
-            .len() as u64;
+            .await?;
         c.done().await?;
-        Ok(gone)
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<std::result::Result<_, _>>()?)
     }
 }

@@ -18,6 +18,7 @@ use tokio_util::codec::{FramedRead, LinesCodec};
 
 use crate::{
     db::{Database, StoreError, documents::Chunk},
+    documents::files::Files,
     documents::kind::Kind,
     settings::documents::DocumentSettings,
 };
@@ -57,6 +58,7 @@ pub async fn extract(
     exe: &Path,
     settings: &DocumentSettings,
     db: &Database,
+    files: &Files,
     id: &str,
     kind: Kind,
 ) -> Result<Extracted, NotExtracted> {
@@ -85,7 +87,7 @@ pub async fn extract(
     let stdout = child.stdout.take().expect("stdout is piped");
     let wall = Duration::from_secs(settings.extract_timeout_secs.max(1));
     let run = async {
-        let feed = feed(db, id, stdin);
+        let feed = feed(db, files, id, stdin);
         let read = read_lines(stdout);
         let (fed, lines) = tokio::join!(feed, read);
         fed?;
@@ -129,19 +131,14 @@ pub async fn extract(
 /// what it needs) ends the feeding quietly.
 async fn feed(
     db: &Database,
+    files: &Files,
     id: &str,
     mut stdin: tokio::process::ChildStdin,
 ) -> Result<(), NotExtracted> {
     let mut part_no = 0;
     loop {
-        let doc = id.to_string();
-        let part = db
-            .run(|s| async move {
-                match s.documents() {
-                    Some(d) => d.part(&doc, part_no).await,
-                    None => Ok(None),
-                }
-            })
+        let part = files
+            .part(db, id, part_no)
             .await
             .map_err(NotExtracted::Retry)?;
         let Some(bytes) = part else {

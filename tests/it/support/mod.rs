@@ -14,6 +14,7 @@ pub mod oidc;
 pub mod pgbouncer;
 pub mod process;
 pub mod prometheus;
+pub mod s3;
 pub mod scrape;
 pub mod ws;
 
