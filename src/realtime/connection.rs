@@ -220,13 +220,13 @@ fn refuse_over_cap(state: &AppState, cap: CapExceeded) -> Response {
     }
 }
 
-/// One socket's life. `_slot` holds its place under the per-user and per-address caps until
-/// the task ends.
+/// One socket's life. `slot` holds its place under the per-user and per-address caps until
+/// the session has ended (not during the closing handshake).
 async fn run(
     state: AppState,
     mut socket: WebSocket,
     auth: Result<Claims, AuthError>,
-    _slot: ConnectionSlot,
+    slot: ConnectionSlot,
 ) {
     let claims = match auth {
         Ok(claims) => claims,
@@ -303,16 +303,44 @@ async fn run(
     state.metrics.ws_active.dec();
     drop(session);
     drop(handle);
+    // The socket no longer counts under the per-user and per-address caps while it closes.
+    drop(slot);
     if !kill.is_cancelled() {
         // What is still queued (a close frame, an error) goes out, within bounds.
         let _ = tokio::time::timeout(Duration::from_secs(5), wire.drain()).await;
     }
     kill.cancel();
     // The closing handshake: read (and drop) until the peer's close frame, so unread client
-    // frames do not turn our close into a reset that loses the close frame on the way.
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+    // frames do not turn our close into a reset that loses the close frame on the way. After a
+    // read error (1009, 1007, 1002) the socket yields nothing more while the client may still
+    // be sending the rest of its message: the socket is then kept open (unread) for a moment,
+    // so the client reads our close frame before a close with unread data resets the
+    // connection.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
         let _ = wire.socket.close().await;
-        while let Some(Ok(_)) = futures_util::StreamExt::next(&mut wire.socket).await {}
+        loop {
+            match futures_util::StreamExt::next(&mut wire.socket).await {
+                Some(Ok(axum::extract::ws::Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    if peer_gone(e) {
+                        return;
+                    }
+                    break;
+                }
+                None => break,
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     })
     .await;
+}
+
+/// A read error after which nothing more can come from the peer.
+fn peer_gone(e: axum::Error) -> bool {
+    use tungstenite::Error;
+    matches!(
+        e.into_inner().downcast_ref::<Error>(),
+        None | Some(Error::ConnectionClosed | Error::AlreadyClosed | Error::Io(_))
+    )
 }
