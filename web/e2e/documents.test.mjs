@@ -172,7 +172,7 @@ test('documents upload, index live for every member, and a page-3 citation opens
     const cited = viewer.getByTestId('cited-passage');
     await cited.waitFor();
     assert.match(await cited.innerText(), /Ottavia Brenner/);
-    const pageOfCited = viewer.locator('[data-testid="doc-page"]').filter({ has: cited });
+    const pageOfCited = viewer.locator('[data-testid="doc-page"]:has([data-testid="cited-passage"])');
     assert.equal(await pageOfCited.getAttribute('data-page'), '3');
     assert.equal(await pageOfCited.locator('h3').textContent(), 'Page 3');
     assert.ok(await inView(viewer.getByTestId('doc-text'), cited), 'the cited passage is scrolled into view');

@@ -30,6 +30,7 @@ export function Citations({ chat, thread, list }: { chat: Chat; thread: string; 
 }
 
 const REF = /\[(\d{1,3})\]/g;
+const HAS_REF = /\[\d{1,3}\]/;
 
 /**
  * Turns each `[n]` of a rendered answer whose `n` is in `numbers` into a button (`cite-ref`,
@@ -44,8 +45,7 @@ export function markCitations(root: HTMLElement, numbers: ReadonlySet<number>): 
     const text = n as Text;
     const parent = text.parentElement;
     if (!parent || parent === root || parent.closest('code, pre, a, button, .math')) continue;
-    REF.lastIndex = 0;
-    if (REF.test(text.data)) found.push(text);
+    if (HAS_REF.test(text.data)) found.push(text);
   }
   for (const text of found) {
     const fragment = document.createDocumentFragment();

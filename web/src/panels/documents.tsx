@@ -11,11 +11,16 @@ import { type Upload, fileUrl } from '../docStore';
 import { type Key, formatNumber, lang, t, tn } from '../i18n';
 import type { Thread, User } from '../types';
 
-/** `12 KB`, `3.4 MB` in the reader's language. */
+/** `0.9 kB`, `3.4 MB` in the reader's language. */
 function formatSize(bytes: number): string {
-  const [value, unit] =
-    bytes < 1024 ? [bytes, 'byte'] : bytes < 1024 * 1024 ? [bytes / 1024, 'kilobyte'] : [bytes / (1024 * 1024), 'megabyte'];
-  return new Intl.NumberFormat(lang(), { style: 'unit', unit, unitDisplay: 'short', maximumFractionDigits: value < 10 ? 1 : 0 }).format(value);
+  const mb = bytes >= 1024 * 1024;
+  const value = mb ? bytes / (1024 * 1024) : bytes / 1024;
+  return new Intl.NumberFormat(lang(), {
+    style: 'unit',
+    unit: mb ? 'megabyte' : 'kilobyte',
+    unitDisplay: 'short',
+    maximumFractionDigits: value < 10 ? 1 : 0,
+  }).format(value);
 }
 
 const STAGES = new Set(['queued', 'extracting', 'indexed', 'failed']);
