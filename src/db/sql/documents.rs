@@ -199,7 +199,10 @@ where
                 .bind(uploader_id),
             )
             .await?;
-        Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?.unwrap_or(0))
+        Ok(row
+            .map(|r| r.try_get::<i64, _>(0))
+            .transpose()?
+            .unwrap_or(0))
     }
 
     async fn delete_document(
@@ -361,15 +364,13 @@ where
     ) -> Result<Vec<Chunk>> {
         let rows = self
             .fetch_all(
-                self.q(
-                    "SELECT ord, page, heading, text FROM document_chunks \
+                self.q("SELECT ord, page, heading, text FROM document_chunks \
                     WHERE document_id = $1 AND ($2 IS NULL OR page = $2) AND ord >= $3 \
-                    ORDER BY ord ASC LIMIT $4",
-                )
-                .bind(document_id)
-                .bind(page)
-                .bind(from_ord)
-                .bind(limit),
+                    ORDER BY ord ASC LIMIT $4")
+                    .bind(document_id)
+                    .bind(page)
+                    .bind(from_ord)
+                    .bind(limit),
             )
             .await?;
         rows.iter().map(|r| chunk_row(r, 0)).collect()
