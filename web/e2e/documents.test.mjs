@@ -6,10 +6,12 @@
 // passage highlighted and in view. The DOCX opens from the list and shows its text. Refusals are
 // said in words: a pasted image (415), a file over the size limit (413), and Bob's upload over
 // his storage quota (403). Bob may not delete Alice's document; Alice deletes it and it leaves
-// Bob's screen without a reload.
+// Bob's screen without a reload. The list, the sources and the viewer meet WCAG AA contrast
+// (axe-core) in the light and the dark theme.
 // Run: EMERGENCE_BIN=target/debug/emergence node --test e2e/documents.test.mjs
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { docx, pdf } from './doc-fixtures.mjs';
@@ -33,6 +35,7 @@ const HANGAR = docx([
   [null, 'The zeppelin hangar measures four hundred metres.'],
 ]);
 const FACT = 'The lighthouse keeper of Vallombrosa is named Ottavia Brenner.';
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 let server = null;
 let browser = null;
@@ -58,7 +61,8 @@ after(async () => {
 });
 
 async function newUser(name) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  // bypassCSP: the contrast audit injects axe-core (as contrast.test.mjs does).
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, bypassCSP: true });
   context.setDefaultTimeout(20_000);
   const page = await context.newPage();
   const errors = [];
@@ -165,6 +169,8 @@ test('documents upload, index live for every member, and a page-3 citation opens
     assert.match(await chip.innerText(), /atlas\.pdf/);
     assert.match(await chip.innerText(), /p\. 3/);
 
+    const failures = await contrastFailures(page, '[data-testid="thread"]', 'documents and sources');
+
     // The chip opens the viewer at page 3, the passage highlighted and in view.
     await chip.click();
     const viewer = page.getByTestId('doc-viewer');
@@ -181,6 +187,8 @@ test('documents upload, index live for every member, and a page-3 citation opens
     assert.match(await viewer.getByTestId('doc-viewer-download').getAttribute('href'), /\/documents\/[^/]+\/file$/);
     mkdirSync(ARTIFACTS_DIR, { recursive: true });
     await page.screenshot({ path: path.join(ARTIFACTS_DIR, 'documents-viewer.png') });
+    failures.push(...(await contrastFailures(page, '[data-testid="doc-viewer"]', 'viewer')));
+    assert.deepEqual(failures, [], `contrast below WCAG AA:\n${failures.join('\n')}`);
     await page.keyboard.press('Escape');
     await viewer.waitFor({ state: 'detached' });
 
@@ -211,6 +219,22 @@ test('documents upload, index live for every member, and a page-3 citation opens
     await bob.context.close();
   }
 });
+
+/** axe-core's color-contrast violations within `selector`, in the light and the dark theme. */
+async function contrastFailures(page, selector, screen) {
+  const failures = [];
+  for (const colorScheme of ['light', 'dark']) {
+    await page.emulateMedia({ colorScheme });
+    if (!(await page.evaluate(() => 'axe' in window))) await page.evaluate(AXE);
+    const found = await page.evaluate(async (selector) => {
+      const r = await window.axe.run(selector, { runOnly: { type: 'rule', values: ['color-contrast'] }, resultTypes: ['violations'] });
+      return r.violations.flatMap((v) => v.nodes.map((n) => `${n.target.join(' ')}: ${n.any.map((a) => a.message).join('; ')}`));
+    }, selector);
+    failures.push(...found.map((f) => `${screen} (${colorScheme}): ${f}`));
+  }
+  await page.emulateMedia({ colorScheme: 'light' });
+  return failures;
+}
 
 /** True when `inner` is within the visible part of the scrolling `outer`. */
 async function inView(outer, inner) {
