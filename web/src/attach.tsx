@@ -2,7 +2,7 @@
 // Attach button, files pasted into the composer (composer.tsx), and files dropped anywhere on the
 // open thread (`useFileDrop`, thread.tsx). Each goes to docStore.ts's `upload`; the list that
 // shows them is panels/documents.tsx.
-import { useRef, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import type { JSX } from 'preact';
 import type { Chat } from './chat';
 import { t } from './i18n';
@@ -44,12 +44,34 @@ export function AttachButton({ chat, thread }: { chat: Chat; thread: Thread }) {
 
 type DragHandlers = Pick<JSX.HTMLAttributes<HTMLElement>, 'onDragEnter' | 'onDragOver' | 'onDragLeave' | 'onDrop'>;
 
+const hasFiles = (e: DragEvent) => Array.from(e.dataTransfer?.types ?? []).includes('Files');
+
+/** The files of a paste that are meant as files: not the picture an office suite adds to copied
+ *  text (text comes with it), only what was copied as files. */
+export function pastedFiles(data: DataTransfer | null): File[] {
+  const files = Array.from(data?.files ?? []);
+  const withText = Array.from(data?.types ?? []).includes('text/plain');
+  return withText && files.every((f) => f.type.startsWith('image/')) ? [] : files;
+}
+
 /** Files dropped anywhere on the thread are uploaded to it; `dragging` while files hover over it. */
 export function useFileDrop(chat: Chat, thread: string): { dragging: boolean; handlers: DragHandlers } {
   const [dragging, setDragging] = useState(false);
   // dragenter / dragleave fire for every child crossed: count them.
   const depth = useRef(0);
-  const hasFiles = (e: DragEvent) => Array.from(e.dataTransfer?.types ?? []).includes('Files');
+  // A file dropped next to the thread (the sidebar, the top bar) would make the browser leave the
+  // page to show it: refuse such drops while a thread is open.
+  useEffect(() => {
+    const refuse = (e: DragEvent) => {
+      if (hasFiles(e)) e.preventDefault();
+    };
+    window.addEventListener('dragover', refuse);
+    window.addEventListener('drop', refuse);
+    return () => {
+      window.removeEventListener('dragover', refuse);
+      window.removeEventListener('drop', refuse);
+    };
+  }, []);
   return {
     dragging,
     handlers: {

@@ -4,7 +4,7 @@
 // Attach button, or files pasted into the message).
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { type Ask, MAX_DEBATERS, MAX_PARALLEL, MAX_ROUNDS } from './ask';
-import { AttachButton, uploadAll } from './attach';
+import { AttachButton, pastedFiles, uploadAll } from './attach';
 import type { Chat } from './chat';
 import { t } from './i18n';
 import type { Agent, Thread } from './types';
@@ -92,8 +92,8 @@ export function Composer({ chat, thread }: { chat: Chat; thread: Thread }) {
         onKeyDown={onKeyDown}
         onPaste={(e) => {
           // Pasted files go to the thread's documents; pasted text stays text.
-          const files = e.clipboardData?.files;
-          if (!files || files.length === 0) return;
+          const files = pastedFiles(e.clipboardData);
+          if (files.length === 0) return;
           e.preventDefault();
           uploadAll(chat, thread.id, files);
         }}
