@@ -231,6 +231,10 @@ async function contrastFailures(page, selector, screen) {
       return r.violations.flatMap((v) => v.nodes.map((n) => `${n.target.join(' ')}: ${n.any.map((a) => a.message).join('; ')}`));
     }, selector);
     failures.push(...found.map((f) => `${screen} (${colorScheme}): ${f}`));
+    if (colorScheme === 'dark') {
+      mkdirSync(ARTIFACTS_DIR, { recursive: true });
+      await page.screenshot({ path: path.join(ARTIFACTS_DIR, `documents-${screen.replace(/\W+/g, '-')}-dark.png`) });
+    }
   }
   await page.emulateMedia({ colorScheme: 'light' });
   return failures;
