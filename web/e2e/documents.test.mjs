@@ -5,7 +5,7 @@
 // it with a chip; the chip (and the answer's own "[1]") opens the viewer at "Page 3" with the
 // passage highlighted and in view. The DOCX opens from the list and shows its text. Refusals are
 // said in words: a pasted image (415), a file over the size limit (413), and Bob's upload over
-// his storage quota (403). Bob may not delete Alice's document; Alice deletes it and it leaves
+// his storage quota (403); a corrupt PDF fails with its reason on both screens. Bob may not delete Alice's document; Alice deletes it and it leaves
 // Bob's screen without a reload. The list, the sources and the viewer meet WCAG AA contrast
 // (axe-core) in the light and the dark theme.
 // Run: EMERGENCE_BIN=target/debug/emergence node --test e2e/documents.test.mjs
@@ -147,6 +147,13 @@ test('documents upload, index live for every member, and a page-3 citation opens
     await refusedBig.waitFor();
     assert.match(await refusedBig.innerText(), /“big\.txt” is too large to upload/);
     assert.equal(await row(page, 'photo.png').count(), 0, 'a refused file is not listed');
+    // A PDF that is not one is accepted, then fails with its reason, live.
+    await page.getByTestId('attach-input').setInputFiles({ name: 'broken.pdf', mimeType: 'application/pdf', buffer: Buffer.from('%PDF-1.4\nnot really a PDF\n') });
+    await page.locator('[data-testid="document"][data-name="broken.pdf"][data-stage="failed"]').waitFor({ timeout: INDEXED_MS });
+    assert.equal(await row(page, 'broken.pdf').getByTestId('document-stage').innerText(), 'Failed');
+    assert.match(await row(page, 'broken.pdf').getByTestId('document-error').innerText(), /^Could not be read: \S/);
+    assert.equal(await row(page, 'broken.pdf').getByTestId('document-open').count(), 0, 'a failed document has no text to open');
+    await row(bob.page, 'broken.pdf').getByTestId('document-error').waitFor();
 
     // Over the storage quota (403): Bob's two 60 KB notes do not both fit in 100 KB.
     const note = (c) => Buffer.alloc(60_000, `${c} `);
