@@ -5,9 +5,9 @@
 // it with a chip; the chip (and the answer's own "[1]") opens the viewer at "Page 3" with the
 // passage highlighted and in view. The DOCX opens from the list and shows its text. Refusals are
 // said in words: a pasted image (415), a file over the size limit (413), and Bob's upload over
-// his storage quota (403); a corrupt PDF fails with its reason on both screens. Bob may not delete Alice's document; Alice deletes it and it leaves
-// Bob's screen without a reload. The list, the sources and the viewer meet WCAG AA contrast
-// (axe-core) in the light and the dark theme.
+// his storage quota (403); a corrupt PDF fails with its reason on both screens. Bob may not
+// delete Alice's document; Alice deletes it and it leaves Bob's screen without a reload. The
+// list, the sources and the viewer meet WCAG AA contrast (axe-core) in both themes.
 // Run: EMERGENCE_BIN=target/debug/emergence node --test e2e/documents.test.mjs
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
