@@ -1,8 +1,10 @@
 // The chat store: the open thread, live agent streams, the outbox, notices, and the WebSocket
-// protocol; the thread lists are in directory.ts, the messages' history in history.ts.
+// protocol; the thread lists are in directory.ts, the messages' history in history.ts, the
+// threads' documents in docStore.ts.
 import { budgetText } from './agentText';
 import { api, errorText } from './api';
 import { type Ask, frameFor } from './ask';
+import { DocumentShelf } from './docStore';
 import { t } from './i18n';
 import { cpLen, mergeMessages, newClientId, parseOutbox } from './logic';
 import type { ErrorCode, ServerFrame } from './contract';
@@ -45,6 +47,8 @@ export class Chat extends ThreadHistory {
   readonly socket: Socket;
   /** Which version of each answer shows, and regenerate requests awaiting their ack. */
   readonly versions = new Versions((f) => this.socket.send(f), () => this.emit());
+  /** The threads' documents, uploads and the document viewer. */
+  readonly documents = new DocumentShelf(() => this.emit());
   onUnauthorized: () => void = () => {};
   /** The socket authenticated as someone else (the cookie changed, e.g. a login in another tab). */
   onUserChanged: () => void = () => {};
@@ -180,6 +184,7 @@ export class Chat extends ThreadHistory {
   /** This page forgets a thread that is gone for this user. */
   protected forget(id: string): void {
     this.views.delete(id);
+    this.documents.forget(id);
     if (this.currentId === id) this.closeThread();
   }
 
@@ -345,6 +350,8 @@ export class Chat extends ThreadHistory {
         this.flushOutbox();
         this.versions.resend();
         if (this.welcomes > 1) void this.loadThreads();
+        // `document` frames are not replayed: what changed while away is read over HTTP.
+        if (this.welcomes > 1 && this.currentId) void this.documents.load(this.currentId);
         break;
       }
       case 'status':
@@ -371,6 +378,9 @@ export class Chat extends ThreadHistory {
       case 'removed':
         this.onDirectoryFrame(f);
         break;
+      case 'document':
+        this.documents.apply(f);
+        return;
       case 'resync':
         if (this.views.has(f.thread)) void this.loadHistory(f.thread, true);
         break;

@@ -1,8 +1,10 @@
 // The composer of the open thread: the message, Enter to send (Shift+Enter for a new line), and
 // what it asks of the agents: none, one, several at once, or a debate (2-4 agents, rounds, an
-// optional mediator) with the message as its topic.
+// optional mediator) with the message as its topic; and files for the thread's documents (the
+// Attach button, or files pasted into the message).
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { type Ask, MAX_DEBATERS, MAX_PARALLEL, MAX_ROUNDS } from './ask';
+import { AttachButton, pastedFiles, uploadAll } from './attach';
 import type { Chat } from './chat';
 import { t } from './i18n';
 import type { Agent, Thread } from './types';
@@ -88,6 +90,13 @@ export function Composer({ chat, thread }: { chat: Chat; thread: Thread }) {
         value={text}
         onInput={(e) => setText(e.currentTarget.value)}
         onKeyDown={onKeyDown}
+        onPaste={(e) => {
+          // Pasted files go to the thread's documents; pasted text stays text.
+          const files = pastedFiles(e.clipboardData);
+          if (files.length === 0) return;
+          e.preventDefault();
+          uploadAll(chat, thread.id, files);
+        }}
         aria-invalid={error ? 'true' : undefined}
         aria-describedby={error ? 'composer-error' : undefined}
       />
@@ -137,6 +146,7 @@ export function Composer({ chat, thread }: { chat: Chat; thread: Thread }) {
         </fieldset>
       )}
       <div class="composer-actions">
+        <AttachButton chat={chat} thread={thread} />
         {sorted.length > 0 && (
           <label class="agent-pick">
             <span>{t('composer.ask')}</span>

@@ -1,6 +1,6 @@
-// The thread tools (members panel, agents, export, delete), the search page and the import /
-// export page are a chunk of their own (`tools-<hash>.js`), fetched the first time one is shown,
-// so the first load of the chat screen does not carry them.
+// The thread tools (members panel, agents, export, delete), the documents list and viewer, the
+// search page and the import / export page are a chunk of their own (`tools-<hash>.js`), fetched
+// the first time one is shown, so the first load of the chat screen does not carry them.
 import { useEffect, useState } from 'preact/hooks';
 
 export type Tools = typeof import('./tools');

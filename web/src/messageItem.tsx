@@ -1,9 +1,11 @@
 // One message of a thread: a stored message, one of this user's pending sends, or an agent's
 // live answer, with its author (agents: a coloured avatar and the model), its place in a debate,
-// the answer's tokens and duration on hover, and a marker with the reason of an incomplete answer.
+// the answer's tokens and duration on hover, a marker with the reason of an incomplete answer,
+// and the sources of an answer that cites the thread's documents.
 import { useEffect, useState } from 'preact/hooks';
 import { failureText } from './agentText';
 import type { Chat } from './chat';
+import { Citations } from './citations';
 import { copyText } from './clipboard';
 import { formatDuration, formatNumber, formatTime, t } from './i18n';
 import type { Key } from './i18n';
@@ -164,6 +166,11 @@ export function MessageItem({ m, s, own, chat, versions }: ItemProps) {
   const incomplete = m.status === 'incomplete';
   // Any agent answer but a debate's turns (the later turns answered the turn as it was).
   const regenerable = agent && !m.debate && !m.local;
+  const cites = agent ? (m.citations ?? []) : [];
+  const openCite = (n: number) => {
+    const c = cites.find((x) => x.n === n);
+    if (c) chat.documents.openCitation(m.thread_id, c);
+  };
   return (
     <article
       class={`msg${kind}${incomplete ? ' incomplete' : ''}`}
@@ -218,7 +225,8 @@ export function MessageItem({ m, s, own, chat, versions }: ItemProps) {
           </select>
         )}
       </header>
-      <Markdown text={m.body} />
+      <Markdown text={m.body} cites={cites.map((c) => c.n)} onCite={openCite} />
+      {cites.length > 0 && <Citations chat={chat} thread={m.thread_id} list={cites} />}
     </article>
   );
 }

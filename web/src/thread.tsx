@@ -1,8 +1,10 @@
 // The open thread: its header (title with inline rename, pin, archive, adding a member, the
-// members & settings panel), its messages and the composer.
-import { useState } from 'preact/hooks';
+// members & settings panel), its documents (files dropped anywhere on it are uploaded), its
+// messages, the composer, and the document viewer when a source is opened.
+import { useEffect, useState } from 'preact/hooks';
 import type { JSX } from 'preact';
 import { errorText, toFormError } from './api';
+import { useFileDrop } from './attach';
 import type { Chat } from './chat';
 import { Composer } from './composer';
 import { t } from './i18n';
@@ -14,8 +16,17 @@ export function ThreadPane({ chat, thread, me }: { chat: Chat; thread: Thread; m
   const agentNames = thread.agents.map((id) => chat.agents.find((a) => a.id === id)?.name ?? id);
   const [manage, setManage] = useState(false);
   const [error, setError] = useState<string | null>(null);
-  const tools = useTools(manage);
+  const docs = chat.documents;
+  const viewing = docs.viewing?.thread === thread.id ? docs.viewing : null;
+  // The list and the viewer are in the lazy tools chunk: fetched once there is something to show.
+  const hasDocs =
+    (docs.lists.get(thread.id)?.length ?? 0) > 0 || docs.uploads.some((u) => u.thread === thread.id) || docs.loadErrors.has(thread.id);
+  const tools = useTools(manage || viewing !== null || hasDocs);
+  useEffect(() => {
+    void docs.load(thread.id);
+  }, [thread.id]);
   const isOwner = thread.owner_id === me.id;
+  const drop = useFileDrop(chat, thread.id);
 
   const change = async (patch: ThreadPatch) => {
     setError(null);
@@ -27,7 +38,12 @@ export function ThreadPane({ chat, thread, me }: { chat: Chat; thread: Thread; m
   };
 
   return (
-    <section class="thread" aria-labelledby="thread-title">
+    <section class={`thread${drop.dragging ? ' dropping' : ''}`} aria-labelledby="thread-title" data-testid="thread" {...drop.handlers}>
+      {drop.dragging && (
+        <div class="drop-hint" data-testid="drop-hint" aria-hidden="true">
+          {t('docs.drop')}
+        </div>
+      )}
       <header class="thread-head">
         <div class="thread-head-main">
           <ThreadTitle thread={thread} canRename={isOwner} onRename={(title) => change({ title })} />
@@ -53,8 +69,10 @@ export function ThreadPane({ chat, thread, me }: { chat: Chat; thread: Thread; m
         <AddMemberForm chat={chat} thread={thread} />
       </header>
       {manage && (tools ? <tools.ThreadTools chat={chat} thread={thread} me={me} /> : <p class="muted">{t('tools.loading')}</p>)}
+      {hasDocs && tools && <tools.DocumentsPanel chat={chat} thread={thread} me={me} />}
       <MessageList chat={chat} thread={thread} me={me} />
       <Composer chat={chat} thread={thread} />
+      {viewing && tools && <tools.DocViewer key={`${viewing.document_id}:${viewing.ord ?? ''}`} chat={chat} viewing={viewing} />}
     </section>
   );
 }

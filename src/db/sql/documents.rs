@@ -10,17 +10,10 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Row, Type};
 use super::{Dialect, Result, SqlStore};
 use crate::db::documents::{Chunk, Document, DocumentStore, NewDocument, Passage, PassageQuery};
 
-// Every query that reads documents selects `id, thread_id, uploader_id, name, kind, mime,
-// size, status, stage, error, pages, chunks, created_at, updated_at`, the order
-// `document_row` reads them in.
-
-const THREAD_DOCUMENTS: &str = "SELECT id, thread_id, uploader_id, name, kind, mime, size, \
-     status, stage, error, pages, chunks, created_at, updated_at FROM documents \
-     WHERE thread_id = $1 AND deleted_at IS NULL AND status <> 'uploading' \
-     ORDER BY created_at ASC, id ASC";
-const ONE_DOCUMENT: &str = "SELECT id, thread_id, uploader_id, name, kind, mime, size, status, \
-     stage, error, pages, chunks, created_at, updated_at FROM documents \
-     WHERE thread_id = $1 AND id = $2 AND deleted_at IS NULL AND status <> 'uploading'";
+/// The columns of a document, in the order [`document_row`] reads them: every query that
+/// reads documents selects (or returns) exactly these.
+const DOCUMENT_COLUMNS: &str = "id, thread_id, uploader_id, name, kind, mime, size, \
+     status, stage, error, pages, chunks, created_at, updated_at";
 
 /// SQLite: any of the terms (an FTS5 `OR` query, $1), best `bm25` first.
 const SQLITE_PASSAGES: &str = "SELECT c.document_id, d.name, c.ord, c.page, c.heading, c.text, \
@@ -44,7 +37,7 @@ const POSTGRES_PASSAGES: &str = "SELECT c.document_id, d.name, c.ord, c.page, c.
        AND EXISTS (SELECT 1 FROM thread_members m WHERE m.thread_id = $2 AND m.user_id = $3) \
      ORDER BY score DESC, c.document_id ASC, c.ord ASC LIMIT $4";
 
-/// Read a document row (`DOC_COLUMNS`).
+/// Read a document row ([`DOCUMENT_COLUMNS`]).
 fn document_row<R>(row: &R) -> Result<Document>
 where
     R: Row,
@@ -67,6 +60,22 @@ where
         chunks: row.try_get(11)?,
         created_at: row.try_get(12)?,
         updated_at: row.try_get(13)?,
+    })
+}
+
+/// Read a passage's `ord, page, heading, text`, starting at column `first`.
+fn chunk_row<R>(row: &R, first: usize) -> Result<Chunk>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(Chunk {
+        ord: row.try_get(first)?,
+        page: row.try_get(first + 1)?,
+        heading: row.try_get(first + 2)?,
+        text: row.try_get(first + 3)?,
     })
 }
 
@@ -103,45 +112,42 @@ where
     usize: ColumnIndex<DB::Row>,
 {
     async fn create_document(&self, d: &NewDocument) -> Result<()> {
-        let mut c = self.conn().await?;
-        self.q(
-            "INSERT INTO documents (id, thread_id, uploader_id, name, kind, mime, size, status, \
-             stage, created_at, updated_at, storage) \
-             VALUES ($1, $2, $3, $4, $5, $6, 0, 'uploading', 'uploading', $7, $7, $8)",
+        self.execute(
+            self.q(
+                "INSERT INTO documents (id, thread_id, uploader_id, name, kind, mime, size, \
+                 status, stage, created_at, updated_at, storage) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 0, 'uploading', 'uploading', $7, $7, $8)",
+            )
+            .bind(d.id.as_str())
+            .bind(d.thread_id.as_str())
+            .bind(d.uploader_id.as_str())
+            .bind(d.name.as_str())
+            .bind(d.kind.as_str())
+            .bind(d.mime.as_str())
+            .bind(d.created_at)
+            .bind(d.storage.as_str()),
         )
-        .bind(d.id.as_str())
-        .bind(d.thread_id.as_str())
-        .bind(d.uploader_id.as_str())
-        .bind(d.name.as_str())
-        .bind(d.kind.as_str())
-        .bind(d.mime.as_str())
-        .bind(d.created_at)
-        .bind(d.storage.as_str())
-        .execute(c.get())
-        .await?;
-        c.done().await
+        .await
     }
 
     async fn file_storage(&self, document_id: &str) -> Result<Option<String>> {
-        let mut c = self.conn().await?;
         let row = self
-            .q("SELECT storage FROM documents WHERE id = $1 AND deleted_at IS NULL")
-            .bind(document_id)
-            .fetch_optional(c.get())
+            .fetch_optional(
+                self.q("SELECT storage FROM documents WHERE id = $1 AND deleted_at IS NULL")
+                    .bind(document_id),
+            )
             .await?;
-        c.done().await?;
         Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
     }
 
     async fn put_part(&self, document_id: &str, part_no: i64, bytes: &[u8]) -> Result<()> {
-        let mut c = self.conn().await?;
-        self.q("INSERT INTO document_parts (document_id, part_no, bytes) VALUES ($1, $2, $3)")
-            .bind(document_id)
-            .bind(part_no)
-            .bind(bytes)
-            .execute(c.get())
-            .await?;
-        c.done().await
+        self.execute(
+            self.q("INSERT INTO document_parts (document_id, part_no, bytes) VALUES ($1, $2, $3)")
+                .bind(document_id)
+                .bind(part_no)
+                .bind(bytes),
+        )
+        .await
     }
 
     async fn finish_upload(
@@ -150,71 +156,64 @@ where
         size: i64,
         now: i64,
     ) -> Result<Option<Document>> {
-        let mut c = self.conn().await?;
+        let sql = format!(
+            "UPDATE documents SET size = $2, status = 'processing', stage = 'queued', \
+             updated_at = $3 WHERE id = $1 AND status = 'uploading' AND deleted_at IS NULL \
+             RETURNING {DOCUMENT_COLUMNS}"
+        );
         let row = self
-            .q(
-                "UPDATE documents SET size = $2, status = 'processing', stage = 'queued', \
-                updated_at = $3 WHERE id = $1 AND status = 'uploading' AND deleted_at IS NULL \
-                RETURNING id, thread_id, uploader_id, name, kind, mime, size, status, stage, \
-                error, pages, chunks, created_at, updated_at",
-            )
-            .bind(document_id)
-            .bind(size)
-            .bind(now)
-            .fetch_optional(c.get())
+            .fetch_optional(self.q_built(sql).bind(document_id).bind(size).bind(now))
             .await?;
-        c.done().await?;
         row.as_ref().map(document_row).transpose()
     }
 
     async fn discard_upload(&self, document_id: &str) -> Result<()> {
-        let mut c = self.conn().await?;
-        self.q("DELETE FROM documents WHERE id = $1 AND status = 'uploading'")
-            .bind(document_id)
-            .execute(c.get())
-            .await?;
-        c.done().await
+        self.execute(
+            self.q("DELETE FROM documents WHERE id = $1 AND status = 'uploading'")
+                .bind(document_id),
+        )
+        .await
     }
 
     async fn thread_documents(&self, thread_id: &str) -> Result<Vec<Document>> {
-        let mut c = self.conn().await?;
-        let rows = self
-            .q(THREAD_DOCUMENTS)
-            .bind(thread_id)
-            .fetch_all(c.get())
-            .await?;
-        c.done().await?;
+        let sql = format!(
+            "SELECT {DOCUMENT_COLUMNS} FROM documents \
+             WHERE thread_id = $1 AND deleted_at IS NULL AND status <> 'uploading' \
+             ORDER BY created_at ASC, id ASC"
+        );
+        let rows = self.fetch_all(self.q_built(sql).bind(thread_id)).await?;
         rows.iter().map(document_row).collect()
     }
 
     async fn document(&self, thread_id: &str, document_id: &str) -> Result<Option<Document>> {
-        let mut c = self.conn().await?;
+        let sql = format!(
+            "SELECT {DOCUMENT_COLUMNS} FROM documents \
+             WHERE thread_id = $1 AND id = $2 AND deleted_at IS NULL AND status <> 'uploading'"
+        );
         let row = self
-            .q(ONE_DOCUMENT)
-            .bind(thread_id)
-            .bind(document_id)
-            .fetch_optional(c.get())
+            .fetch_optional(self.q_built(sql).bind(thread_id).bind(document_id))
             .await?;
-        c.done().await?;
         row.as_ref().map(document_row).transpose()
     }
 
     async fn stored_bytes(&self, uploader_id: &str) -> Result<i64> {
-        let mut c = self.conn().await?;
-        // Uploads under way count what they stored so far.
+        // Uploads under way count what they stored so far. PostgreSQL sums BIGINT as NUMERIC:
+        // the CAST makes it a BIGINT again. An aggregate always returns its one row.
         let row = self
-            .q(
-                "SELECT CAST(coalesce(sum(CASE WHEN d.status = 'uploading' THEN \
-                  (SELECT coalesce(sum(length(p.bytes)), 0) FROM document_parts p \
-                   WHERE p.document_id = d.id) ELSE d.size END), 0) AS BIGINT) \
-                FROM documents d WHERE d.uploader_id = $1 AND d.deleted_at IS NULL",
+            .fetch_optional(
+                self.q(
+                    "SELECT CAST(coalesce(sum(CASE WHEN d.status = 'uploading' THEN \
+                      (SELECT coalesce(sum(length(p.bytes)), 0) FROM document_parts p \
+                       WHERE p.document_id = d.id) ELSE d.size END), 0) AS BIGINT) \
+                    FROM documents d WHERE d.uploader_id = $1 AND d.deleted_at IS NULL",
+                )
+                .bind(uploader_id),
             )
-            .bind(uploader_id)
-            .fetch_one(c.get())
             .await?;
-        c.done().await?;
-        // PostgreSQL sums BIGINT as NUMERIC: the CAST makes it a BIGINT again.
-        Ok(row.try_get::<i64, _>(0)?)
+        Ok(row
+            .map(|r| r.try_get::<i64, _>(0))
+            .transpose()?
+            .unwrap_or(0))
     }
 
     async fn delete_document(
@@ -224,18 +223,18 @@ where
         now: i64,
     ) -> Result<Option<Document>> {
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query(
+        let sql = format!(
             "UPDATE documents SET deleted_at = $3, updated_at = $3 \
              WHERE thread_id = $1 AND id = $2 AND deleted_at IS NULL AND status <> 'uploading' \
-             RETURNING id, thread_id, uploader_id, name, kind, mime, size, status, stage, \
-             error, pages, chunks, created_at, updated_at",
-        )
-        .persistent(!self.pooled)
-        .bind(thread_id)
-        .bind(document_id)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
+             RETURNING {DOCUMENT_COLUMNS}"
+        );
+        let row = self
+            .q_built(sql)
+            .bind(thread_id)
+            .bind(document_id)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -244,28 +243,23 @@ where
             "DELETE FROM document_chunks WHERE document_id = $1",
             "DELETE FROM document_parts WHERE document_id = $1",
         ] {
-            sqlx::query(sql)
-                .persistent(!self.pooled)
-                .bind(document_id)
-                .execute(&mut *tx)
-                .await?;
+            self.q(sql).bind(document_id).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(Some(doc))
     }
 
     async fn part(&self, document_id: &str, part_no: i64) -> Result<Option<Vec<u8>>> {
-        let mut c = self.conn().await?;
         let row = self
-            .q(
-                "SELECT p.bytes FROM document_parts p JOIN documents d ON d.id = p.document_id \
-                WHERE p.document_id = $1 AND p.part_no = $2 AND d.deleted_at IS NULL",
+            .fetch_optional(
+                self.q(
+                    "SELECT p.bytes FROM document_parts p JOIN documents d ON d.id = p.document_id \
+                    WHERE p.document_id = $1 AND p.part_no = $2 AND d.deleted_at IS NULL",
+                )
+                .bind(document_id)
+                .bind(part_no),
             )
-            .bind(document_id)
-            .bind(part_no)
-            .fetch_optional(c.get())
             .await?;
-        c.done().await?;
         Ok(row.map(|r| r.try_get::<Vec<u8>, _>(0)).transpose()?)
     }
 
@@ -275,36 +269,34 @@ where
         now: i64,
         stale_before: i64,
     ) -> Result<Option<Document>> {
-        let mut c = self.conn().await?;
+        let sql = format!(
+            "UPDATE documents SET stage = 'extracting', claimed_at = $2, updated_at = $2 \
+             WHERE id = $1 AND status = 'processing' AND deleted_at IS NULL \
+               AND (claimed_at IS NULL OR claimed_at < $3) \
+             RETURNING {DOCUMENT_COLUMNS}"
+        );
         let row = self
-            .q(
-                "UPDATE documents SET stage = 'extracting', claimed_at = $2, updated_at = $2 \
-                WHERE id = $1 AND status = 'processing' AND deleted_at IS NULL \
-                  AND (claimed_at IS NULL OR claimed_at < $3) \
-                RETURNING id, thread_id, uploader_id, name, kind, mime, size, status, stage, \
-                error, pages, chunks, created_at, updated_at",
+            .fetch_optional(
+                self.q_built(sql)
+                    .bind(document_id)
+                    .bind(now)
+                    .bind(stale_before),
             )
-            .bind(document_id)
-            .bind(now)
-            .bind(stale_before)
-            .fetch_optional(c.get())
             .await?;
-        c.done().await?;
         row.as_ref().map(document_row).transpose()
     }
 
     async fn unclaimed(&self, stale_before: i64, limit: i64) -> Result<Vec<String>> {
-        let mut c = self.conn().await?;
         let rows = self
-            .q(
-                "SELECT id FROM documents WHERE status = 'processing' AND deleted_at IS NULL \
-                AND (claimed_at IS NULL OR claimed_at < $1) ORDER BY updated_at ASC LIMIT $2",
+            .fetch_all(
+                self.q(
+                    "SELECT id FROM documents WHERE status = 'processing' AND deleted_at IS NULL \
+                    AND (claimed_at IS NULL OR claimed_at < $1) ORDER BY updated_at ASC LIMIT $2",
+                )
+                .bind(stale_before)
+                .bind(limit),
             )
-            .bind(stale_before)
-            .bind(limit)
-            .fetch_all(c.get())
             .await?;
-        c.done().await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
@@ -316,36 +308,34 @@ where
         now: i64,
     ) -> Result<Option<Document>> {
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query(
+        let sql = format!(
             "UPDATE documents SET status = 'indexed', stage = 'indexed', error = NULL, \
              pages = $2, chunks = $3, updated_at = $4 \
              WHERE id = $1 AND status = 'processing' AND deleted_at IS NULL \
-             RETURNING id, thread_id, uploader_id, name, kind, mime, size, status, stage, \
-             error, pages, chunks, created_at, updated_at",
-        )
-        .persistent(!self.pooled)
-        .bind(document_id)
-        .bind(pages)
-        .bind(chunks.len() as i64)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
+             RETURNING {DOCUMENT_COLUMNS}"
+        );
+        let row = self
+            .q_built(sql)
+            .bind(document_id)
+            .bind(pages)
+            .bind(chunks.len() as i64)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some(row) = row else {
             return Ok(None);
         };
         let doc = document_row(&row)?;
         // A retried extraction replaces what an interrupted one may have left.
-        sqlx::query("DELETE FROM document_chunks WHERE document_id = $1")
-            .persistent(!self.pooled)
+        self.q("DELETE FROM document_chunks WHERE document_id = $1")
             .bind(document_id)
             .execute(&mut *tx)
             .await?;
         for chunk in chunks {
-            sqlx::query(
+            self.q(
                 "INSERT INTO document_chunks (document_id, thread_id, ord, page, heading, text) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
             )
-            .persistent(!self.pooled)
             .bind(document_id)
             .bind(doc.thread_id.as_str())
             .bind(chunk.ord)
@@ -365,20 +355,14 @@ where
         reason: &str,
         now: i64,
     ) -> Result<Option<Document>> {
-        let mut c = self.conn().await?;
+        let sql = format!(
+            "UPDATE documents SET status = 'failed', stage = 'failed', error = $2, \
+             updated_at = $3 WHERE id = $1 AND status = 'processing' AND deleted_at IS NULL \
+             RETURNING {DOCUMENT_COLUMNS}"
+        );
         let row = self
-            .q(
-                "UPDATE documents SET status = 'failed', stage = 'failed', error = $2, \
-                updated_at = $3 WHERE id = $1 AND status = 'processing' AND deleted_at IS NULL \
-                RETURNING id, thread_id, uploader_id, name, kind, mime, size, status, stage, \
-                error, pages, chunks, created_at, updated_at",
-            )
-            .bind(document_id)
-            .bind(reason)
-            .bind(now)
-            .fetch_optional(c.get())
+            .fetch_optional(self.q_built(sql).bind(document_id).bind(reason).bind(now))
             .await?;
-        c.done().await?;
         row.as_ref().map(document_row).transpose()
     }
 
@@ -389,28 +373,18 @@ where
         from_ord: i64,
         limit: i64,
     ) -> Result<Vec<Chunk>> {
-        let mut c = self.conn().await?;
         let rows = self
-            .q("SELECT ord, page, heading, text FROM document_chunks \
-                WHERE document_id = $1 AND ($2 IS NULL OR page = $2) AND ord >= $3 \
-                ORDER BY ord ASC LIMIT $4")
-            .bind(document_id)
-            .bind(page)
-            .bind(from_ord)
-            .bind(limit)
-            .fetch_all(c.get())
+            .fetch_all(
+                self.q("SELECT ord, page, heading, text FROM document_chunks \
+                    WHERE document_id = $1 AND ($2 IS NULL OR page = $2) AND ord >= $3 \
+                    ORDER BY ord ASC LIMIT $4")
+                    .bind(document_id)
+                    .bind(page)
+                    .bind(from_ord)
+                    .bind(limit),
+            )
             .await?;
-        c.done().await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Chunk {
-                    ord: r.try_get(0)?,
-                    page: r.try_get(1)?,
-                    heading: r.try_get(2)?,
-                    text: r.try_get(3)?,
-                })
-            })
-            .collect()
+        rows.iter().map(|r| chunk_row(r, 0)).collect()
     }
 
     async fn passages(&self, q: &PassageQuery) -> Result<Vec<Passage>> {
@@ -422,27 +396,21 @@ where
         } else {
             SQLITE_PASSAGES
         };
-        let mut c = self.conn().await?;
         let rows = self
-            .q(sql)
-            .bind(match_expression(DB::BACKEND, &q.terms))
-            .bind(q.thread_id.as_str())
-            .bind(q.user_id.as_str())
-            .bind(q.limit)
-            .fetch_all(c.get())
+            .fetch_all(
+                self.q(sql)
+                    .bind(match_expression(DB::BACKEND, &q.terms))
+                    .bind(q.thread_id.as_str())
+                    .bind(q.user_id.as_str())
+                    .bind(q.limit),
+            )
             .await?;
-        c.done().await?;
         rows.iter()
             .map(|r| {
                 Ok(Passage {
                     document_id: r.try_get(0)?,
                     name: r.try_get(1)?,
-                    chunk: Chunk {
-                        ord: r.try_get(2)?,
-                        page: r.try_get(3)?,
-                        heading: r.try_get(4)?,
-                        text: r.try_get(5)?,
-                    },
+                    chunk: chunk_row(r, 2)?,
                     score: r.try_get(6)?,
                 })
             })
@@ -450,14 +418,16 @@ where
     }
 
     async fn purge_stale_uploads(&self, before: i64) -> Result<Vec<String>> {
-        let mut c = self.conn().await?;
-        let rows = self
-            .q("DELETE FROM documents WHERE status = 'uploading' AND updated_at < $1 RETURNING id")
-            .bind(before)
-            .fetch_all(c.get())
+        let gone = self
+            .fetch_all(
+                self.q(
+                    "DELETE FROM documents WHERE status = 'uploading' AND updated_at < $1 \
+                     RETURNING id",
+                )
+                .bind(before),
+            )
             .await?;
-        c.done().await?;
-        Ok(rows
+        Ok(gone
             .iter()
             .map(|r| r.try_get::<String, _>(0))
             .collect::<std::result::Result<_, _>>()?)
