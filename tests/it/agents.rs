@@ -19,6 +19,9 @@ pub fn agent(id: &str, provider: &str, model: &str) -> AgentSettings {
         temperature: 0.5,
         max_tokens: 256,
         fallback_model: None,
+        fallback_agent: None,
+        colour: None,
+        context_tokens: None,
     }
 }
 
