@@ -2,6 +2,7 @@
 //! stream runs) until its job says it ended.
 
 use super::*;
+use crate::contract::ErrorCode;
 
 fn start(stream_id: &str, debate_id: Option<&str>) -> StreamEvent {
     StreamEvent::Start {

@@ -17,7 +17,8 @@
 //! * `ratelimit-once`: 429 with `Retry-After: 1`, then `ok`; `ratelimit`: always 429, no
 //!   `Retry-After`; `error-event`: two chunks, then the provider's error event;
 //! * `disconnect`: two chunks, then the connection drops mid-stream;
-//! * `hang`: headers, then silence; `fail-500`: always HTTP 500 with upstream junk in the body;
+//! * `hang`: headers, then silence (`hang-summary`: only for summary requests);
+//!   `fail-500`: always HTTP 500 with upstream junk in the body;
 //! * `slow-gateway-429` / `slow-gateway-500`: a gateway that retries internally and answers
 //!   each failed try after 5 s; `html`: a 200 with an HTML page; `missing`: 404 model not found;
 //! * `filtered`: no text, the format's content-filter stop (`finish_reason: "content_filter"`,
@@ -210,6 +211,9 @@ async fn route(State(fake): State<FakeLlm>, uri: Uri, headers: HeaderMap, body: 
     };
     let n = record(&fake, &model, &body, &path, &headers);
     if is_summary_request(&body) {
+        if model == "hang-summary" {
+            return sse(&fake, wire, "hang".into());
+        }
         return sse(&fake, wire, "summary".into());
     }
     respond(&fake, wire, model, n).await
@@ -349,12 +353,18 @@ fn head(wire: Wire, model: &str) -> Vec<String> {
                     "message_start",
                     json!({"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":model,"stop_reason":null,"usage":{"input_tokens":input,"output_tokens":1}}}),
                 ),
-                event(
-                    "content_block_start",
-                    json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
-                ),
                 event("ping", json!({"type": "ping"})),
             ];
+            // A thinking model opens its thinking block first (and its text block after it).
+            if !model.starts_with("think") {
+                h.insert(
+                    1,
+                    event(
+                        "content_block_start",
+                        json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+                    ),
+                );
+            }
             if model == "empty-choices" {
                 h.push(event("content_block_delta", json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":""}})));
             }
