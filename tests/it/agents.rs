@@ -366,7 +366,7 @@ async fn the_offline_agent_answers_with_no_network_and_keys_are_never_listed() {
     assert_eq!(ids, ["anima", "neo", "nexus"]);
     assert_eq!(
         list["agents"][0],
-        json!({"id": "anima", "name": "Anima", "provider": "local", "model": "offline"})
+        json!({"id": "anima", "name": "Anima", "provider": "local", "model": "offline", "colour": "#b5487a"})
     );
     let thread = app.create_thread(&alice, "offline").await;
     let mut ws = app.ws(&alice).await;
