@@ -185,8 +185,10 @@ impl Agents {
             return out;
         };
         out.error = None;
-        self.read_stream(thread, stream_id, &answering, opened, token, started, &mut out)
-            .await;
+        self.read_stream(
+            thread, stream_id, &answering, opened, token, started, &mut out,
+        )
+        .await;
         out
     }
 

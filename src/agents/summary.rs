@@ -146,7 +146,12 @@ impl Agents {
 
     /// The messages after `through`: `history`, and before it the older ones it lacks (at most
     /// [`OLDER_LIMIT`]).
-    async fn messages_after(&self, thread: &str, through: i64, history: &[Message]) -> Vec<Message> {
+    async fn messages_after(
+        &self,
+        thread: &str,
+        through: i64,
+        history: &[Message],
+    ) -> Vec<Message> {
         let first = history[0].seq;
         let mut out = Vec::new();
         if first > through + 1 {
@@ -158,7 +163,11 @@ impl Agents {
                 .run(|s| async move { s.messages(&id, Page::After(from), limit).await })
                 .await
             {
-                out.extend(context::on_screen(older).into_iter().filter(|m| m.seq < first));
+                out.extend(
+                    context::on_screen(older)
+                        .into_iter()
+                        .filter(|m| m.seq < first),
+                );
             }
         }
         out.extend(history.iter().filter(|m| m.seq > through).cloned());
@@ -189,7 +198,10 @@ impl Agents {
                 }
             }
         }
-        (extractive(previous, turns, cap * 4), SummaryMethod::Extractive)
+        (
+            extractive(previous, turns, cap * 4),
+            SummaryMethod::Extractive,
+        )
     }
 
     async fn provider_summary(

@@ -13,9 +13,9 @@ use super::{
     AgentSettings,
     call::Generated,
     context, errors,
-    summary,
     jobs::{Agents, JobControl, StopReason, TurnPlace},
     providers::{CompletionRequest, Route},
+    summary,
 };
 use crate::{
     contract::{AgentErrorClass, ErrorCode},

@@ -23,8 +23,8 @@ use super::{
         ThreadChange, ThreadMember,
     },
     personas::{PersonaChange, PersonaSnapshot},
-    summaries::ContextSummary,
     sso::{SsoIdentity, SsoPending},
+    summaries::ContextSummary,
     usage::{BudgetRow, Counter, PeriodLimit, UsageGroup, UsageQuery},
     versions::Regeneration,
 };
@@ -305,8 +305,11 @@ pub trait Store: Send + Sync + 'static {
     // ---- Context summaries (issue #18): the SQL is in `sql/summaries.rs` ----
 
     /// The summary of a thread's older turns for one agent, if one was written.
-    async fn context_summary(&self, thread_id: &str, agent_id: &str)
-    -> Result<Option<ContextSummary>>;
+    async fn context_summary(
+        &self,
+        thread_id: &str,
+        agent_id: &str,
+    ) -> Result<Option<ContextSummary>>;
 
     /// Store a summary, unless the stored one already covers as many messages.
     async fn put_context_summary(&self, summary: &ContextSummary) -> Result<()>;

@@ -13,9 +13,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::agents::{agent, use_fake_providers};
-use crate::support::{
-    TestApp, TestDb, WsClient, accounts::call, fake_llm::FakeLlm, spawn_on,
-};
+use crate::support::{TestApp, TestDb, WsClient, accounts::call, fake_llm::FakeLlm, spawn_on};
 
 /// What one socket saw of one stream: its text and its reasoning, each rebuilt by offset.
 #[derive(Debug, Default)]
@@ -44,7 +42,11 @@ async fn follow(ws: &mut WsClient, mut seen: Thought) -> Thought {
                 seen.reasoning = f["reasoning"].as_str().unwrap_or("").into();
             }
             "stream_chunk" if mine => {
-                assert_eq!(f["offset"].as_u64().unwrap() as usize, seen.text.chars().count(), "{f}");
+                assert_eq!(
+                    f["offset"].as_u64().unwrap() as usize,
+                    seen.text.chars().count(),
+                    "{f}"
+                );
                 seen.text.push_str(f["delta"].as_str().unwrap());
             }
             "stream_reasoning" if mine => {
@@ -109,7 +111,10 @@ async fn reasoning_is_streamed_and_stored_apart(db: TestDb) {
         let thinking = FakeLlm::full_reasoning(model);
         assert!(seen.error.is_none(), "{id}: {:?}", seen.error);
         assert_eq!(seen.reasoning, thinking, "{id}: reasoning frames");
-        assert_eq!(seen.text, answer, "{id}: the answer alone, no reasoning in it");
+        assert_eq!(
+            seen.text, answer,
+            "{id}: the answer alone, no reasoning in it"
+        );
         let end = seen.end.unwrap();
         assert_eq!(end["message"]["body"], answer.as_str(), "{id}");
         assert_eq!(end["message"]["reasoning"], thinking.as_str(), "{id}");
@@ -119,7 +124,10 @@ async fn reasoning_is_streamed_and_stored_apart(db: TestDb) {
     }
     // History (a reload) shows each answer's reasoning apart from its body.
     let messages = app.messages(&alice, &thread, "").await;
-    let answers: Vec<&Value> = messages.iter().filter(|m| m["author"]["kind"] == "agent").collect();
+    let answers: Vec<&Value> = messages
+        .iter()
+        .filter(|m| m["author"]["kind"] == "agent")
+        .collect();
     assert_eq!(answers.len(), SHAPES.len());
     for (m, (id, _, model, _)) in answers.iter().zip(SHAPES) {
         assert_eq!(m["author"]["id"], id);
@@ -127,7 +135,10 @@ async fn reasoning_is_streamed_and_stored_apart(db: TestDb) {
         assert_eq!(m["reasoning"], FakeLlm::full_reasoning(model).as_str());
     }
     // Gemini bills thoughts: they count as completion tokens (5 + 7).
-    let gem = answers.iter().find(|m| m["author"]["id"] == "g-think").unwrap();
+    let gem = answers
+        .iter()
+        .find(|m| m["author"]["id"] == "g-think")
+        .unwrap();
     assert_eq!(gem["completion_tokens"], 12);
 }
 
@@ -158,7 +169,10 @@ async fn a_socket_that_attaches_mid_reasoning_gets_it_in_its_snapshot_then_the_r
     let mut early = String::new();
     for _ in 0..3 {
         let f = a.recv_type("stream_reasoning").await;
-        assert_eq!(f["offset"].as_u64().unwrap() as usize, early.chars().count());
+        assert_eq!(
+            f["offset"].as_u64().unwrap() as usize,
+            early.chars().count()
+        );
         early.push_str(f["delta"].as_str().unwrap());
     }
     let mut b = app.ws(&alice).await;
@@ -171,14 +185,23 @@ async fn a_socket_that_attaches_mid_reasoning_gets_it_in_its_snapshot_then_the_r
     let (sa, sb) = tokio::join!(follow(&mut a, known), follow(&mut b, Thought::default()));
     let full = FakeLlm::full_reasoning(model);
     assert_eq!(sb.stream_id, stream_id);
-    assert_eq!(sb.reasoning, full, "snapshot + live reasoning: nothing missing, nothing repeated");
+    assert_eq!(
+        sb.reasoning, full,
+        "snapshot + live reasoning: nothing missing, nothing repeated"
+    );
     assert_eq!(sb.text, FakeLlm::full_text("ok"));
     assert_eq!(sa.reasoning, full);
     assert_eq!(sb.end.unwrap()["message"]["reasoning"], full.as_str());
 }
 
 /// Post `n` long user turns (`{tag}-{i}: ...`), none asking an agent.
-async fn post_turns(app: &TestApp, user: &crate::support::TestUser, thread: &str, tag: &str, n: usize) {
+async fn post_turns(
+    app: &TestApp,
+    user: &crate::support::TestUser,
+    thread: &str,
+    tag: &str,
+    n: usize,
+) {
     for i in 1..=n {
         let body = format!(
             "{tag}-{i}: we weigh the plan once more. {}",
@@ -211,7 +234,9 @@ fn request_text(body: &Value) -> String {
 
 async fn long_threads_are_summarised_and_the_summary_reused(db: TestDb) {
     let (fake, url) = FakeLlm::start().await;
-    let small = with(agent("gpt", "openai", "ok"), |a| a.context_tokens = Some(120));
+    let small = with(agent("gpt", "openai", "ok"), |a| {
+        a.context_tokens = Some(120)
+    });
     let app = app_on(db, &url, vec![small]).await;
     let alice = app.register("alice").await;
     let thread = app.create_thread(&alice, "long").await;
@@ -236,7 +261,11 @@ async fn long_threads_are_summarised_and_the_summary_reused(db: TestDb) {
     // The next turn reuses it: no second summary call, the same marker.
     let second = ask(&mut ws, &thread, "ask2", "And then?", "gpt").await;
     let bodies = fake.bodies.lock().unwrap().clone();
-    assert_eq!(bodies.len(), 3, "the stored summary is reused, not written again");
+    assert_eq!(
+        bodies.len(),
+        3,
+        "the stored summary is reused, not written again"
+    );
     let again = request_text(&bodies[2]);
     assert!(again.contains(FakeLlm::SUMMARY) && again.contains("And then?"));
     assert!(!again.contains("early-"), "{again}");
@@ -247,8 +276,14 @@ async fn long_threads_are_summarised_and_the_summary_reused(db: TestDb) {
     let bodies = fake.bodies.lock().unwrap().clone();
     assert_eq!(bodies.len(), 5);
     let extend = request_text(&bodies[3]);
-    assert!(extend.contains("Summary so far") && extend.contains(FakeLlm::SUMMARY), "{extend}");
-    assert!(extend.contains("later-1:") && !extend.contains("early-"), "{extend}");
+    assert!(
+        extend.contains("Summary so far") && extend.contains(FakeLlm::SUMMARY),
+        "{extend}"
+    );
+    assert!(
+        extend.contains("later-1:") && !extend.contains("early-"),
+        "{extend}"
+    );
     let through = third["context_summary"]["through_seq"].as_i64().unwrap();
     assert!(through > 8, "{third}");
     assert!(!request_text(&bodies[4]).contains("later-1:"));
@@ -294,8 +329,14 @@ async fn the_offline_agent_and_a_slow_provider_get_the_extractive_summary() {
         assert_eq!(marker["method"], "extractive", "{id}: {answer}");
         let body = marker["body"].as_str().unwrap();
         // Each turn's first sentence, by name.
-        assert!(body.contains("alice: early-6: we weigh the plan once more."), "{id}: {body}");
-        assert!(started.elapsed() < Duration::from_secs(10), "{id}: bounded by time");
+        assert!(
+            body.contains("alice: early-6: we weigh the plan once more."),
+            "{id}: {body}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{id}: bounded by time"
+        );
     }
     assert!(fake.count("hang-summary") >= 2);
 }
@@ -326,7 +367,10 @@ async fn agents_show_their_colour_and_a_persona_falls_back_to_another_agent() {
     assert_eq!(fake.count("missing"), 1);
     assert_eq!(fake.count("ok"), 1);
     let calls = fake.calls.lock().unwrap().clone();
-    assert!(calls.last().unwrap().0.ends_with("/v1/messages"), "{calls:?}");
+    assert!(
+        calls.last().unwrap().0.ends_with("/v1/messages"),
+        "{calls:?}"
+    );
 }
 
 async fn admins_name_a_fallback_agent(db: TestDb) {
@@ -342,7 +386,10 @@ async fn admins_name_a_fallback_agent(db: TestDb) {
     .await;
     assert_eq!(status, 201, "{made}");
     assert_eq!(made["fallback_agent"], "anima");
-    for (bad, why) in [("nobody", "no such agent"), ("scout", "cannot be the agent itself")] {
+    for (bad, why) in [
+        ("nobody", "no such agent"),
+        ("scout", "cannot be the agent itself"),
+    ] {
         let (status, v) = call(
             &app,
             Method::PATCH,
@@ -376,7 +423,11 @@ async fn admins_name_a_fallback_agent(db: TestDb) {
     let listed = agents["agents"].as_array().unwrap();
     let colour = |id: &str| listed.iter().find(|a| a["id"] == id).unwrap()["colour"].clone();
     assert_eq!(colour("scout"), "#aa5500");
-    assert_eq!(colour("anima"), "#b5487a", "the default personas have colours");
+    assert_eq!(
+        colour("anima"),
+        "#b5487a",
+        "the default personas have colours"
+    );
 }
 
 #[tokio::test]

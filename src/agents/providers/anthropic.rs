@@ -113,7 +113,9 @@ impl WireFormat for Anthropic {
                 .collect()
         };
         let text = blocks("text", "text");
-        let mut out: Vec<Item> = reasoning(&blocks("thinking", "thinking")).into_iter().collect();
+        let mut out: Vec<Item> = reasoning(&blocks("thinking", "thinking"))
+            .into_iter()
+            .collect();
         if !text.is_empty() {
             out.push(Ok(ProviderEvent::Delta(text)));
         }

@@ -90,7 +90,9 @@ impl WireFormat for Gemini {
             let of = |thought: bool| -> String {
                 parts
                     .iter()
-                    .filter(|p| (p.get("thought").and_then(Value::as_bool) == Some(true)) == thought)
+                    .filter(|p| {
+                        (p.get("thought").and_then(Value::as_bool) == Some(true)) == thought
+                    })
                     .filter_map(|p| p.get("text").and_then(Value::as_str))
                     .collect()
             };

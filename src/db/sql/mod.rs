@@ -14,9 +14,9 @@ mod personas;
 mod search;
 mod search_scope;
 mod sso;
+mod summaries;
 mod threads;
 mod usage;
-mod summaries;
 mod versions;
 
 use async_trait::async_trait;

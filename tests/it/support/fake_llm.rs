@@ -311,14 +311,18 @@ fn completion(wire: Wire, model: &str) -> Value {
             "choices":[{"index":0,"message":{"role":"assistant","content":text},"finish_reason":"stop"}],
             "usage":{"prompt_tokens":25,"completion_tokens":5,"total_tokens":30}})
         }
-        Wire::Anthropic if model == "think-json" => json!({"id":"msg_1","type":"message","role":"assistant","model":model,
+        Wire::Anthropic if model == "think-json" => {
+            json!({"id":"msg_1","type":"message","role":"assistant","model":model,
             "content":[{"type":"thinking","thinking":thinking,"signature":"EqQBCgIYAhIM"},{"type":"redacted_thinking","data":"EmwKAhgBEgy3"},{"type":"text","text":text}],
-            "stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":25,"output_tokens":12}}),
+            "stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":25,"output_tokens":12}})
+        }
         Wire::Anthropic => json!({"id":"msg_1","type":"message","role":"assistant","model":model,
             "content":[{"type":"text","text":text}],"stop_reason":"end_turn","stop_sequence":null,
             "usage":{"input_tokens":25,"output_tokens":5}}),
-        Wire::Gemini if model == "think-json" => json!({"candidates":[{"content":{"parts":[{"text":thinking,"thought":true},{"text":text}],"role":"model"},"finishReason":"STOP","index":0}],
-            "usageMetadata":{"promptTokenCount":25,"candidatesTokenCount":5,"thoughtsTokenCount":7,"totalTokenCount":37}}),
+        Wire::Gemini if model == "think-json" => {
+            json!({"candidates":[{"content":{"parts":[{"text":thinking,"thought":true},{"text":text}],"role":"model"},"finishReason":"STOP","index":0}],
+            "usageMetadata":{"promptTokenCount":25,"candidatesTokenCount":5,"thoughtsTokenCount":7,"totalTokenCount":37}})
+        }
         Wire::Gemini => {
             let parts: Vec<Value> = chunks("ok").iter().enumerate().map(|(i, t)| {
                 let mut r = json!({"candidates":[{"content":{"parts":[{"text":t}],"role":"model"},"index":0}],"usageMetadata":{"promptTokenCount":25,"candidatesTokenCount":i + 1,"totalTokenCount":26 + i}});
