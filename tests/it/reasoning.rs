@@ -194,6 +194,53 @@ async fn a_socket_that_attaches_mid_reasoning_gets_it_in_its_snapshot_then_the_r
     assert_eq!(sb.end.unwrap()["message"]["reasoning"], full.as_str());
 }
 
+#[tokio::test]
+async fn a_socket_on_another_instance_gets_the_reasoning_live_and_after_attaching_mid_stream() {
+    let (_fake, url) = FakeLlm::start().await;
+    let model = "think-slow-30-40";
+    let db = TestDb::postgres().await;
+    let apps = crate::support::cluster::instances_on(&db, 2, "redis://127.0.0.1:6379", |s| {
+        s.agents = vec![agent("slow", "openai", model)];
+        use_fake_providers(s, &url);
+    })
+    .await;
+    let alice = apps[0].register("alice").await;
+    let thread = apps[0].create_thread(&alice, "two instances").await;
+    let mut a = apps[0].ws(&alice).await;
+    let mut b = apps[1].ws(&alice).await;
+    a.subscribe(&thread, None).await;
+    b.subscribe(&thread, None).await;
+    a.send(json!({"type":"send","thread":thread,"client_id":"q","body":"Think.","agent":"slow"}))
+        .await;
+    // `b` (instance B) follows from the start; `c` attaches on B mid-reasoning.
+    let start = b.recv_type("stream_start").await;
+    let stream_id = start["stream_id"].as_str().unwrap().to_string();
+    let mut early = String::new();
+    for _ in 0..3 {
+        let f = b.recv_type("stream_reasoning").await;
+        assert_eq!(
+            f["offset"].as_u64().unwrap() as usize,
+            early.chars().count()
+        );
+        early.push_str(f["delta"].as_str().unwrap());
+    }
+    let mut c = apps[1].ws(&alice).await;
+    c.subscribe(&thread, None).await;
+    let known = Thought {
+        stream_id,
+        reasoning: early,
+        ..Thought::default()
+    };
+    let (sb, sc) = tokio::join!(follow(&mut b, known), follow(&mut c, Thought::default()));
+    let full = FakeLlm::full_reasoning(model);
+    assert_eq!(sb.reasoning, full);
+    assert_eq!(
+        sc.reasoning, full,
+        "snapshot on a mirror + live: nothing missing or repeated"
+    );
+    assert_eq!(sc.text, FakeLlm::full_text("ok"));
+}
+
 /// Post `n` long user turns (`{tag}-{i}: ...`), none asking an agent.
 async fn post_turns(
     app: &TestApp,
