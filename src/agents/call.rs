@@ -58,6 +58,8 @@ pub(super) struct Generated {
     pub retries: u32,
     /// The model that answered last (the fallback model when it was used).
     pub model: String,
+    /// Its provider (the fallback agent's when it was used).
+    pub provider: String,
 }
 
 impl Generated {
@@ -107,6 +109,7 @@ impl Agents {
             }
             let route = route.clone();
             out.model = route.model.clone();
+            out.provider = route.provider.clone();
             answering = route.clone();
             // Watchers (and sockets that attach later) learn the model that answers now.
             if i > 0 {

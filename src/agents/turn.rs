@@ -250,7 +250,12 @@ impl Agents {
         let (phase, retries) = (outcome.phase.as_str(), outcome.retries);
         let elapsed_ms = elapsed.as_millis() as u64;
         let error_class = errors::class_str(class);
-        let (provider, model) = (&route.provider, &outcome.model);
+        let provider = if outcome.provider.is_empty() {
+            &route.provider
+        } else {
+            &outcome.provider
+        };
+        let model = &outcome.model;
         if matches!(
             class,
             AgentErrorClass::Cancelled | AgentErrorClass::Interrupted
