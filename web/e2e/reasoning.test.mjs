@@ -1,7 +1,9 @@
 // End-to-end test of an agent's reasoning in the browser (issue #18): a fake OpenAI-compatible
 // provider streams `delta.reasoning_content` before the answer. The page shows it live in a folded
 // "Reasoning" disclosure above the answer (collapsed by default), never in the answer's text; it
-// expands on a click and is still there, folded, after a reload (from the stored history).
+// expands on a click and is still there, folded, after a reload (from the stored history). A long
+// thread with an agent of a small context window shows the folded "earlier messages summarised"
+// marker on its answer, with the summary the provider wrote.
 // Run: EMERGENCE_BIN=target/debug/emergence node --test e2e/reasoning.test.mjs
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,6 +18,7 @@ const SKIP = process.env.EMERGENCE_BIN ? false : 'needs EMERGENCE_BIN (the test 
 const THOUGHTS = Array.from({ length: 30 }, (_, i) => `step${i} `);
 const REASONING = THOUGHTS.join('');
 const ANSWER = 'The answer is forty-two.';
+const SUMMARY = 'Summary: the plan was settled early.';
 
 let fake = null;
 let server = null;
@@ -24,7 +27,12 @@ let configDir = null;
 
 before(async () => {
   if (SKIP) return;
-  fake = new FakeOpenAI(() => ({ reasoning: THOUGHTS, chunks: ANSWER.split(/(?= )/), intervalMs: 60 }));
+  fake = new FakeOpenAI((body) => {
+    // The summariser's request (agents::summary::SUMMARY_PROMPT) gets a summary.
+    if (String(body?.messages?.[0]?.content ?? '').startsWith('You summarise conversations'))
+      return { chunks: [SUMMARY], intervalMs: 10 };
+    return { reasoning: THOUGHTS, chunks: ANSWER.split(/(?= )/), intervalMs: 60 };
+  });
   await fake.start();
   configDir = mkdtempSync(path.join(os.tmpdir(), 'emergence-e2e-reasoning-cfg-'));
   const config = path.join(configDir, 'emergence.toml');
@@ -37,6 +45,13 @@ before(async () => {
       'provider = "openai"',
       'model = "thinking-model"',
       'colour = "#7a3db8"',
+      '',
+      '[[agent]]',
+      'id = "brief"',
+      'name = "Brief"',
+      'provider = "openai"',
+      'model = "brief-model"',
+      'context_tokens = 120',
       '',
       '[providers]',
       `openai_base_url = "${fake.url}"`,
@@ -126,6 +141,63 @@ test('reasoning shows folded above the answer, live, expands on a click and surv
     await check('after a reload');
     assert.equal(fake.requests.length, 1, 'the provider was asked once');
     assert.deepEqual(pageErrors, [], 'no script errors');
+  } finally {
+    await context.close();
+  }
+});
+
+test('a long thread shows the folded summary marker on the answer of an agent with a small window', { skip: SKIP, timeout: 120_000 }, async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  context.setDefaultTimeout(20_000);
+  const page = await context.newPage();
+  try {
+    await page.goto(`${server.url}/`);
+    await page.getByTestId('username').fill(uniq('brief'));
+    await page.getByTestId('password').fill(PASSWORD);
+    await page.getByTestId('register').click();
+    await page.getByTestId('logout').waitFor();
+    const title = `Long ${uniq('t')}`;
+    const brief = page.getByTestId('agent-option').and(page.locator('[value="brief"]'));
+    await brief.waitFor();
+    await page.getByTestId('new-thread-title').fill(title);
+    await brief.check();
+    await page.getByTestId('create-thread').click();
+    await page.getByRole('heading', { name: title, exact: true }).waitFor();
+    await page.locator('[data-testid="conn-status"][data-state="connected"]').waitFor({ timeout: 30_000 });
+    // Eight long turns, none asking an agent (through the API, as the page's own session).
+    const thread = await page.evaluate(async (t) => {
+      const r = await fetch('/api/threads', { credentials: 'same-origin' });
+      return (await r.json()).threads.find((x) => x.title === t).id;
+    }, title);
+    await page.evaluate(async (id) => {
+      for (let i = 1; i <= 8; i++) {
+        const body = `early-${i}: we weigh the plan once more. ${'Details that only matter to this turn. '.repeat(4)}`;
+        const r = await fetch(`/api/threads/${id}/messages`, {
+          method: 'POST',
+          credentials: 'same-origin',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ client_id: `early-${i}`, body }),
+        });
+        if (r.status !== 201) throw new Error(`post ${i}: ${r.status}`);
+      }
+    }, thread);
+    await page.getByTestId('composer-agent').selectOption('brief');
+    await page.getByTestId('composer').fill('Where do we stand?');
+    await page.getByTestId('send').click();
+    const answer = page.locator('[data-testid="message"][data-agent="brief"]');
+    await answer.waitFor({ timeout: 30_000 });
+    const marker = answer.getByTestId('context-summary');
+    await marker.waitFor();
+    assert.equal(await marker.getAttribute('data-through'), '8');
+    assert.equal(await marker.evaluate((d) => d.open), false, 'folded by default');
+    assert.match(await marker.locator('summary').textContent(), /up to #8/);
+    await marker.locator('summary').click();
+    assert.equal((await marker.locator('p').textContent()).trim(), SUMMARY);
+    // The provider saw the summary, not the early turns.
+    const asked = fake.requests.filter((r) => r.body?.model === 'brief-model');
+    assert.equal(asked.length, 2, 'one summary request, then the answer');
+    const answerRequest = JSON.stringify(asked[1].body);
+    assert.ok(answerRequest.includes(SUMMARY) && !answerRequest.includes('early-1:'), answerRequest);
   } finally {
     await context.close();
   }
