@@ -2,7 +2,9 @@
 //! on a retryable failure (408, 409, 429, 5xx, unreachable, a stream that broke before any text)
 //! try again while the retry budget allows, after the provider's `Retry-After` or a short
 //! backoff, telling the watchers "retrying in N s" (`StreamEvent::Retry`); then the agent's
-//! fallback model. Once text flows, the stream is read to its end, its chunks coalesced.
+//! fallback (another model of the agent, or another agent). Once text or reasoning flows, the
+//! stream is read to its end, its chunks coalesced; reasoning goes to its own frames
+//! (`StreamEvent::Reasoning`) and never into the answer text.
 
 use std::time::{Duration, Instant};
 
@@ -45,6 +47,10 @@ impl Phase {
 #[derive(Default)]
 pub(super) struct Generated {
     pub text: String,
+    /// The model's reasoning ("thinking"), apart from the answer.
+    pub reasoning: String,
+    /// Reasoning tokens, when the provider reported them.
+    pub reasoning_tokens: Option<u64>,
     pub error: Option<ProviderError>,
     pub prompt_tokens: Option<u64>,
     pub completion_tokens: Option<u64>,
@@ -52,6 +58,8 @@ pub(super) struct Generated {
     pub retries: u32,
     /// The model that answered last (the fallback model when it was used).
     pub model: String,
+    /// Its provider (the fallback agent's when it was used).
+    pub provider: String,
 }
 
 impl Generated {
@@ -91,30 +99,24 @@ impl Agents {
         let first_token_timeout = Duration::from_millis(self.settings.first_token_timeout_ms);
         let budget = Duration::from_millis(self.settings.retry_budget_ms);
         let started = Instant::now();
-        let mut models = vec![route.model.clone()];
-        models.extend(
-            agent
-                .fallback_model
-                .clone()
-                .filter(|_| route.provider == agent.provider),
-        );
+        let tries = self.tries(agent, route);
         let mut last_try = Duration::ZERO;
         let mut opened = None;
-        'models: for (i, model) in models.iter().enumerate() {
+        let mut answering = route.clone();
+        'models: for (i, route) in tries.iter().enumerate() {
             if i > 0 && started.elapsed() + last_try > budget {
                 break;
             }
-            let route = Route {
-                model: model.clone(),
-                ..route.clone()
-            };
-            out.model = model.clone();
+            let route = route.clone();
+            out.model = route.model.clone();
+            out.provider = route.provider.clone();
+            answering = route.clone();
             // Watchers (and sockets that attach later) learn the model that answers now.
             if i > 0 {
                 self.publish(StreamEvent::ModelChanged {
                     thread: thread.to_string(),
                     stream_id: stream_id.to_string(),
-                    model: model.clone(),
+                    model: route.model.clone(),
                 });
             }
             for attempt in 0..=self.settings.max_retries {
@@ -186,9 +188,40 @@ impl Agents {
             return out;
         };
         out.error = None;
-        self.read_stream(thread, stream_id, route, opened, token, started, &mut out)
-            .await;
+        self.read_stream(
+            thread, stream_id, &answering, opened, token, started, &mut out,
+        )
+        .await;
         out
+    }
+
+    /// Where a turn may go, in order: the agent's route, its fallback model on the same
+    /// provider, then its fallback agent's route (that agent's provider, connection and model;
+    /// the persona and its prompt stay the asking agent's).
+    pub(super) fn tries(&self, agent: &AgentSettings, route: &Route) -> Vec<Route> {
+        let mut tries = vec![route.clone()];
+        if let Some(model) = agent
+            .fallback_model
+            .clone()
+            .filter(|m| route.provider == agent.provider && *m != route.model)
+        {
+            tries.push(Route {
+                model,
+                ..route.clone()
+            });
+        }
+        if let Some(other) = agent
+            .fallback_agent
+            .as_deref()
+            .filter(|id| *id != agent.id)
+            .and_then(|id| self.agent(id))
+        {
+            let other = self.route(&other);
+            if !tries.contains(&other) {
+                tries.push(other);
+            }
+        }
+        tries
     }
 
     /// Open the stream and read it up to its first text (usage before it is kept).
@@ -206,7 +239,8 @@ impl Agents {
                 None => return Ok(Opened { events, early }),
                 Some(Err(e)) => return Err(e),
                 Some(Ok(ev)) => {
-                    let text = matches!(ev, ProviderEvent::Delta(_));
+                    // Reasoning counts as the first token: the model is answering.
+                    let text = matches!(ev, ProviderEvent::Delta(_) | ProviderEvent::Reasoning(_));
                     early.push(ev);
                     if text {
                         return Ok(Opened { events, early });
@@ -231,8 +265,7 @@ impl Agents {
         let idle_timeout = Duration::from_millis(self.settings.idle_timeout_ms);
         let Opened { mut events, early } = opened;
         let mut early = early.into_iter();
-        let mut pending = String::new();
-        let mut sent_chars = 0usize;
+        let mut pending = Pending::default();
         let mut last_flush = Instant::now() - COALESCE;
         let mut first_token = true;
         let outcome = loop {
@@ -246,7 +279,7 @@ impl Agents {
             tokio::select! {
                 _ = token.cancelled() => break "cancelled",
                 _ = tokio::time::sleep_until(flush_at), if !pending.is_empty() => {
-                    sent_chars = self.flush(thread, stream_id, &mut pending, sent_chars, &mut out.text);
+                    self.flush(thread, stream_id, &mut pending, out);
                     last_flush = Instant::now();
                 }
                 next = next => match next {
@@ -260,17 +293,24 @@ impl Agents {
                         out.error = Some(e);
                         break label;
                     }
-                    Ok(Some(Ok(ProviderEvent::Delta(d)))) => {
+                    Ok(Some(Ok(ev @ (ProviderEvent::Delta(_) | ProviderEvent::Reasoning(_))))) => {
                         if first_token {
                             first_token = false;
                             out.phase = Phase::MidStream;
                             self.metrics.llm_first_token.with(&[&route.provider]).observe(started.elapsed());
                         }
-                        pending.push_str(&d);
+                        match ev {
+                            ProviderEvent::Reasoning(r) => pending.reasoning.push_str(&r),
+                            ProviderEvent::Delta(d) => pending.text.push_str(&d),
+                            _ => {}
+                        }
                         if last_flush.elapsed() >= COALESCE {
-                            sent_chars = self.flush(thread, stream_id, &mut pending, sent_chars, &mut out.text);
+                            self.flush(thread, stream_id, &mut pending, out);
                             last_flush = Instant::now();
                         }
+                    }
+                    Ok(Some(Ok(ProviderEvent::ReasoningTokens(n)))) => {
+                        out.reasoning_tokens = Some(n);
                     }
                     Ok(Some(Ok(ProviderEvent::Usage { prompt, completion }))) => {
                         out.usage(prompt, completion);
@@ -279,7 +319,7 @@ impl Agents {
             }
         };
         if !pending.is_empty() {
-            self.flush(thread, stream_id, &mut pending, sent_chars, &mut out.text);
+            self.flush(thread, stream_id, &mut pending, out);
         }
         let counted = Route {
             model: out.model.clone(),
@@ -311,24 +351,32 @@ impl Agents {
             .inc();
     }
 
-    fn flush(
-        &self,
-        thread: &str,
-        stream_id: &str,
-        pending: &mut String,
-        offset: usize,
-        text: &mut String,
-    ) -> usize {
-        let delta = std::mem::take(pending);
-        let n = delta.chars().count();
-        text.push_str(&delta);
-        self.publish(StreamEvent::Chunk {
-            thread: thread.to_string(),
-            stream_id: stream_id.to_string(),
-            offset,
-            delta,
-        });
-        offset + n
+    /// Publish what is pending: the reasoning first, then the answer text, each at its offset.
+    fn flush(&self, thread: &str, stream_id: &str, pending: &mut Pending, out: &mut Generated) {
+        if !pending.reasoning.is_empty() {
+            let delta = std::mem::take(&mut pending.reasoning);
+            let offset = pending.reasoning_sent;
+            pending.reasoning_sent += delta.chars().count();
+            out.reasoning.push_str(&delta);
+            self.publish(StreamEvent::Reasoning {
+                thread: thread.to_string(),
+                stream_id: stream_id.to_string(),
+                offset,
+                delta,
+            });
+        }
+        if !pending.text.is_empty() {
+            let delta = std::mem::take(&mut pending.text);
+            let offset = pending.text_sent;
+            pending.text_sent += delta.chars().count();
+            out.text.push_str(&delta);
+            self.publish(StreamEvent::Chunk {
+                thread: thread.to_string(),
+                stream_id: stream_id.to_string(),
+                offset,
+                delta,
+            });
+        }
     }
 
     /// Upstream detail for the log, without the provider's key (some echo it back).
@@ -347,6 +395,21 @@ impl Agents {
             out = out.replace(key, "[redacted]");
         }
         out
+    }
+}
+
+/// Text and reasoning read but not yet published, and how many characters of each were.
+#[derive(Default)]
+struct Pending {
+    text: String,
+    text_sent: usize,
+    reasoning: String,
+    reasoning_sent: usize,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.text.is_empty() && self.reasoning.is_empty()
     }
 }
 

@@ -53,6 +53,7 @@ pub(crate) async fn list_agents(
                 name: a.name.clone(),
                 provider,
                 model,
+                colour: a.colour.clone(),
             }
         })
         .collect();

@@ -142,29 +142,25 @@ impl Agents {
 
     /// Export `llm_requests_total` at 0 for every provider and model an agent may call (see
     /// `call::generate`: its provider and model, a local one, or the offline one, and its
-    /// fallback model), and `llm_errors_total` for each of those providers and failure classes.
+    /// fallback model and fallback agent), and `llm_errors_total` for each of those providers and failure classes.
     pub(super) fn register_metric_labels(&self) {
         let registry = self.registry();
         for agent in registry.agents.iter().map(|p| &p.settings) {
             let route = self.route(agent);
-            let fallback = agent
-                .fallback_model
-                .as_deref()
-                .filter(|_| route.provider == agent.provider);
-            for class in super::errors::CLASSES
-                .iter()
-                .filter(|c| super::errors::is_provider_failure(**c))
-            {
-                self.metrics
-                    .llm_errors
-                    .register(&[&route.provider, super::errors::class_str(*class)]);
-            }
-            for m in std::iter::once(route.model.as_str()).chain(fallback) {
-                self.metrics.llm_cost.register(&[&agent.id, m]);
+            for route in self.tries(agent, &route) {
+                for class in super::errors::CLASSES
+                    .iter()
+                    .filter(|c| super::errors::is_provider_failure(**c))
+                {
+                    self.metrics
+                        .llm_errors
+                        .register(&[&route.provider, super::errors::class_str(*class)]);
+                }
+                self.metrics.llm_cost.register(&[&agent.id, &route.model]);
                 for outcome in crate::metrics::labels::LLM_OUTCOMES {
                     self.metrics
                         .llm_requests
-                        .register(&[&route.provider, m, outcome]);
+                        .register(&[&route.provider, &route.model, outcome]);
                 }
             }
         }
@@ -446,6 +442,7 @@ impl Agents {
                         agent_name: stream.agent_name.clone(),
                         debate_id: stream.debate_id.clone(),
                         text: stream.text(),
+                        reasoning: stream.reasoning(),
                         model: stream.model(),
                         round: stream.round,
                         role: stream.role,

@@ -1,8 +1,9 @@
 //! Agents: AI personas that answer in threads. Their settings live in `settings::agents`; this
 //! module owns the runtime: the jobs started by stored messages (`jobs`), one streamed turn
 //! (`turn`) and its provider call (`call`), the HTTP routes (`http`), the context an agent sees
-//! (`context`), the providers, local models found on this machine (`discovery`) and what users
-//! read when an answer fails (`errors`).
+//! (`context`) and the summaries of older turns that no longer fit it (`summary`), the
+//! providers, local models found on this machine (`discovery`) and what users read when an
+//! answer fails (`errors`).
 
 pub(crate) mod admin;
 mod call;
@@ -14,6 +15,7 @@ mod jobs;
 pub mod providers;
 pub mod registry;
 pub mod secrets;
+pub mod summary;
 mod turn;
 
 pub use crate::settings::agents::{AgentSettings, ProviderSettings, default_agents};

@@ -15,6 +15,7 @@ use super::{
     context, errors,
     jobs::{Agents, JobControl, StopReason, TurnPlace},
     providers::{CompletionRequest, Route},
+    summary,
 };
 use crate::{
     contract::{AgentErrorClass, ErrorCode},
@@ -72,10 +73,11 @@ impl Agents {
             system.push_str(context::SYNTHESIS_PROMPT);
         }
         // The thread's documents: the passages for the last question, within a third of the
-        // context budget; the conversation gets the rest.
-        let budget = self.settings.context_tokens;
+        // agent's context window; the conversation gets the rest, its older turns summarised
+        // when they no longer fit.
+        let window = agent.context_tokens.unwrap_or(self.settings.context_tokens);
         let passages = self
-            .passages_for(thread, &job.requester, &history, budget / 3)
+            .passages_for(thread, &job.requester, &history, window / 3)
             .await;
         let mut used = 0;
         if !passages.is_empty() {
@@ -83,10 +85,23 @@ impl Agents {
             used = context::estimate_tokens(&block);
             system.push_str(&block);
         }
+        let fitted = self
+            .fit_context(
+                thread,
+                &agent,
+                &route,
+                &history,
+                window.saturating_sub(used),
+                job.version.is_none(),
+            )
+            .await;
+        if let Some(s) = &fitted.summary {
+            system.push_str(&summary::prompt_block(s));
+        }
         let request = CompletionRequest {
             model: route.model.clone(),
             system,
-            messages: context::conversation(&agent, &history, budget.saturating_sub(used)),
+            messages: fitted.messages,
             temperature: agent.temperature,
             max_tokens: agent.max_tokens,
             passages,
@@ -110,11 +125,12 @@ impl Agents {
             .generate(thread, &stream_id, &agent, &route, request, token)
             .await;
         let spent = match (outcome.prompt_tokens, outcome.completion_tokens) {
-            (None, None) if outcome.text.is_empty() => 0,
+            (None, None) if outcome.text.is_empty() && outcome.reasoning.is_empty() => 0,
             // No usage reported: count what was estimated for the prompt and the text.
             (None, None) => {
                 estimate - i64::from(agent.max_tokens)
                     + context::estimate_tokens(&outcome.text) as i64
+                    + outcome.reasoning.len() as i64 / 4
             }
             (p, c) => (p.unwrap_or(0) + c.unwrap_or(0)) as i64,
         };
@@ -162,6 +178,9 @@ impl Agents {
             error_class: class.map(|c| errors::class_str(c).to_string()),
             citations: (!request_passages.is_empty())
                 .then(|| request_passages.iter().map(|p| p.citation()).collect()),
+            reasoning: (!outcome.reasoning.is_empty()).then(|| outcome.reasoning.clone()),
+            reasoning_tokens: outcome.reasoning_tokens,
+            context_summary: fitted.summary,
         };
         let error = class.map(|c| (errors::code(c), errors::english(c).to_string(), c));
         let finished_ok = error.is_none();
@@ -231,7 +250,12 @@ impl Agents {
         let (phase, retries) = (outcome.phase.as_str(), outcome.retries);
         let elapsed_ms = elapsed.as_millis() as u64;
         let error_class = errors::class_str(class);
-        let (provider, model) = (&route.provider, &outcome.model);
+        let provider = if outcome.provider.is_empty() {
+            &route.provider
+        } else {
+            &outcome.provider
+        };
+        let model = &outcome.model;
         if matches!(
             class,
             AgentErrorClass::Cancelled | AgentErrorClass::Interrupted
@@ -462,6 +486,9 @@ fn message_from_json(v: &serde_json::Value) -> Option<Message> {
             duration_ms: v["duration_ms"].as_u64(),
             error_class: v["error_class"].as_str().map(str::to_string),
             citations: serde_json::from_value(v["citations"].clone()).ok(),
+            reasoning: v["reasoning"].as_str().map(str::to_string),
+            reasoning_tokens: v["reasoning_tokens"].as_u64(),
+            context_summary: serde_json::from_value(v["context_summary"].clone()).ok(),
         })
         .filter(|m| !m.is_empty())
         .map(Box::new),

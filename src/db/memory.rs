@@ -56,6 +56,8 @@ struct Data {
     kv: HashMap<String, String>,
     sso: sso::Data,
     personas: crate::db::personas::PersonaSnapshot,
+    /// Context summaries by `(thread, agent)`.
+    summaries: HashMap<(String, String), crate::db::summaries::ContextSummary>,
     /// Regenerate requests by `(thread, client_id)`.
     regenerations: HashMap<(String, String), Regeneration>,
     /// Limit rows by user id (`*`: the default).
@@ -467,6 +469,33 @@ impl Store for MemoryStore {
 
     async fn change_personas(&self, change: &PersonaChange) -> Result<bool> {
         personas::change(self, change)
+    }
+
+    async fn context_summary(
+        &self,
+        thread_id: &str,
+        agent_id: &str,
+    ) -> Result<Option<crate::db::summaries::ContextSummary>> {
+        self.check()?;
+        let key = (thread_id.to_string(), agent_id.to_string());
+        Ok(self.data().summaries.get(&key).cloned())
+    }
+
+    async fn put_context_summary(
+        &self,
+        summary: &crate::db::summaries::ContextSummary,
+    ) -> Result<()> {
+        self.check()?;
+        let key = (summary.thread_id.clone(), summary.agent_id.clone());
+        let mut data = self.data();
+        let newer = data
+            .summaries
+            .get(&key)
+            .is_none_or(|s| s.through_seq < summary.through_seq);
+        if newer {
+            data.summaries.insert(key, summary.clone());
+        }
+        Ok(())
     }
 
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageGroup>> {

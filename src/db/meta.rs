@@ -33,6 +33,15 @@ pub struct MessageMeta {
     /// The document passages an agent answer was given and may cite as `[n]` (issue #19).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub citations: Option<Vec<crate::contract::documents::Citation>>,
+    /// An agent answer's reasoning ("thinking"), never part of its body (issue #18).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
+    /// Tokens the answer spent reasoning, when the provider reported them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<u64>,
+    /// The summary of older turns the answer was given in their place (issue #18).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_summary: Option<crate::contract::context::ContextSummaryView>,
 }
 
 impl MessageMeta {
@@ -75,6 +84,9 @@ mod tests {
             duration_ms: Some(1200),
             error_class: None,
             citations: None,
+            reasoning: None,
+            reasoning_tokens: None,
+            context_summary: None,
         };
         let column = MessageMeta::to_column(Some(&meta)).unwrap();
         assert_eq!(

@@ -17,6 +17,7 @@ pub mod personas;
 mod sql;
 pub mod sso;
 mod store;
+pub mod summaries;
 pub mod usage;
 pub mod versions;
 pub mod views;

@@ -40,6 +40,8 @@ pub struct PersonaRow {
     pub max_tokens: i64,
     /// A model of the same connection to try when the main one fails before its first token.
     pub fallback_model: Option<String>,
+    /// An agent whose provider and model answer when this one's fail before the first token.
+    pub fallback_agent: Option<String>,
     pub enabled: bool,
     pub created_at: i64,
     pub updated_at: i64,

@@ -24,6 +24,7 @@ use super::{
     },
     personas::{PersonaChange, PersonaSnapshot},
     sso::{SsoIdentity, SsoPending},
+    summaries::ContextSummary,
     usage::{BudgetRow, Counter, PeriodLimit, UsageGroup, UsageQuery},
     versions::Regeneration,
 };
@@ -300,6 +301,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Apply one change and bump the version, in one transaction (see [`PersonaChange`]).
     async fn change_personas(&self, change: &PersonaChange) -> Result<bool>;
+
+    // ---- Context summaries (issue #18): the SQL is in `sql/summaries.rs` ----
+
+    /// The summary of a thread's older turns for one agent, if one was written.
+    async fn context_summary(
+        &self,
+        thread_id: &str,
+        agent_id: &str,
+    ) -> Result<Option<ContextSummary>>;
+
+    /// Store a summary, unless the stored one already covers as many messages.
+    async fn put_context_summary(&self, summary: &ContextSummary) -> Result<()>;
 }
 
 /// Where the database is and how to reach it.

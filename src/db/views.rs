@@ -31,6 +31,9 @@ impl From<&Message> for MessageView {
                 serde_json::from_value(serde_json::Value::String(c.to_string())).ok()
             }),
             citations: meta.and_then(|x| x.citations.clone()),
+            reasoning: meta.and_then(|x| x.reasoning.clone()),
+            reasoning_tokens: meta.and_then(|x| x.reasoning_tokens).map(|n| n as i64),
+            context_summary: meta.and_then(|x| x.context_summary.clone()),
         }
     }
 }

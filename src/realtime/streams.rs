@@ -11,121 +11,17 @@ use std::{
     time::Instant,
 };
 
-use serde::{Deserialize, Serialize};
-
-use crate::contract::{AgentErrorClass, AgentRef, DebateRole, ErrorCode, MessageView, ServerFrame};
+use crate::contract::{AgentErrorClass, AgentRef, DebateRole, MessageView, ServerFrame};
 use crate::realtime::{
-    WireMessage,
     hub::{ConnHandle, Hub},
     protocol::{Frame, frame},
 };
 
 mod cancel;
+mod event;
+mod reasoning;
 pub use cancel::{cancel, cancel_debate};
-
-/// Everything that happens to a stream, applied on every instance.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "stream_event", rename_all = "snake_case")]
-pub enum StreamEvent {
-    Start {
-        thread: String,
-        stream_id: String,
-        agent_id: String,
-        agent_name: String,
-        debate_id: Option<String>,
-        /// The model that really answers.
-        #[serde(default)]
-        model: Option<String>,
-        /// A debate turn's round and part (turn or synthesis).
-        #[serde(default)]
-        round: Option<u32>,
-        #[serde(default)]
-        role: Option<DebateRole>,
-        /// A regenerated answer's first version.
-        #[serde(default)]
-        version_of: Option<String>,
-    },
-    Chunk {
-        thread: String,
-        stream_id: String,
-        offset: usize,
-        delta: String,
-    },
-    End {
-        thread: String,
-        stream_id: String,
-        message: WireMessage,
-    },
-    Error {
-        thread: String,
-        stream_id: String,
-        code: ErrorCode,
-        message: String,
-        #[serde(default)]
-        error_class: Option<AgentErrorClass>,
-        /// `budget_exceeded`: when the requester's budget starts again (RFC 3339).
-        #[serde(default)]
-        resets_at: Option<String>,
-    },
-    /// The provider failed before the first token; the answer is tried again after a pause.
-    Retry {
-        thread: String,
-        stream_id: String,
-        attempt: u32,
-        retry_in_ms: u64,
-        error_class: AgentErrorClass,
-    },
-    /// The answer goes on with another model (the agent's fallback, before the first token).
-    ModelChanged {
-        thread: String,
-        stream_id: String,
-        model: String,
-    },
-    /// Asks the instance running the stream (or debate) to stop it.
-    Cancel { stream_id: String },
-    /// Asks the instance running the debate to stop it, also between two turns.
-    CancelDebate { debate_id: String },
-    /// A debate's job ended (every turn ran, or it was stopped): it can no longer be stopped.
-    DebateEnded { thread: String, debate_id: String },
-    /// Asks the instance running the stream to publish its full text (a mirror missed chunks).
-    SnapshotRequest { stream_id: String },
-    /// The full text so far, from the running instance.
-    Snapshot {
-        thread: String,
-        stream_id: String,
-        agent_id: String,
-        agent_name: String,
-        debate_id: Option<String>,
-        text: String,
-        #[serde(default)]
-        model: Option<String>,
-        #[serde(default)]
-        round: Option<u32>,
-        #[serde(default)]
-        role: Option<DebateRole>,
-        #[serde(default)]
-        version_of: Option<String>,
-    },
-}
-
-impl StreamEvent {
-    /// The thread the stream belongs to; `None` for requests addressed to a stream by id.
-    pub fn thread(&self) -> Option<&str> {
-        match self {
-            StreamEvent::Start { thread, .. }
-            | StreamEvent::Chunk { thread, .. }
-            | StreamEvent::End { thread, .. }
-            | StreamEvent::Error { thread, .. }
-            | StreamEvent::Retry { thread, .. }
-            | StreamEvent::Snapshot { thread, .. }
-            | StreamEvent::ModelChanged { thread, .. }
-            | StreamEvent::DebateEnded { thread, .. } => Some(thread),
-            StreamEvent::Cancel { .. }
-            | StreamEvent::CancelDebate { .. }
-            | StreamEvent::SnapshotRequest { .. } => None,
-        }
-    }
-}
+pub use event::StreamEvent;
 
 /// A stream this instance knows about.
 pub struct Stream {
@@ -148,6 +44,9 @@ pub struct Stream {
 struct StreamState {
     text: String,
     chars: usize,
+    /// The reasoning so far (`stream_reasoning` frames), and its length in characters.
+    reasoning: String,
+    reasoning_chars: usize,
     watchers: HashMap<u64, Arc<ConnHandle>>,
     /// A mirror that missed chunks: its text is not trustworthy until a snapshot arrives.
     stale: bool,
@@ -208,6 +107,15 @@ impl Stream {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .text
+            .clone()
+    }
+
+    /// The reasoning generated so far.
+    pub fn reasoning(&self) -> String {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reasoning
             .clone()
     }
 }
@@ -387,6 +295,12 @@ impl Streams {
                 st.watchers.retain(|_, c| c.send(frame.clone()));
                 Follow::None
             }
+            StreamEvent::Reasoning {
+                thread,
+                stream_id,
+                offset,
+                delta,
+            } => self.apply_reasoning(thread, stream_id, *offset, delta),
             StreamEvent::Snapshot {
                 thread,
                 stream_id,
@@ -394,6 +308,7 @@ impl Streams {
                 agent_name,
                 debate_id,
                 text,
+                reasoning,
                 model,
                 round,
                 role,
@@ -421,9 +336,12 @@ impl Streams {
                 };
                 let mut st = stream.state.lock().unwrap_or_else(|e| e.into_inner());
                 let chars = text.chars().count();
-                if !st.stale && chars <= st.chars {
+                let reasoning_chars = reasoning.chars().count();
+                if !st.stale && chars <= st.chars && reasoning_chars <= st.reasoning_chars {
                     return Follow::None;
                 }
+                // The reasoning the watchers lack first (the stale ones get it in the snapshot).
+                reasoning::catch_up(&mut st, thread, stream_id, reasoning);
                 // Send the watchers what they lack, as one chunk from what they have.
                 let from = if st.stale { 0 } else { st.chars };
                 let delta: String = text.chars().skip(from).collect();
@@ -436,7 +354,7 @@ impl Streams {
                     });
                     st.watchers.retain(|_, c| c.send(frame.clone()));
                 } else if st.stale {
-                    let frame = snapshot_frame(thread, stream_id, text, chars);
+                    let frame = snapshot_frame(thread, stream_id, text, chars, reasoning);
                     st.watchers.retain(|_, c| c.send(frame.clone()));
                 }
                 st.text = text.clone();
@@ -554,7 +472,13 @@ impl Streams {
                 continue;
             }
             conn.send(stream.start_frame());
-            conn.send(snapshot_frame(thread, &stream.id, &st.text, st.chars));
+            conn.send(snapshot_frame(
+                thread,
+                &stream.id,
+                &st.text,
+                st.chars,
+                &st.reasoning,
+            ));
             if let Some(retry) = stream.pending_retry(&st) {
                 conn.send(retry);
             }
@@ -575,12 +499,19 @@ impl Streams {
     }
 }
 
-fn snapshot_frame(thread: &str, stream_id: &str, text: &str, offset: usize) -> Frame {
+fn snapshot_frame(
+    thread: &str,
+    stream_id: &str,
+    text: &str,
+    offset: usize,
+    reasoning: &str,
+) -> Frame {
     frame(&ServerFrame::StreamSnapshot {
         thread: thread.to_string(),
         stream_id: stream_id.to_string(),
         text: text.to_string(),
         offset,
+        reasoning: (!reasoning.is_empty()).then(|| reasoning.to_string()),
     })
 }
 

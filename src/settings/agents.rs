@@ -23,6 +23,17 @@ pub struct AgentSettings {
     /// A model to try when the main one fails before its first token.
     #[serde(default)]
     pub fallback_model: Option<String>,
+    /// An agent (its id) whose provider and model answer, in this agent's persona, when this
+    /// agent's own provider (and its fallback model) fails before the first token.
+    #[serde(default)]
+    pub fallback_agent: Option<String>,
+    /// A CSS colour (`#rrggbb`) for the agent's avatar and answers; `GET /api/agents` shows it.
+    #[serde(default)]
+    pub colour: Option<String>,
+    /// Estimated tokens of thread history this agent sees (its context window for the
+    /// conversation); older turns are summarised. Default: `providers.context_tokens`.
+    #[serde(default)]
+    pub context_tokens: Option<usize>,
 }
 
 fn default_temperature() -> f32 {
@@ -63,8 +74,11 @@ pub struct ProviderSettings {
     pub local_urls: Vec<String>,
     /// How often local servers are probed; 0 probes only at start.
     pub discovery_interval_ms: u64,
-    /// Estimated tokens of thread history sent as context.
+    /// Estimated tokens of thread history sent as context (an agent's `context_tokens` wins).
     pub context_tokens: usize,
+    /// A context summary (older turns that no longer fit, see `agents::summary`) must be
+    /// written within this time, else the extractive offline summary is used.
+    pub summary_timeout_ms: u64,
 }
 
 impl Default for ProviderSettings {
@@ -85,6 +99,7 @@ impl Default for ProviderSettings {
             local_urls: Vec::new(),
             discovery_interval_ms: 60_000,
             context_tokens: 3_000,
+            summary_timeout_ms: 4_000,
         }
     }
 }
@@ -119,7 +134,7 @@ impl ProviderSettings {
 /// The default personas: Anima, Neo and Nexus, on the `local` provider: the first local chat
 /// model found on this machine (Ollama, or a server of `local_urls`), else the offline agent.
 pub fn default_agents() -> Vec<AgentSettings> {
-    let persona = |id: &str, name: &str, prompt: &str| AgentSettings {
+    let persona = |id: &str, name: &str, prompt: &str, colour: &str| AgentSettings {
         id: id.into(),
         name: name.into(),
         system_prompt: prompt.into(),
@@ -128,22 +143,28 @@ pub fn default_agents() -> Vec<AgentSettings> {
         temperature: default_temperature(),
         max_tokens: default_max_tokens(),
         fallback_model: None,
+        fallback_agent: None,
+        colour: Some(colour.into()),
+        context_tokens: None,
     };
     vec![
         persona(
             "anima",
             "Anima",
             "You are Anima, warm and curious; you look for what people mean.",
+            "#b5487a",
         ),
         persona(
             "neo",
             "Neo",
             "You are Neo, a sceptic; you test every claim.",
+            "#2f6fb0",
         ),
         persona(
             "nexus",
             "Nexus",
             "You are Nexus; you connect ideas and summarise.",
+            "#2e7d4f",
         ),
     ]
 }

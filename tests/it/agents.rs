@@ -19,6 +19,9 @@ pub fn agent(id: &str, provider: &str, model: &str) -> AgentSettings {
         temperature: 0.5,
         max_tokens: 256,
         fallback_model: None,
+        fallback_agent: None,
+        colour: None,
+        context_tokens: None,
     }
 }
 
@@ -363,7 +366,7 @@ async fn the_offline_agent_answers_with_no_network_and_keys_are_never_listed() {
     assert_eq!(ids, ["anima", "neo", "nexus"]);
     assert_eq!(
         list["agents"][0],
-        json!({"id": "anima", "name": "Anima", "provider": "local", "model": "offline"})
+        json!({"id": "anima", "name": "Anima", "provider": "local", "model": "offline", "colour": "#b5487a"})
     );
     let thread = app.create_thread(&alice, "offline").await;
     let mut ws = app.ws(&alice).await;

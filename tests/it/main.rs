@@ -36,6 +36,7 @@ mod personas;
 mod pooler;
 mod providers;
 mod readiness;
+mod reasoning;
 mod regenerate;
 mod resilience;
 mod scale;

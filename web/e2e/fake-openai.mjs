@@ -1,8 +1,10 @@
 // A fake OpenAI-compatible provider for the end-to-end tests: it answers
 // POST /v1/chat/completions with a server-sent event stream, one chunk every `intervalMs`, in the
 // real wire format (chat.completion.chunk, then usage, then [DONE]). What it streams is chosen
-// per request by `answer(body)`, which returns `{ chunks, intervalMs }`. GET /v1/models lists
-// `models` (default `fake-model`).
+// per request by `answer(body)`, which returns `{ chunks, intervalMs, reasoning? }`: `reasoning`
+// chunks stream first as `delta.reasoning_content` (DeepSeek, vLLM and gateways send the model's
+// thinking so), with `completion_tokens_details.reasoning_tokens` in the usage. GET /v1/models
+// lists `models` (default `fake-model`).
 import http from 'node:http';
 
 /** The text of the last user message of an OpenAI request body. */
@@ -60,7 +62,7 @@ export class FakeOpenAI {
       /* recorded as null */
     }
     this.requests.push({ headers: req.headers, body });
-    const { chunks, intervalMs } = this.answer(body);
+    const { chunks, intervalMs, reasoning = [] } = this.answer(body);
     res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive' });
     res.flushHeaders();
     let i = 0;
@@ -69,18 +71,17 @@ export class FakeOpenAI {
         clearInterval(timer);
         return;
       }
-      if (i < chunks.length) {
-        const chunk = {
-          id: 'c',
-          object: 'chat.completion.chunk',
-          choices: [{ index: 0, delta: { content: chunks[i] }, finish_reason: null }],
-        };
+      if (i < reasoning.length + chunks.length) {
+        const delta = i < reasoning.length ? { content: null, reasoning_content: reasoning[i] } : { content: chunks[i - reasoning.length] };
+        const chunk = { id: 'c', object: 'chat.completion.chunk', choices: [{ index: 0, delta, finish_reason: null }] };
         res.write(`data: ${JSON.stringify(chunk)}\n\n`);
         i += 1;
         return;
       }
       clearInterval(timer);
-      const usage = { prompt_tokens: 10, completion_tokens: chunks.length, total_tokens: chunks.length + 10 };
+      const completion = chunks.length + reasoning.length;
+      const usage = { prompt_tokens: 10, completion_tokens: completion, total_tokens: completion + 10 };
+      if (reasoning.length > 0) usage.completion_tokens_details = { reasoning_tokens: reasoning.length };
       res.write(`data: ${JSON.stringify({ choices: [], usage })}\n\n`);
       res.write('data: [DONE]\n\n');
       res.end();

@@ -387,6 +387,7 @@ export class Chat extends ThreadHistory {
       case 'stream_start':
       case 'stream_snapshot':
       case 'stream_chunk':
+      case 'stream_reasoning':
       case 'stream_retry':
       case 'stream_end':
       case 'stream_error':

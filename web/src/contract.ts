@@ -56,7 +56,19 @@ error_class?: AgentErrorClass,
 /**
  * On an agent answer that used the thread's documents: the passages its `[n]` refer to.
  */
-citations?: Array<Citation>, };
+citations?: Array<Citation>, 
+/**
+ * On an agent answer: the model's reasoning ("thinking"), apart from `body` (extension).
+ */
+reasoning?: string, 
+/**
+ * On an agent answer: tokens spent reasoning, as the provider counted them (extension).
+ */
+reasoning_tokens?: number, 
+/**
+ * On an agent answer: the summary that stood in for older turns (extension).
+ */
+context_summary?: ContextSummaryView, };
 
 export type DebateMeta = { 
 /**
@@ -146,7 +158,19 @@ error_class?: AgentErrorClass,
 /**
  * On an agent answer that used the thread's documents: the passages its `[n]` refer to.
  */
-citations?: Array<Citation>, } | { "type": "ack", client_id: string, status: AckStatus, seq?: number, message_id?: string, thread: string, } | { "type": "status", db: string, broker: string, } | { "type": "pong", nonce: unknown, } | { "type": "error", code: ErrorCode, message: string, client_id?: string, retry_after_ms?: number, 
+citations?: Array<Citation>, 
+/**
+ * On an agent answer: the model's reasoning ("thinking"), apart from `body` (extension).
+ */
+reasoning?: string, 
+/**
+ * On an agent answer: tokens spent reasoning, as the provider counted them (extension).
+ */
+reasoning_tokens?: number, 
+/**
+ * On an agent answer: the summary that stood in for older turns (extension).
+ */
+context_summary?: ContextSummaryView, } | { "type": "ack", client_id: string, status: AckStatus, seq?: number, message_id?: string, thread: string, } | { "type": "status", db: string, broker: string, } | { "type": "pong", nonce: unknown, } | { "type": "error", code: ErrorCode, message: string, client_id?: string, retry_after_ms?: number, 
 /**
  * `budget_exceeded`: when the spent budget starts again (RFC 3339, UTC; extension).
  */
@@ -164,7 +188,11 @@ role?: DebateRole,
  * A regenerated answer's first version: the stream writes a new version of that
  * answer (extension).
  */
-version_of?: string, } | { "type": "stream_snapshot", thread: string, stream_id: string, text: string, offset: number, } | { "type": "stream_chunk", thread: string, stream_id: string, offset: number, delta: string, } | { "type": "stream_end", thread: string, stream_id: string, message: MessageView, } | { "type": "stream_error", thread: string, stream_id: string, code: ErrorCode, 
+version_of?: string, } | { "type": "stream_snapshot", thread: string, stream_id: string, text: string, offset: number, 
+/**
+ * The reasoning so far (extension); `stream_reasoning` frames go on from its length.
+ */
+reasoning?: string, } | { "type": "stream_reasoning", thread: string, stream_id: string, offset: number, delta: string, } | { "type": "stream_chunk", thread: string, stream_id: string, offset: number, delta: string, } | { "type": "stream_end", thread: string, stream_id: string, message: MessageView, } | { "type": "stream_error", thread: string, stream_id: string, code: ErrorCode, 
 /**
  * A short, stable English sentence for this class (never upstream text).
  */
@@ -233,7 +261,12 @@ provider: string,
 /**
  * The model really used (`offline` for the built-in offline agent).
  */
-model: string, };
+model: string, 
+/**
+ * The agent's colour (`#rrggbb`) for its avatar and answers, when one is set (settings
+ * `colour`, or the admin UI); clients pick their own otherwise.
+ */
+colour?: string, };
 
 export type AgentList = { agents: Array<AgentView>, };
 
@@ -614,6 +647,14 @@ ord: number,
  */
 quote: string, };
 
+export type SummaryMethod = "provider" | "extractive";
+
+export type ContextSummaryView = { 
+/**
+ * The last message it covers: every message with `seq <= through_seq`.
+ */
+through_seq: number, body: string, method: SummaryMethod, };
+
 export type AgentSource = "settings" | "database";
 
 export type KeyStatus = "none" | "ok" | "unreadable";
@@ -646,7 +687,12 @@ connection_id: string | null, provider: string, model: string, temperature: numb
 /**
  * A model of the same connection tried when the main one fails before its first token.
  */
-fallback_model: string | null, enabled: boolean, source: AgentSource, 
+fallback_model: string | null, 
+/**
+ * An agent (its id) whose provider and model answer, in this agent's persona, when this
+ * agent's own (and its fallback model) fail before the first token.
+ */
+fallback_agent: string | null, enabled: boolean, source: AgentSource, 
 /**
  * Whether messages may ask it now (false when disabled, or when a settings agent with the
  * same id or name wins over it).
@@ -655,4 +701,4 @@ active: boolean, updated_at: string | null, };
 
 export type AdminAgentList = { agents: Array<AdminAgentView>, };
 
-export type AgentInput = { id: string | null, name: string | null, colour: string | null, system_prompt: string | null, connection_id: string | null, model: string | null, temperature: number | null, max_tokens: number | null, fallback_model: string | null, enabled: boolean | null, };
+export type AgentInput = { id: string | null, name: string | null, colour: string | null, system_prompt: string | null, connection_id: string | null, model: string | null, temperature: number | null, max_tokens: number | null, fallback_model: string | null, fallback_agent: string | null, enabled: boolean | null, };

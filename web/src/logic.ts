@@ -75,10 +75,23 @@ export function applyChunk(s: LiveStream, offset: number, delta: string): ChunkR
   return offset < s.len ? 'duplicate' : 'gap';
 }
 
-/** Applies a `stream_snapshot`: the text so far replaces whatever we had. */
-export function applySnapshot(s: LiveStream, text: string): void {
+/** Applies a `stream_snapshot`: the text (and reasoning) so far replace whatever we had. */
+export function applySnapshot(s: LiveStream, text: string, reasoning?: string): void {
   s.text = text;
   s.len = cpLen(text);
+  s.reasoning = reasoning ?? '';
+  s.reasoningLen = cpLen(s.reasoning);
+}
+
+/** Applies a `stream_reasoning` delta at `offset` (code points of reasoning before it). */
+export function applyReasoning(s: LiveStream, offset: number, delta: string): ChunkResult {
+  const len = s.reasoningLen ?? 0;
+  if (offset === len) {
+    s.reasoning = (s.reasoning ?? '') + delta;
+    s.reasoningLen = len + cpLen(delta);
+    return 'applied';
+  }
+  return offset < len ? 'duplicate' : 'gap';
 }
 
 export function isMessage(v: unknown): v is Message {

@@ -1,7 +1,8 @@
 // One message of a thread: a stored message, one of this user's pending sends, or an agent's
-// live answer, with its author (agents: a coloured avatar and the model), its place in a debate,
-// the answer's tokens and duration on hover, a marker with the reason of an incomplete answer,
-// and the sources of an answer that cites the thread's documents.
+// live answer, with its author (agents: an avatar in the agent's colour and the model), its place
+// in a debate, the answer's tokens and duration on hover, a marker with the reason of an
+// incomplete answer, the model's reasoning folded above the answer, a marker when older turns
+// were summarised for it, and the sources of an answer that cites the thread's documents.
 import { useEffect, useState } from 'preact/hooks';
 import { failureText } from './agentText';
 import type { Chat } from './chat';
@@ -21,9 +22,30 @@ export function agentHue(id: string): number {
   return h % 360;
 }
 
-function Avatar({ id, name }: { id: string; name: string }) {
+/** The ink (black or white) with the better WCAG contrast on `hex` (`#rrggbb`). */
+export function inkOn(hex: string): string {
+  const lin = (i: number) => {
+    const c = parseInt(hex.slice(i, i + 2), 16) / 255;
+    return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  };
+  const l = 0.2126 * lin(1) + 0.7152 * lin(3) + 0.0722 * lin(5);
+  return (l + 0.05) / 0.05 > 1.05 / (l + 0.05) ? '#000' : '#fff';
+}
+
+/** CSS variables of an agent's look: its colour when it has one, else a stable hue of its id. */
+export function agentStyle(id: string, colour?: string): Record<string, string> {
+  const style: Record<string, string> = { '--agent-hue': String(agentHue(id)) };
+  if (colour && /^#[0-9a-fA-F]{6}$/.test(colour)) {
+    style['--agent-colour'] = colour;
+    style['--agent-ink'] = inkOn(colour);
+  }
+  return style;
+}
+
+/** The agent's initial on its colour (the article's `agentStyle` variables). */
+function Avatar({ name }: { name: string }) {
   return (
-    <span class="avatar" aria-hidden="true" style={{ '--agent-hue': String(agentHue(id)) }}>
+    <span class="avatar" aria-hidden="true">
       {[...name][0]?.toUpperCase() ?? '?'}
     </span>
   );
@@ -63,6 +85,31 @@ function Stats({ m }: { m: Message }) {
     <small class="muted stats" data-testid="answer-stats" title={parts.join(' · ')} tabIndex={0} aria-label={parts.join(' · ')}>
       {m.model ?? parts[0]}
     </small>
+  );
+}
+
+/** The model's reasoning, folded (collapsed by default), above the answer; live while streaming. */
+function Reasoning({ text, live }: { text?: string; live: boolean }) {
+  if (!text) return null;
+  return (
+    <details class="reasoning" data-testid="reasoning">
+      <summary>{live ? t('msg.reasoningLive') : t('msg.reasoning')}</summary>
+      <div class="reasoning-text" data-testid="reasoning-text">
+        {text}
+      </div>
+    </details>
+  );
+}
+
+/** "Earlier messages summarised": the summary an answer saw in place of older turns, folded. */
+function SummaryMarker({ m }: { m: Message }) {
+  const s = m.context_summary;
+  if (!s) return null;
+  return (
+    <details class="context-summary" data-testid="context-summary" data-through={String(s.through_seq)}>
+      <summary>{t('msg.summaryMarker', { n: s.through_seq })}</summary>
+      <p class="muted">{s.body}</p>
+    </details>
   );
 }
 
@@ -137,10 +184,10 @@ export function MessageItem({ m, s, own, chat, versions }: ItemProps) {
         data-stream-id={s.stream_id}
         data-agent={s.agent.id}
         aria-busy="true"
-        style={{ '--agent-hue': String(agentHue(s.agent.id)) }}
+        style={agentStyle(s.agent.id, chat.agents.find((a) => a.id === s.agent.id)?.colour)}
       >
         <header class="msg-meta">
-          <Avatar id={s.agent.id} name={s.agent.name} />
+          <Avatar name={s.agent.name} />
           <span class="author">{s.agent.name}</span>
           <span class="ai-badge">{t('msg.agent')}</span>
           <Place round={s.round} role={s.role} />
@@ -156,6 +203,7 @@ export function MessageItem({ m, s, own, chat, versions }: ItemProps) {
           </button>
           <CopyMarkdown text={s.text} />
         </header>
+        <Reasoning text={s.reasoning} live={true} />
         <Markdown text={s.text} />
       </article>
     );
@@ -179,10 +227,10 @@ export function MessageItem({ m, s, own, chat, versions }: ItemProps) {
       data-state={own ? 'sent' : undefined}
       data-author={m.author.name}
       data-agent={agent ? m.author.id : undefined}
-      style={agent ? { '--agent-hue': String(agentHue(m.author.id)) } : undefined}
+      style={agent ? agentStyle(m.author.id, chat.agents.find((a) => a.id === m.author.id)?.colour) : undefined}
     >
       <header class="msg-meta">
-        {agent && <Avatar id={m.author.id} name={m.author.name} />}
+        {agent && <Avatar name={m.author.name} />}
         <span class="author">{m.author.name}</span>
         {agent && <span class="ai-badge">{t('msg.agent')}</span>}
         {m.debate && <Place round={m.debate.round ?? undefined} role={m.debate.role} />}
@@ -225,6 +273,8 @@ export function MessageItem({ m, s, own, chat, versions }: ItemProps) {
           </select>
         )}
       </header>
+      <SummaryMarker m={m} />
+      <Reasoning text={m.reasoning} live={false} />
       <Markdown text={m.body} cites={cites.map((c) => c.n)} onCite={openCite} />
       {cites.length > 0 && <Citations chat={chat} thread={m.thread_id} list={cites} />}
     </article>

@@ -99,6 +99,7 @@ type AgentDraft = {
   temperature: string;
   max_tokens: string;
   fallback_model: string;
+  fallback_agent: string;
 };
 
 function draftOf(a: AdminAgentView | null): AgentDraft {
@@ -111,11 +112,14 @@ function draftOf(a: AdminAgentView | null): AgentDraft {
     temperature: String(a?.temperature ?? 0.7),
     max_tokens: String(a?.max_tokens ?? 1024),
     fallback_model: a?.fallback_model ?? '',
+    fallback_agent: a?.fallback_agent ?? '',
   };
 }
 
-function AgentForm({ connections, editing, onDone }: {
+function AgentForm({ connections, agents, editing, onDone }: {
   connections: ConnectionView[];
+  /** Every agent, for the fallback agent picker. */
+  agents: AdminAgentView[];
   editing: AdminAgentView | null;
   onDone: () => void;
 }) {
@@ -143,6 +147,7 @@ function AgentForm({ connections, editing, onDone }: {
       temperature: Number(d.temperature),
       max_tokens: Number(d.max_tokens),
       fallback_model: d.fallback_model || null,
+      fallback_agent: d.fallback_agent || null,
     };
     void run(() =>
       editing ? api('PATCH', `/api/admin/agents/${editing.id}`, body) : api('POST', '/api/admin/agents', body),
@@ -189,6 +194,17 @@ function AgentForm({ connections, editing, onDone }: {
       <label for="agent-fallback">{t('per.fallback')}</label>
       <input id="agent-fallback" data-testid="agent-fallback" maxLength={200} list="agent-models"
         value={d.fallback_model} onInput={set('fallback_model')} />
+      <label for="agent-fallback-agent">{t('per.fallbackAgent')}</label>
+      <select id="agent-fallback-agent" data-testid="agent-fallback-agent" value={d.fallback_agent}
+        onChange={set('fallback_agent')}>
+        <option value="">{t('per.noFallbackAgent')}</option>
+        {agents
+          .filter((a) => a.id !== editing?.id)
+          .map((a) => (
+            <option key={`${a.source}-${a.id}`} value={a.id}>{a.name} ({a.provider} · {a.model})</option>
+          ))}
+      </select>
+      <p class="hint">{t('per.fallbackAgentHint')}</p>
       <button type="submit" class="primary" data-testid="agent-save">
         {editing ? t('per.save') : t('per.addAgent')}
       </button>
@@ -259,7 +275,7 @@ export function AdminPersonas() {
           </tbody>
         </table>
         <h3>{editAgent ? t('per.editAgent', { name: editAgent.name }) : t('per.newAgent')}</h3>
-        <AgentForm key={editAgent?.id ?? 'new'} connections={connections} editing={editAgent}
+        <AgentForm key={editAgent?.id ?? 'new'} connections={connections} agents={agents} editing={editAgent}
           onDone={() => { setEditAgent(null); reload(); }} />
       </section>
       <section class="card" aria-labelledby="conns-h" data-testid="admin-connections">

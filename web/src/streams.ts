@@ -3,7 +3,7 @@
 import type { MessageView, ServerFrame } from './contract';
 import { budgetText, failureText } from './agentText';
 import { t } from './i18n';
-import { applyChunk, applySnapshot } from './logic';
+import { applyChunk, applyReasoning, applySnapshot } from './logic';
 import type { LiveStream } from './types';
 
 /** The server frame of type `T`. */
@@ -11,7 +11,7 @@ export type FrameOf<T extends ServerFrame['type']> = Extract<ServerFrame, { type
 
 /** The frames that concern a running agent stream. */
 export type StreamFrame = FrameOf<
-  'stream_start' | 'stream_snapshot' | 'stream_chunk' | 'stream_retry' | 'stream_end' | 'stream_error'
+  'stream_start' | 'stream_snapshot' | 'stream_chunk' | 'stream_reasoning' | 'stream_retry' | 'stream_end' | 'stream_error'
 >;
 
 /** What applying a stream frame asks of the page. */
@@ -40,7 +40,11 @@ export function applyStreamFrame(streams: Map<string, LiveStream>, f: StreamFram
         s = { stream_id: sid, thread: f.thread, agent: { id: '', name: t('msg.someAgent') }, text: '', len: 0, startedAt: Date.now() };
         streams.set(sid, s);
       }
-      applySnapshot(s, f.text);
+      applySnapshot(s, f.text, f.reasoning);
+      s.retryUntil = undefined;
+      return { kind: 'none' };
+    case 'stream_reasoning':
+      if (!s || applyReasoning(s, f.offset, f.delta) === 'gap') return { kind: 'gap' };
       s.retryUntil = undefined;
       return { kind: 'none' };
     case 'stream_chunk':

@@ -24,6 +24,8 @@ export interface Agent {
   name: string;
   provider?: string;
   model?: string;
+  /** `#rrggbb`, when the agent has a colour (settings or admin UI). */
+  colour?: string;
 }
 
 export interface Thread {
@@ -79,6 +81,9 @@ export interface LiveStream {
   text: string;
   /** Length of `text` in Unicode code points (the unit of `offset`). */
   len: number;
+  /** The model's reasoning so far (`stream_reasoning`), shown folded; and its length. */
+  reasoning?: string;
+  reasoningLen?: number;
   /** While a failed try waits to be retried: when the retry starts (ms since the epoch). */
   retryUntil?: number;
   /** A debate stream's debate, round and part (`stream_start`). */

@@ -115,6 +115,12 @@ pub struct AgentView {
     pub provider: String,
     /// The model really used (`offline` for the built-in offline agent).
     pub model: String,
+    /// The agent's colour (`#rrggbb`) for its avatar and answers, when one is set (settings
+    /// `colour`, or the admin UI); clients pick their own otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    #[cfg_attr(test, ts(optional))]
+    pub colour: Option<String>,
 }
 
 /// `GET /api/agents`.

@@ -10,6 +10,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 pub mod accounts;
+pub mod context;
 mod debate;
 pub mod documents;
 pub mod http;
@@ -202,6 +203,21 @@ pub struct MessageView {
     #[schema(nullable = false)]
     #[cfg_attr(test, ts(optional))]
     pub citations: Option<Vec<documents::Citation>>,
+    /// On an agent answer: the model's reasoning ("thinking"), apart from `body` (extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    #[cfg_attr(test, ts(optional))]
+    pub reasoning: Option<String>,
+    /// On an agent answer: tokens spent reasoning, as the provider counted them (extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    #[cfg_attr(test, ts(optional))]
+    pub reasoning_tokens: Option<i64>,
+    /// On an agent answer: the summary that stood in for older turns (extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    #[cfg_attr(test, ts(optional))]
+    pub context_summary: Option<context::ContextSummaryView>,
 }
 
 /// The user a connection is authenticated as.
@@ -393,6 +409,19 @@ pub enum ServerFrame {
         stream_id: String,
         text: String,
         offset: usize,
+        /// The reasoning so far (extension); `stream_reasoning` frames go on from its length.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false)]
+        #[cfg_attr(test, ts(optional))]
+        reasoning: Option<String>,
+    },
+    /// Reasoning ("thinking") of a running answer (extension): like `stream_chunk`, with its
+    /// own offsets (characters of reasoning before this delta); never part of the answer text.
+    StreamReasoning {
+        thread: String,
+        stream_id: String,
+        offset: usize,
+        delta: String,
     },
     StreamChunk {
         thread: String,

@@ -90,6 +90,9 @@ pub struct AdminAgentView {
     pub max_tokens: u32,
     /// A model of the same connection tried when the main one fails before its first token.
     pub fallback_model: Option<String>,
+    /// An agent (its id) whose provider and model answer, in this agent's persona, when this
+    /// agent's own (and its fallback model) fail before the first token.
+    pub fallback_agent: Option<String>,
     pub enabled: bool,
     pub source: AgentSource,
     /// Whether messages may ask it now (false when disabled, or when a settings agent with the
@@ -119,5 +122,6 @@ pub struct AgentInput {
     pub temperature: Option<f32>,
     pub max_tokens: Option<u32>,
     pub fallback_model: Option<String>,
+    pub fallback_agent: Option<String>,
     pub enabled: Option<bool>,
 }

@@ -102,6 +102,8 @@ fn typescript() -> String {
         documents::PassageView::decl(&cfg),
         documents::PassageList::decl(&cfg),
         documents::Citation::decl(&cfg),
+        context::SummaryMethod::decl(&cfg),
+        context::ContextSummaryView::decl(&cfg),
         personas::AgentSource::decl(&cfg),
         personas::KeyStatus::decl(&cfg),
         personas::ConnectionView::decl(&cfg),
@@ -163,6 +165,9 @@ fn a_message_frame_reads_back_as_its_message() {
         completion_tokens: None,
         error_class: Some(AgentErrorClass::Cancelled),
         citations: None,
+        reasoning: None,
+        reasoning_tokens: None,
+        context_summary: None,
     };
     let frame = ServerFrame::Message {
         message: message.clone(),

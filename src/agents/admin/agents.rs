@@ -27,7 +27,7 @@ fn settings_view(a: &AgentSettings) -> AdminAgentView {
     AdminAgentView {
         id: a.id.clone(),
         name: a.name.clone(),
-        colour: None,
+        colour: a.colour.clone(),
         system_prompt: a.system_prompt.clone(),
         connection_id: None,
         provider: a.provider.clone(),
@@ -35,6 +35,7 @@ fn settings_view(a: &AgentSettings) -> AdminAgentView {
         temperature: a.temperature,
         max_tokens: a.max_tokens,
         fallback_model: a.fallback_model.clone(),
+        fallback_agent: a.fallback_agent.clone(),
         enabled: true,
         source: AgentSource::Settings,
         active: true,
@@ -65,6 +66,7 @@ fn stored_view(state: &AppState, row: &PersonaRow, snap: &PersonaSnapshot) -> Ad
         temperature: row.temperature_milli as f32 / 1000.0,
         max_tokens: row.max_tokens.clamp(0, u32::MAX as i64) as u32,
         fallback_model: row.fallback_model.clone(),
+        fallback_agent: row.fallback_agent.clone(),
         enabled: row.enabled,
         source: AgentSource::Database,
         active,
@@ -100,13 +102,22 @@ pub(crate) async fn list_agents(
     Ok(Json(AdminAgentList { agents }))
 }
 
-/// Checks against the other rows: the connection exists, the fallback has a connection.
-fn check_links(row: &PersonaRow, snap: &PersonaSnapshot) -> Result<(), ApiError> {
+/// Checks against the other rows: the connection exists, the fallback agent is another agent
+/// (of the settings file or stored).
+fn check_links(state: &AppState, row: &PersonaRow, snap: &PersonaSnapshot) -> Result<(), ApiError> {
     let mut errors = crate::error::FieldErrors::new();
     if let Some(id) = &row.connection_id
         && !snap.connections.iter().any(|c| &c.id == id)
     {
         errors.insert("connection_id".into(), "no such connection".into());
+    }
+    if let Some(id) = &row.fallback_agent {
+        let known = in_settings(state, Some(id), None) || snap.agents.iter().any(|a| &a.id == id);
+        if id == &row.id {
+            errors.insert("fallback_agent".into(), "cannot be the agent itself".into());
+        } else if !known {
+            errors.insert("fallback_agent".into(), "no such agent".into());
+        }
     }
     if errors.is_empty() {
         Ok(())
@@ -116,7 +127,7 @@ fn check_links(row: &PersonaRow, snap: &PersonaSnapshot) -> Result<(), ApiError>
 }
 
 /// Create a persona (`{"name","model","id"?,"colour"?,"system_prompt"?,"connection_id"?,
-/// "temperature"?,"max_tokens"?,"fallback_model"?,"enabled"?}`); every instance offers it
+/// "temperature"?,"max_tokens"?,"fallback_model"?,"fallback_agent"?,"enabled"?}`); every instance offers it
 /// within seconds.
 #[utoipa::path(post, path = "/api/admin/agents", operation_id = "adminCreateAgent",
     tag = "admin", security(("bearer" = []), ("cookie" = [])),
@@ -148,12 +159,13 @@ pub(crate) async fn create_agent(
         temperature_milli: (input.temperature.unwrap_or(0.7) * 1000.0).round() as i64,
         max_tokens: input.max_tokens.unwrap_or(1024),
         fallback_model: input.fallback_model.flatten(),
+        fallback_agent: input.fallback_agent.flatten(),
         enabled: input.enabled.unwrap_or(true),
         created_at: now,
         updated_at: now,
     };
     let snap = snapshot(&state).await?;
-    check_links(&row, &snap)?;
+    check_links(&state, &row, &snap)?;
     let put = PersonaChange::PutAgent {
         row: row.clone(),
         create: true,
@@ -217,11 +229,14 @@ pub(crate) async fn update_agent(
     if let Some(f) = input.fallback_model {
         row.fallback_model = f;
     }
+    if let Some(f) = input.fallback_agent {
+        row.fallback_agent = f;
+    }
     if let Some(e) = input.enabled {
         row.enabled = e;
     }
     row.updated_at = now_ms().max(row.updated_at + 1);
-    check_links(&row, &snap)?;
+    check_links(&state, &row, &snap)?;
     let put = PersonaChange::PutAgent {
         row: row.clone(),
         create: false,

@@ -60,6 +60,7 @@ pub struct AgentFields {
     pub temperature: Option<f64>,
     pub max_tokens: Option<i64>,
     pub fallback_model: Change<String>,
+    pub fallback_agent: Change<String>,
     pub enabled: Option<bool>,
 }
 
@@ -109,6 +110,7 @@ impl AgentFields {
         let connection_id = nullable(&mut f, body, "connection_id", 128);
         let model = text(&mut f, "model", create, 200);
         let fallback_model = nullable(&mut f, body, "fallback_model", 200);
+        let fallback_agent = nullable(&mut f, body, "fallback_agent", 64);
         let temperature = number(&mut f, body, "temperature", 0.0, 2.0);
         let max_tokens = number(&mut f, body, "max_tokens", 1.0, 200_000.0).map(|n| n as i64);
         if let Some(Value::Number(n)) = body.get("max_tokens")
@@ -135,6 +137,7 @@ impl AgentFields {
             temperature,
             max_tokens,
             fallback_model,
+            fallback_agent,
             enabled,
         })
     }

@@ -2,12 +2,17 @@
 //! leave at 0), `content_block_delta` with `text_delta`, `ping`, `message_delta` (usage: output
 //! and, through gateways, the real input count; `stop_reason`), `message_stop`, and `error`
 //! events. Not streamed: one `message` object with `content[]` and `usage`.
+//!
+//! Extended thinking: a `content_block_start` of type `thinking` (its `thinking` text, usually
+//! empty), then `thinking_delta` events (reasoning) and a `signature_delta` (an opaque
+//! signature, dropped); a `redacted_thinking` block carries encrypted data only, so nothing of it
+//! is shown. Thinking tokens are part of `output_tokens`.
 
 use serde_json::{Value, json};
 
 use super::{
     CompletionRequest, EventStream, Item, ProviderError, ProviderEvent, WireFormat, error,
-    read_response, send_error, sse::SseEvent, str_at, usage,
+    read_response, reasoning, send_error, sse::SseEvent, str_at, usage,
 };
 use crate::{agents::ProviderSettings, contract::AgentErrorClass};
 
@@ -65,14 +70,25 @@ impl WireFormat for Anthropic {
                     .into_iter()
                     .collect(),
             ),
-            "content_block_delta" => {
-                let text = str_at(&v, "/delta/text");
-                Some(if text.is_empty() {
-                    vec![] // empty text, or a thinking / signature delta: never answer text
-                } else {
-                    vec![Ok(ProviderEvent::Delta(text.to_string()))]
-                })
-            }
+            "content_block_start" => Some(
+                match str_at(&v, "/content_block/type") {
+                    "thinking" => reasoning(str_at(&v, "/content_block/thinking")),
+                    "text" => text(str_at(&v, "/content_block/text")),
+                    _ => None, // redacted_thinking, tool_use
+                }
+                .into_iter()
+                .collect(),
+            ),
+            "content_block_delta" => Some(
+                match str_at(&v, "/delta/type") {
+                    "thinking_delta" => reasoning(str_at(&v, "/delta/thinking")),
+                    // signature_delta: opaque; never answer text.
+                    "signature_delta" => None,
+                    _ => text(str_at(&v, "/delta/text")),
+                }
+                .into_iter()
+                .collect(),
+            ),
             "message_delta" => {
                 let mut out: Vec<Item> = usage(v.get("usage"), "input_tokens", "output_tokens")
                     .into_iter()
@@ -82,20 +98,24 @@ impl WireFormat for Anthropic {
             }
             "message_stop" => None,
             "error" => Some(vec![Err(error::from_error_value(&v, None))]),
-            _ => Some(vec![]), // ping, content_block_start/stop
+            _ => Some(vec![]), // ping, content_block_stop
         }
     }
 
     fn complete(&mut self, v: &Value) -> Vec<Item> {
-        let text: String = v
-            .get("content")
-            .and_then(Value::as_array)
+        let blocks = |kind: &str, field: &str| -> String {
+            v.get("content")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|b| b.get("type").and_then(Value::as_str) == Some(kind))
+                .filter_map(|b| b.get(field).and_then(Value::as_str))
+                .collect()
+        };
+        let text = blocks("text", "text");
+        let mut out: Vec<Item> = reasoning(&blocks("thinking", "thinking"))
             .into_iter()
-            .flatten()
-            .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
-            .filter_map(|b| b.get("text").and_then(Value::as_str))
             .collect();
-        let mut out = Vec::new();
         if !text.is_empty() {
             out.push(Ok(ProviderEvent::Delta(text)));
         }
@@ -103,6 +123,11 @@ impl WireFormat for Anthropic {
         out.extend(usage(v.get("usage"), "input_tokens", "output_tokens"));
         out
     }
+}
+
+/// An answer-text event when `t` is not empty.
+fn text(t: &str) -> Option<Item> {
+    (!t.is_empty()).then(|| Ok(ProviderEvent::Delta(t.to_string())))
 }
 
 fn refusal(stop_reason: &str) -> Option<Item> {

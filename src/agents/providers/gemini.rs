@@ -2,12 +2,16 @@
 //! `GenerateContentResponse` with `candidates[0].content.parts[].text` and `usageMetadata`
 //! (cumulative); the stream ends with the body. Without `alt=sse` honoured, the answer is a
 //! JSON array of the same objects; a `generateContent` answer is one of them.
+//!
+//! Thinking models send their thought summaries as parts with `"thought": true` (reasoning,
+//! never answer text) and count them apart, in `usageMetadata.thoughtsTokenCount`: they are
+//! added to the completion count, as Google bills them.
 
 use serde_json::{Value, json};
 
 use super::{
     CompletionRequest, EventStream, Item, ProviderError, ProviderEvent, WireFormat, error,
-    read_response, send_error, sse::SseEvent, str_at, usage,
+    read_response, reasoning, send_error, sse::SseEvent, str_at,
 };
 use crate::{agents::ProviderSettings, contract::AgentErrorClass};
 
@@ -83,11 +87,17 @@ impl WireFormat for Gemini {
             .pointer("/candidates/0/content/parts")
             .and_then(Value::as_array)
         {
-            let text: String = parts
-                .iter()
-                .filter(|p| p.get("thought").and_then(Value::as_bool) != Some(true))
-                .filter_map(|p| p.get("text").and_then(Value::as_str))
-                .collect();
+            let of = |thought: bool| -> String {
+                parts
+                    .iter()
+                    .filter(|p| {
+                        (p.get("thought").and_then(Value::as_bool) == Some(true)) == thought
+                    })
+                    .filter_map(|p| p.get("text").and_then(Value::as_str))
+                    .collect()
+            };
+            out.extend(reasoning(&of(true)));
+            let text = of(false);
             if !text.is_empty() {
                 out.push(Ok(ProviderEvent::Delta(text)));
             }
@@ -100,11 +110,27 @@ impl WireFormat for Gemini {
                 format!("finishReason {finish:?}, blockReason {blocked:?}"),
             )));
         }
-        out.extend(usage(
-            v.get("usageMetadata"),
-            "promptTokenCount",
-            "candidatesTokenCount",
-        ));
+        out.extend(gemini_usage(v.get("usageMetadata")));
         out
     }
+}
+
+/// Usage from `usageMetadata`: thoughts count as completion tokens, and are reported apart.
+fn gemini_usage(u: Option<&Value>) -> Vec<Item> {
+    let Some(u) = u.filter(|u| u.is_object()) else {
+        return Vec::new();
+    };
+    let count = |k: &str| u.get(k).and_then(Value::as_u64);
+    let thoughts = count("thoughtsTokenCount").filter(|n| *n > 0);
+    let prompt = count("promptTokenCount");
+    let completion = match (count("candidatesTokenCount"), thoughts) {
+        (None, None) => None,
+        (c, t) => Some(c.unwrap_or(0) + t.unwrap_or(0)),
+    };
+    let mut out = Vec::new();
+    if prompt.is_some() || completion.is_some() {
+        out.push(Ok(ProviderEvent::Usage { prompt, completion }));
+    }
+    out.extend(thoughts.map(|n| Ok(ProviderEvent::ReasoningTokens(n))));
+    out
 }

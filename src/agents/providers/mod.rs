@@ -47,7 +47,13 @@ pub struct CompletionRequest {
 /// What a streaming model says.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProviderEvent {
+    /// Answer text.
     Delta(String),
+    /// Reasoning ("thinking") text: shown folded, stored apart, never part of the answer.
+    Reasoning(String),
+    /// Tokens the model spent reasoning, as the provider reported them (already counted in
+    /// `completion`).
+    ReasoningTokens(u64),
     Usage {
         prompt: Option<u64>,
         completion: Option<u64>,
@@ -273,6 +279,11 @@ pub(crate) fn send_error(e: reqwest::Error) -> ProviderError {
 /// The text of a JSON string field, or "".
 pub(crate) fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+/// A reasoning event when `text` is not empty.
+pub(crate) fn reasoning(text: &str) -> Option<Item> {
+    (!text.is_empty()).then(|| Ok(ProviderEvent::Reasoning(text.to_string())))
 }
 
 /// A usage event when a count is present.

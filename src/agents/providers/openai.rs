@@ -3,12 +3,16 @@
 //! may carry only the role, or no choice at all), usage in a final chunk (with
 //! `stream_options.include_usage`, with or without choices), `: comment` keep-alives, then
 //! `data: [DONE]`. Not streamed: one `chat.completion` object.
+//!
+//! Reasoning comes as `delta.reasoning_content` (DeepSeek, vLLM, many gateways) or
+//! `delta.reasoning` (OpenRouter, Ollama, newer vLLM) beside `delta.content`; its token count as
+//! `usage.completion_tokens_details.reasoning_tokens` (part of `completion_tokens`).
 
 use serde_json::{Value, json};
 
 use super::{
     CompletionRequest, EventStream, Item, ProviderError, ProviderEvent, WireFormat, error,
-    read_response, send_error, sse::SseEvent, str_at, usage,
+    read_response, reasoning, send_error, sse::SseEvent, str_at, usage,
 };
 use crate::{contract::AgentErrorClass, settings::Secret};
 
@@ -66,23 +70,31 @@ impl WireFormat for OpenAi {
         if v.get("error").is_some() || ev.event.as_deref() == Some("error") {
             return Some(vec![Err(error::from_error_value(&v, None))]);
         }
-        Some(chunk(&v, "/choices/0/delta/content"))
+        Some(chunk(&v, "/choices/0/delta"))
     }
 
     fn complete(&mut self, v: &Value) -> Vec<Item> {
         let pointer = if v.pointer("/choices/0/message").is_some() {
-            "/choices/0/message/content"
+            "/choices/0/message"
         } else {
-            "/choices/0/delta/content"
+            "/choices/0/delta"
         };
         chunk(v, pointer)
     }
 }
 
-/// The text at `pointer`, a content-filter stop, and usage wherever it is.
+/// The reasoning and text of the delta (or message) at `pointer`, a content-filter stop, and
+/// usage wherever it is.
 fn chunk(v: &Value, pointer: &str) -> Vec<Item> {
     let mut out = Vec::new();
-    let text = str_at(v, pointer);
+    let thinking = str_at(v, &format!("{pointer}/reasoning_content"));
+    let thinking = if thinking.is_empty() {
+        str_at(v, &format!("{pointer}/reasoning"))
+    } else {
+        thinking
+    };
+    out.extend(reasoning(thinking));
+    let text = str_at(v, &format!("{pointer}/content"));
     if !text.is_empty() {
         out.push(Ok(ProviderEvent::Delta(text.to_string())));
     }
@@ -93,5 +105,12 @@ fn chunk(v: &Value, pointer: &str) -> Vec<Item> {
         )));
     }
     out.extend(usage(v.get("usage"), "prompt_tokens", "completion_tokens"));
+    if let Some(n) = v
+        .pointer("/usage/completion_tokens_details/reasoning_tokens")
+        .and_then(Value::as_u64)
+        .filter(|n| *n > 0)
+    {
+        out.push(Ok(ProviderEvent::ReasoningTokens(n)));
+    }
     out
 }

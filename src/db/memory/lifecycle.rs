@@ -225,6 +225,7 @@ impl MemoryStore {
             data.deleted.remove(id);
         }
         data.imports.retain(|_, t| !doomed.contains(t));
+        data.summaries.retain(|(t, _), _| !doomed.contains(t));
         Ok(doomed.len() as u64)
     }
 

@@ -153,7 +153,12 @@ where
         let doomed = "SELECT id FROM threads WHERE deleted_at IS NOT NULL AND deleted_at < $1";
         // Deleting the messages deletes their search rows (SQLite's trigger; PostgreSQL's index
         // is on the rows themselves).
-        for table in ["messages", "thread_members", "regenerations"] {
+        for table in [
+            "messages",
+            "thread_members",
+            "regenerations",
+            "context_summaries",
+        ] {
             self.q_built(format!("DELETE FROM {table} WHERE thread_id IN ({doomed})"))
                 .bind(before)
                 .execute(&mut *tx)

@@ -14,6 +14,7 @@ mod personas;
 mod search;
 mod search_scope;
 mod sso;
+mod summaries;
 mod threads;
 mod usage;
 mod versions;
@@ -367,6 +368,21 @@ where
 
     async fn personas(&self) -> Result<PersonaSnapshot> {
         self.personas_sql().await
+    }
+
+    async fn context_summary(
+        &self,
+        thread_id: &str,
+        agent_id: &str,
+    ) -> Result<Option<crate::db::summaries::ContextSummary>> {
+        self.context_summary_sql(thread_id, agent_id).await
+    }
+
+    async fn put_context_summary(
+        &self,
+        summary: &crate::db::summaries::ContextSummary,
+    ) -> Result<()> {
+        self.put_context_summary_sql(summary).await
     }
 
     async fn change_personas(&self, change: &PersonaChange) -> Result<bool> {

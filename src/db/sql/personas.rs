@@ -13,8 +13,8 @@ use crate::db::{
 const CONNECTIONS: &str = "SELECT id, name, kind, base_url, key_cipher, key_nonce, key_version, \
      key_hint, created_at, updated_at FROM provider_connections ORDER BY created_at, id";
 const AGENTS: &str = "SELECT id, name, colour, system_prompt, connection_id, model, \
-     temperature_milli, max_tokens, fallback_model, enabled, created_at, updated_at FROM agents \
-     ORDER BY created_at, id";
+     temperature_milli, max_tokens, fallback_model, enabled, created_at, updated_at, \
+     fallback_agent FROM agents ORDER BY created_at, id";
 
 impl<DB> SqlStore<DB>
 where
@@ -85,6 +85,7 @@ where
                     enabled: enabled != 0,
                     created_at: r.try_get(10)?,
                     updated_at: r.try_get(11)?,
+                    fallback_agent: r.try_get(12)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -158,8 +159,9 @@ where
                 .q(
                     "INSERT INTO agents (id, name, name_key, colour, system_prompt, \
                      connection_id, model, temperature_milli, max_tokens, fallback_model, \
-                     enabled, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+                     enabled, created_at, updated_at, fallback_agent) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                     RETURNING id",
                 )
                 .bind(row.id.as_str())
                 .bind(row.name.as_str())
@@ -174,6 +176,7 @@ where
                 .bind(i64::from(row.enabled))
                 .bind(row.created_at)
                 .bind(row.updated_at)
+                .bind(row.fallback_agent.clone())
                 .fetch_optional(&mut *tx)
                 .await?
                 .is_some(),
@@ -181,7 +184,8 @@ where
                 .q("UPDATE agents SET name = $2, name_key = $3, colour = $4, \
                      system_prompt = $5, connection_id = $6, model = $7, \
                      temperature_milli = $8, max_tokens = $9, fallback_model = $10, \
-                     enabled = $11, updated_at = $12 WHERE id = $1 RETURNING id")
+                     enabled = $11, updated_at = $12, fallback_agent = $13 \
+                     WHERE id = $1 RETURNING id")
                 .bind(row.id.as_str())
                 .bind(row.name.as_str())
                 .bind(row.name_key())
@@ -194,6 +198,7 @@ where
                 .bind(row.fallback_model.clone())
                 .bind(i64::from(row.enabled))
                 .bind(row.updated_at)
+                .bind(row.fallback_agent.clone())
                 .fetch_optional(&mut *tx)
                 .await?
                 .is_some(),

@@ -2,6 +2,7 @@
 //! stream runs) until its job says it ended.
 
 use super::*;
+use crate::contract::ErrorCode;
 
 fn start(stream_id: &str, debate_id: Option<&str>) -> StreamEvent {
     StreamEvent::Start {
@@ -59,4 +60,60 @@ fn a_debate_is_known_between_its_turns_until_its_job_ends() {
     streams.apply(&stopped("s4"), &hub);
     streams.forget_mirrors("t");
     assert_eq!(streams.debate_thread("e"), None);
+}
+
+fn reasoning(offset: usize, delta: &str) -> StreamEvent {
+    StreamEvent::Reasoning {
+        thread: "t".into(),
+        stream_id: "s".into(),
+        offset,
+        delta: delta.into(),
+    }
+}
+
+#[test]
+fn reasoning_is_kept_apart_from_the_text_and_a_gap_asks_for_a_snapshot() {
+    let hub = Hub::new(16);
+    let streams = Streams::default();
+    // A mirror that never saw the stream start learns it from a snapshot.
+    assert!(matches!(
+        streams.apply(&reasoning(0, "Let me "), &hub),
+        Follow::NeedSnapshot(_)
+    ));
+    streams.apply(&start("s", None), &hub);
+    assert!(matches!(
+        streams.apply(&reasoning(0, "Let me "), &hub),
+        Follow::None
+    ));
+    // A repeat is dropped; a gap makes the mirror stale until a snapshot comes.
+    streams.apply(&reasoning(0, "Let me "), &hub);
+    let stream = streams.get("s").unwrap();
+    assert_eq!(stream.reasoning(), "Let me ");
+    assert_eq!(stream.text(), "", "reasoning is never answer text");
+    assert!(matches!(
+        streams.apply(&reasoning(20, "later"), &hub),
+        Follow::NeedSnapshot(_)
+    ));
+    streams.apply(
+        &StreamEvent::Snapshot {
+            thread: "t".into(),
+            stream_id: "s".into(),
+            agent_id: "a".into(),
+            agent_name: "A".into(),
+            debate_id: None,
+            text: "Hi".into(),
+            reasoning: "Let me think it over. later".into(),
+            model: None,
+            round: None,
+            role: None,
+            version_of: None,
+        },
+        &hub,
+    );
+    assert_eq!(stream.reasoning(), "Let me think it over. later");
+    assert_eq!(stream.text(), "Hi");
+    // From there on, deltas apply at the snapshot's length.
+    let at = "Let me think it over. later".chars().count();
+    streams.apply(&reasoning(at, "!"), &hub);
+    assert_eq!(stream.reasoning(), "Let me think it over. later!");
 }

@@ -17,11 +17,23 @@
 //! * `ratelimit-once`: 429 with `Retry-After: 1`, then `ok`; `ratelimit`: always 429, no
 //!   `Retry-After`; `error-event`: two chunks, then the provider's error event;
 //! * `disconnect`: two chunks, then the connection drops mid-stream;
-//! * `hang`: headers, then silence; `fail-500`: always HTTP 500 with upstream junk in the body;
+//! * `hang`: headers, then silence (`hang-summary`: only for summary requests);
+//!   `fail-500`: always HTTP 500 with upstream junk in the body;
 //! * `slow-gateway-429` / `slow-gateway-500`: a gateway that retries internally and answers
 //!   each failed try after 5 s; `html`: a 200 with an HTML page; `missing`: 404 model not found;
 //! * `filtered`: no text, the format's content-filter stop (`finish_reason: "content_filter"`,
 //!   `stop_reason: "refusal"`, `finishReason: "SAFETY"`).
+//!
+//! * `think`: reasoning first, in the format's real shape (OpenAI-compatible
+//!   `delta.reasoning_content` with `completion_tokens_details.reasoning_tokens`; Anthropic a
+//!   `thinking` block with `thinking_delta`s and a `signature_delta`, then a `redacted_thinking`
+//!   block; Gemini parts with `"thought": true` and `thoughtsTokenCount`), then the text;
+//!   `think-alt`: OpenAI-compatible `delta.reasoning` (OpenRouter, Ollama); `think-json`: one
+//!   non-streamed completion with its reasoning; `think-slow-N-MS`: N reasoning chunks `rI `
+//!   every MS ms, then the text.
+//!
+//! A request whose system prompt is the summariser's (`agents::summary::SUMMARY_PROMPT`) gets
+//! [`FakeLlm::SUMMARY`] as its answer, whatever the model.
 //!
 //! `GET …/models` lists one model as vLLM does.
 
@@ -43,6 +55,9 @@ use axum::{
 };
 use futures_util::stream;
 use serde_json::{Value, json};
+
+mod thinking;
+use thinking::{is_summary_request, thought, thoughts, thoughts_end};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Wire {
@@ -122,9 +137,20 @@ impl FakeLlm {
     pub fn full_text(model: &str) -> String {
         chunks(model).concat()
     }
+
+    /// The reasoning a `think*` model sends before its text.
+    pub fn full_reasoning(model: &str) -> String {
+        thoughts(model).concat()
+    }
+
+    /// What the fake answers to a summary request.
+    pub const SUMMARY: &str = "Summary: the early turns settled the plan.";
 }
 
 fn chunks(model: &str) -> Vec<String> {
+    if model == "summary" {
+        return vec![FakeLlm::SUMMARY.to_string()];
+    }
     if let Some((n, _)) = slow(model) {
         return (0..n).map(|i| format!("c{i} ")).collect();
     }
@@ -184,6 +210,12 @@ async fn route(State(fake): State<FakeLlm>, uri: Uri, headers: HeaderMap, body: 
         return StatusCode::NOT_FOUND.into_response();
     };
     let n = record(&fake, &model, &body, &path, &headers);
+    if is_summary_request(&body) {
+        if model == "hang-summary" {
+            return sse(&fake, wire, "hang".into());
+        }
+        return sse(&fake, wire, "summary".into());
+    }
     respond(&fake, wire, model, n).await
 }
 
@@ -256,7 +288,9 @@ async fn respond(fake: &FakeLlm, wire: Wire, model: String, n: usize) -> Respons
             )
                 .into_response();
         }
-        "json" | "json-array" => return json_response(StatusCode::OK, completion(wire, &model)),
+        "json" | "json-array" | "think-json" => {
+            return json_response(StatusCode::OK, completion(wire, &model));
+        }
         _ => {}
     }
     sse(fake, wire, model)
@@ -265,15 +299,30 @@ async fn respond(fake: &FakeLlm, wire: Wire, model: String, n: usize) -> Respons
 /// One non-streamed completion in the format's shape.
 fn completion(wire: Wire, model: &str) -> Value {
     let text = FakeLlm::full_text("ok");
+    let thinking = FakeLlm::full_reasoning(model);
     match wire {
+        Wire::OpenAi if model == "think-json" => {
+            json!({"id":"chatcmpl-1","object":"chat.completion","created":1700000000,"model":model,
+            "choices":[{"index":0,"message":{"role":"assistant","content":text,"reasoning_content":thinking},"finish_reason":"stop"}],
+            "usage":{"prompt_tokens":25,"completion_tokens":12,"total_tokens":37,"completion_tokens_details":{"reasoning_tokens":7}}})
+        }
         Wire::OpenAi => {
             json!({"id":"chatcmpl-1","object":"chat.completion","created":1700000000,"model":model,
             "choices":[{"index":0,"message":{"role":"assistant","content":text},"finish_reason":"stop"}],
             "usage":{"prompt_tokens":25,"completion_tokens":5,"total_tokens":30}})
         }
+        Wire::Anthropic if model == "think-json" => {
+            json!({"id":"msg_1","type":"message","role":"assistant","model":model,
+            "content":[{"type":"thinking","thinking":thinking,"signature":"EqQBCgIYAhIM"},{"type":"redacted_thinking","data":"EmwKAhgBEgy3"},{"type":"text","text":text}],
+            "stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":25,"output_tokens":12}})
+        }
         Wire::Anthropic => json!({"id":"msg_1","type":"message","role":"assistant","model":model,
             "content":[{"type":"text","text":text}],"stop_reason":"end_turn","stop_sequence":null,
             "usage":{"input_tokens":25,"output_tokens":5}}),
+        Wire::Gemini if model == "think-json" => {
+            json!({"candidates":[{"content":{"parts":[{"text":thinking,"thought":true},{"text":text}],"role":"model"},"finishReason":"STOP","index":0}],
+            "usageMetadata":{"promptTokenCount":25,"candidatesTokenCount":5,"thoughtsTokenCount":7,"totalTokenCount":37}})
+        }
         Wire::Gemini => {
             let parts: Vec<Value> = chunks("ok").iter().enumerate().map(|(i, t)| {
                 let mut r = json!({"candidates":[{"content":{"parts":[{"text":t}],"role":"model"},"index":0}],"usageMetadata":{"promptTokenCount":25,"candidatesTokenCount":i + 1,"totalTokenCount":26 + i}});
@@ -308,12 +357,18 @@ fn head(wire: Wire, model: &str) -> Vec<String> {
                     "message_start",
                     json!({"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":model,"stop_reason":null,"usage":{"input_tokens":input,"output_tokens":1}}}),
                 ),
-                event(
-                    "content_block_start",
-                    json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
-                ),
                 event("ping", json!({"type": "ping"})),
             ];
+            // A thinking model opens its thinking block first (and its text block after it).
+            if !model.starts_with("think") {
+                h.insert(
+                    1,
+                    event(
+                        "content_block_start",
+                        json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+                    ),
+                );
+            }
             if model == "empty-choices" {
                 h.push(event("content_block_delta", json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":""}})));
             }
@@ -409,6 +464,15 @@ fn tail(wire: Wire, model: &str) -> Vec<String> {
             ),
             "data: [DONE]\n\n".into(),
         ],
+        (Wire::OpenAi, m) if m.starts_with("think") => vec![
+            data(
+                json!({"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}),
+            ),
+            data(
+                json!({"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":25,"completion_tokens":12,"total_tokens":37,"completion_tokens_details":{"reasoning_tokens":7}}}),
+            ),
+            "data: [DONE]\n\n".into(),
+        ],
         (Wire::OpenAi, _) => vec![
             data(
                 json!({"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}),
@@ -437,6 +501,9 @@ fn tail(wire: Wire, model: &str) -> Vec<String> {
             ]
         }
         (Wire::Gemini, "usage-with-choices") => vec![],
+        (Wire::Gemini, m) if m.starts_with("think") => vec![data(
+            json!({"candidates":[{"content":{"parts":[{"text":""}],"role":"model"},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":25,"candidatesTokenCount":5,"thoughtsTokenCount":7,"totalTokenCount":37}}),
+        )],
         (Wire::Gemini, _) => vec![data(
             json!({"candidates":[{"content":{"parts":[{"text":""}],"role":"model"},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":25,"candidatesTokenCount":5,"totalTokenCount":30}}),
         )],
@@ -445,18 +512,36 @@ fn tail(wire: Wire, model: &str) -> Vec<String> {
 
 fn sse(fake: &FakeLlm, wire: Wire, model: String) -> Response {
     let parts = chunks(&model);
-    let delay = slow(&model).map(|(_, ms)| ms).unwrap_or(5);
+    let delay = slow(&model)
+        .or_else(|| model.strip_prefix("think-").and_then(slow))
+        .map(|(_, ms)| ms)
+        .unwrap_or(5);
     let failing = matches!(model.as_str(), "error-event" | "disconnect");
     let sent: Vec<String> = match model.as_str() {
         "filtered" => vec![],
         _ if failing => parts[..2].to_vec(),
         _ => parts.clone(),
     };
-    let deltas: Vec<String> = sent
+    let thinking = thoughts(&model);
+    let mut deltas: Vec<String> = thinking
         .iter()
         .enumerate()
-        .map(|(i, t)| delta(wire, &model, t, i + 1 == sent.len()))
+        .map(|(i, t)| thought(wire, &model, t, i == 0))
         .collect();
+    if !thinking.is_empty() {
+        // The end of the reasoning rides with the first text chunk.
+        let end = thoughts_end(wire);
+        deltas.extend(sent.iter().enumerate().map(|(i, t)| {
+            let d = delta(wire, &model, t, i + 1 == sent.len());
+            if i == 0 { end.clone() + &d } else { d }
+        }));
+    } else {
+        deltas.extend(
+            sent.iter()
+                .enumerate()
+                .map(|(i, t)| delta(wire, &model, t, i + 1 == sent.len())),
+        );
+    }
     let head: Vec<Result<Bytes, std::io::Error>> = head(wire, &model)
         .into_iter()
         .map(|s| Ok(Bytes::from(s)))
