@@ -18,6 +18,7 @@ use super::{
         AccessChange, AccessOutcome, Account, AccountLink, NewAccount, Registered, SessionRow,
     },
     documents::DocumentStore,
+    memories::MemoriesStore,
     lifecycle::{
         ExportedMessage, ImportedThread, ListedThread, MemberFlags, SearchHit, SearchQuery,
         ThreadChange, ThreadMember,
@@ -287,6 +288,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// The backend's document storage; `None` for a backend without it (the in-memory fake).
     fn documents(&self) -> Option<&dyn DocumentStore> {
+        None
+    }
+
+    // ---- Per-user memory (issue #19): the SQL is in `sql/memories.rs` ----
+
+    /// The backend's memory storage; `None` for a backend without it (the in-memory fake).
+    fn memories(&self) -> Option<&dyn MemoriesStore> {
         None
     }
 

@@ -46,6 +46,8 @@ export class Chat extends ThreadHistory {
   /** Which version of each answer shows, and regenerate requests awaiting their ack. */
   readonly versions = new Versions((f) => this.socket.send(f), () => this.emit());
   onUnauthorized: () => void = () => {};
+  /** Bumped by every `memory` frame (this user's memory items changed): the Memory panel reloads. */
+  memoryVersion = 0;
   /** The socket authenticated as someone else (the cookie changed, e.g. a login in another tab). */
   onUserChanged: () => void = () => {};
 
@@ -370,6 +372,9 @@ export class Chat extends ThreadHistory {
       case 'members_updated':
       case 'removed':
         this.onDirectoryFrame(f);
+        break;
+      case 'memory':
+        this.memoryVersion += 1;
         break;
       case 'resync':
         if (this.views.has(f.thread)) void this.loadHistory(f.thread, true);
