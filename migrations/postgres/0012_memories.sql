@@ -1,6 +1,7 @@
 -- Per-user memory (issue #19, docs/memories.md): facts a user stated and thread summaries,
 -- kept only for users who opted in, each visible and editable by its owner alone.
--- memory_optin: one row per user who ever chose; no row (or enabled = 0) means off.
+-- memory_optin: one row per user who ever chose; no row (or enabled = 0) means off;
+-- updated_at: when it was last turned on or off (a message older than that is not captured).
 CREATE TABLE memory_optin (
     user_id TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
     enabled BIGINT NOT NULL,

@@ -54,10 +54,10 @@ pub struct MemoryPage {
 /// Storage of memory items and opt-ins (the SQL backends).
 #[async_trait]
 pub trait MemoriesStore: Send + Sync {
-    /// Whether the user opted in (false when they never chose).
-    async fn memories_enabled(&self, user_id: &str) -> Result<bool>;
+    /// Since when (ms) the user has memory on; `None` while off (also when they never chose).
+    async fn memories_enabled(&self, user_id: &str) -> Result<Option<i64>>;
 
-    /// Record the user's choice.
+    /// Record the user's choice (the time only when it changes).
     async fn set_memories_enabled(&self, user_id: &str, enabled: bool, now: i64) -> Result<()>;
 
     /// How many items the user has.

@@ -7,9 +7,9 @@ pub mod accounts;
 pub mod backup;
 mod batch;
 pub mod documents;
-pub mod memories;
 pub mod lifecycle;
 pub mod manager;
+pub mod memories;
 #[cfg(test)]
 pub mod memory;
 mod meta;

@@ -18,11 +18,11 @@ use super::{
         AccessChange, AccessOutcome, Account, AccountLink, NewAccount, Registered, SessionRow,
     },
     documents::DocumentStore,
-    memories::MemoriesStore,
     lifecycle::{
         ExportedMessage, ImportedThread, ListedThread, MemberFlags, SearchHit, SearchQuery,
         ThreadChange, ThreadMember,
     },
+    memories::MemoriesStore,
     personas::{PersonaChange, PersonaSnapshot},
     sso::{SsoIdentity, SsoPending},
     usage::{BudgetRow, Counter, PeriodLimit, UsageGroup, UsageQuery},

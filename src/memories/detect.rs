@@ -208,7 +208,10 @@ mod tests {
         assert_eq!(facts("my name is Ada"), ["my name is Ada"]);
         assert_eq!(
             facts("Je préfère les réponses courtes. Souviens-toi que j’ai un chat nommé Pixel"),
-            ["Je préfère les réponses courtes", "J’ai un chat nommé Pixel"]
+            [
+                "Je préfère les réponses courtes",
+                "J’ai un chat nommé Pixel"
+            ]
         );
         assert_eq!(
             facts("Ma couleur préférée est le vert"),
@@ -232,10 +235,7 @@ mod tests {
 
     #[test]
     fn the_same_fact_twice_is_kept_once_and_the_key_ignores_case_and_punctuation() {
-        assert_eq!(
-            facts("I prefer tea. I PREFER TEA!"),
-            ["I prefer tea"]
-        );
+        assert_eq!(facts("I prefer tea. I PREFER TEA!"), ["I prefer tea"]);
         assert_eq!(dedupe_key("I prefer  Tea!"), dedupe_key("i prefer tea"));
     }
 }

@@ -39,10 +39,7 @@ const PAGE_MAX: i64 = 200;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route(
-            "/api/memories",
-            get(list).post(create).delete(delete_all),
-        )
+        .route("/api/memories", get(list).post(create).delete(delete_all))
         .route("/api/memories/settings", get(settings).put(set_settings))
         .route("/api/memories/{id}", patch(update).delete(remove))
 }
@@ -55,7 +52,7 @@ async fn settings_view(state: &AppState, user_id: &str) -> Result<MemorySettings
         .run(|s| async move {
             let store = store_of(&s)?;
             Ok((
-                store.memories_enabled(&user).await?,
+                store.memories_enabled(&user).await?.is_some(),
                 store.memory_count(&user).await?,
             ))
         })

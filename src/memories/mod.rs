@@ -55,7 +55,11 @@ impl Memories {
     }
 
     /// Capture from every newly stored message (`heard`, in commit order) until `stop`.
-    pub fn listen(self: &Arc<Self>, mut heard: mpsc::UnboundedReceiver<Message>, stop: CancellationToken) {
+    pub fn listen(
+        self: &Arc<Self>,
+        mut heard: mpsc::UnboundedReceiver<Message>,
+        stop: CancellationToken,
+    ) {
         let me = self.clone();
         tokio::spawn(async move {
             loop {
@@ -91,11 +95,16 @@ impl Memories {
         }
     }
 
-    /// Store the facts `m` states, if its author opted in.
+    /// Store the facts `m` states, if its author had memory on when it was stored (turning
+    /// memory on never captures what was written before).
     async fn capture_facts(&self, m: &Message) -> Result<(), StoreError> {
         let facts = detect::facts(&m.body);
-        if facts.is_empty() || !self.enabled(&m.author.id).await? {
+        if facts.is_empty() {
             return Ok(());
+        }
+        match self.enabled_since(&m.author.id).await? {
+            Some(since) if since <= m.created_at => {}
+            _ => return Ok(()),
         }
         for fact in facts {
             let item = self.item(
@@ -105,7 +114,9 @@ impl Memories {
                 format!("fact:{}", detect::dedupe_key(&fact)),
                 (Some(&m.thread_id), Some(&m.id)),
             );
-            self.add(item, false).await?;
+            if self.add(item, false).await? == Added::Full {
+                break;
+            }
         }
         Ok(())
     }
@@ -125,7 +136,7 @@ impl Memories {
     }
 
     async fn try_summarise(&self, user_id: &str, thread_id: &str) -> Result<(), StoreError> {
-        if !self.enabled(user_id).await? {
+        if self.enabled_since(user_id).await?.is_none() {
             return Ok(());
         }
         let tid = thread_id.to_string();
@@ -151,7 +162,7 @@ impl Memories {
             format!("summary:{thread_id}"),
             (Some(thread_id), None),
         );
-        self.add(item, true).await
+        self.add(item, true).await.map(|_| ())
     }
 
     /// A new item of `user_id` (its text cut to `max_chars`).
@@ -195,8 +206,8 @@ impl Memories {
         Ok(added)
     }
 
-    /// Whether `user_id` opted in.
-    async fn enabled(&self, user_id: &str) -> Result<bool, StoreError> {
+    /// Since when `user_id` has memory on (`None`: off).
+    async fn enabled_since(&self, user_id: &str) -> Result<Option<i64>, StoreError> {
         let user = user_id.to_string();
         self.db
             .run(|s| async move { store_of(&s)?.memories_enabled(&user).await })

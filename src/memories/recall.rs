@@ -129,7 +129,7 @@ pub async fn recall(
             let Some(store) = s.memories() else {
                 return Ok(Vec::new());
             };
-            if !store.memories_enabled(&page.user_id).await? {
+            if store.memories_enabled(&page.user_id).await?.is_none() {
                 return Ok(Vec::new());
             }
             store_of(&s)?.memory_page(&page).await
@@ -166,7 +166,11 @@ mod tests {
         // Newest first, as the store lists them.
         let items = vec![
             item("5", "fact", "I prefer answers in French"),
-            item("4", "summary", "Thread \"Paint\": ana: the colour of the shed"),
+            item(
+                "4",
+                "summary",
+                "Thread \"Paint\": ana: the colour of the shed",
+            ),
             item("3", "fact", "My favourite colour is teal"),
             item("2", "fact", "I work on a compiler"),
             item("1", "fact", "I live in Lyon"),
@@ -186,7 +190,10 @@ mod tests {
 
     #[test]
     fn the_note_names_summaries() {
-        let block = prompt_block(&[item("1", "fact", "I live in Lyon"), item("2", "summary", "S")]);
+        let block = prompt_block(&[
+            item("1", "fact", "I live in Lyon"),
+            item("2", "summary", "S"),
+        ]);
         assert!(block.contains("\n- I live in Lyon\n- Summary of an earlier thread: S"));
     }
 }

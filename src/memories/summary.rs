@@ -105,16 +105,26 @@ mod tests {
             msg(1, "ana", "Hi all."),
             msg(2, "ana", "We must pick a database for the billing service."),
             msg(3, "ben", "I had lunch at noon today with my cousin."),
-            msg(4, "ben", "The billing service needs a database with strong transactions."),
+            msg(
+                4,
+                "ben",
+                "The billing service needs a database with strong transactions.",
+            ),
             msg(5, "ana", "Then the billing database is PostgreSQL."),
         ];
         let s = summarise("Billing", &messages, 500).unwrap();
-        assert!(s.starts_with("Thread \"Billing\" (5 messages): ana: We must pick"), "{s}");
+        assert!(
+            s.starts_with("Thread \"Billing\" (5 messages): ana: We must pick"),
+            "{s}"
+        );
         assert!(s.contains("ben: The billing service needs"), "{s}");
         assert!(s.contains("PostgreSQL"), "{s}");
         assert!(!s.contains("lunch"), "{s}");
         assert_eq!(summarise("Billing", &messages, 500).unwrap(), s);
-        assert_eq!(summarise("Billing", &messages, 40).unwrap().chars().count(), 40);
+        assert_eq!(
+            summarise("Billing", &messages, 40).unwrap().chars().count(),
+            40
+        );
         assert!(summarise("Empty", &[msg(1, "ana", "ok")], 500).is_none());
     }
 }

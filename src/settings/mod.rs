@@ -10,8 +10,8 @@ use serde::Deserialize;
 
 pub mod agents;
 pub mod documents;
-pub mod memories;
 mod load;
+pub mod memories;
 mod modes;
 pub mod oidc;
 pub mod usage;

@@ -23,6 +23,7 @@ mod fuzz;
 mod hardening;
 mod lifecycle;
 mod local_models;
+mod memories;
 mod metric_meanings;
 mod metric_meanings_db;
 mod metrics;

@@ -47,24 +47,24 @@ where
     for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    async fn memories_enabled(&self, user_id: &str) -> Result<bool> {
+    async fn memories_enabled(&self, user_id: &str) -> Result<Option<i64>> {
         let row = self
             .fetch_optional(
-                self.q("SELECT enabled FROM memory_optin WHERE user_id = $1")
+                self.q("SELECT updated_at FROM memory_optin WHERE user_id = $1 AND enabled <> 0")
                     .bind(user_id),
             )
             .await?;
-        Ok(match row {
-            Some(r) => r.try_get::<i64, _>(0)? != 0,
-            None => false,
-        })
+        row.map(|r| r.try_get::<i64, _>(0))
+            .transpose()
+            .map_err(Into::into)
     }
 
     async fn set_memories_enabled(&self, user_id: &str, enabled: bool, now: i64) -> Result<()> {
         self.execute(
             self.q(
                 "INSERT INTO memory_optin (user_id, enabled, updated_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (user_id) DO UPDATE SET enabled = $2, updated_at = $3",
+                 ON CONFLICT (user_id) DO UPDATE SET enabled = $2, updated_at = CASE \
+                 WHEN memory_optin.enabled = $2 THEN memory_optin.updated_at ELSE $3 END",
             )
             .bind(user_id)
             .bind(i64::from(enabled))
