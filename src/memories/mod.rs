@@ -235,6 +235,33 @@ pub(crate) fn store_of(s: &SharedStore) -> Result<&dyn MemoriesStore, StoreError
     })
 }
 
+/// Every item of `user_id`, newest first (their export).
+pub async fn everything_of(db: &Database, user_id: &str) -> Result<Vec<MemoryView>, StoreError> {
+    let mut out = Vec::new();
+    let mut before = None;
+    loop {
+        let page = crate::db::memories::MemoryPage {
+            user_id: user_id.to_string(),
+            kind: None,
+            before: before.clone(),
+            limit: 500,
+        };
+        let items = db
+            .run(|s| async move {
+                match s.memories() {
+                    Some(store) => store.memory_page(&page).await,
+                    None => Ok(Vec::new()),
+                }
+            })
+            .await?;
+        out.extend(items.iter().map(view));
+        if items.len() < 500 {
+            return Ok(out);
+        }
+        before = items.last().map(|i| i.id.clone());
+    }
+}
+
 /// An item as the contract shows it.
 pub fn view(item: &MemoryItem) -> MemoryView {
     MemoryView {

@@ -448,6 +448,14 @@ async fn local_agent_uses_a_remembered_fact(pg: bool) {
         "{answer}"
     );
     assert_eq!(texts(&app, &alice, "").await.len(), 1);
+    // Her export holds her item; Bob's holds none.
+    let (_, export) = get_as(&app, &alice.token, "/api/me/export").await;
+    assert_eq!(
+        export["memories"][0]["text"], "My favourite colour is teal",
+        "{export}"
+    );
+    let (_, export) = get_as(&app, &bob.token, "/api/me/export").await;
+    assert!(export.get("memories").is_none(), "{export}");
 }
 
 on_both!(

@@ -365,7 +365,12 @@ export type ThreadExport = { format: string, title: string, agents: Array<string
  */
 created_at: string, messages: Array<ExportedMessageView>, };
 
-export type ExportArchive = { format: string, user: UserView, threads: Array<ThreadExport>, };
+export type ExportArchive = { format: string, user: UserView, threads: Array<ThreadExport>, 
+/**
+ * The user's memory items, newest first (extension; absent when there are none). An
+ * import ignores them.
+ */
+memories?: Array<MemoryView>, };
 
 export type ImportedThreadView = { id: string, title: string, 
 /**
