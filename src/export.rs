@@ -198,6 +198,8 @@ pub(crate) async fn export_me(
             username: user.username().to_string(),
         },
         threads,
+        memories: Some(crate::memories::everything_of(&state.db, user.id()).await?)
+            .filter(|m| !m.is_empty()),
     }))
 }
 

@@ -35,6 +35,7 @@ pub mod export;
 pub mod health;
 pub mod http;
 pub mod limits;
+pub mod memories;
 pub mod memory;
 pub mod messages;
 pub mod metrics;

@@ -86,6 +86,8 @@ impl Application {
         let (stored_tx, stored_rx) = mpsc::unbounded_channel();
         let (to_agents, agents_rx) = mpsc::unbounded_channel();
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        // Every newly stored message, for the memory capture (also one way: it only reads).
+        let (heard_tx, heard_rx) = mpsc::unbounded_channel();
         // The broker brings the other instances' events as values too (`Inbound`).
         let (broker, inbound) =
             crate::realtime::broker::connect(&settings, metrics.clone(), background.clone())
@@ -110,7 +112,13 @@ impl Application {
             stored_tx,
             writer_stop.clone(),
         );
-        realtime.deliver(stored_rx, to_agents);
+        realtime.deliver(stored_rx, to_agents, heard_tx);
+        let memories = Arc::new(crate::memories::Memories::new(
+            settings.memories.clone(),
+            db.clone(),
+            realtime.clone(),
+        ));
+        memories.listen(heard_rx, background.clone());
         let agents = Arc::new(Agents::new(
             &settings,
             metrics.clone(),
@@ -148,6 +156,7 @@ impl Application {
             agents,
             web: Arc::new(crate::assets::WebUi::new(&settings)),
             documents,
+            memories,
         };
         spawn_background(&state, background.clone());
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
@@ -492,6 +501,7 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
         .merge(crate::agents::admin::routes())
         .merge(crate::usage::routes())
         .merge(crate::documents::routes())
+        .merge(crate::memories::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::http::middleware::admission,

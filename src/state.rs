@@ -32,6 +32,8 @@ pub struct AppState {
     pub web: Arc<crate::assets::WebUi>,
     /// Uploaded documents: extraction jobs and their limits.
     pub documents: Arc<crate::documents::Documents>,
+    /// Per-user memory: capture, summaries, the frames of changes (issue #19).
+    pub memories: Arc<crate::memories::Memories>,
 }
 
 /// Where the instance is in its life: starting, serving, or draining for shutdown.

@@ -99,6 +99,8 @@ pub struct Agents {
     pub(super) prices: crate::settings::usage::PriceTable,
     /// Passages of the thread's documents a turn receives at most.
     pub(super) document_passages: usize,
+    /// What a turn receives of its requester's memory items (issue #19).
+    pub(super) memories: crate::settings::memories::MemorySettings,
     /// Running jobs by job id; streams map to their job.
     jobs: Mutex<HashMap<String, Job>>,
     pub(super) stream_jobs: Mutex<HashMap<String, String>>,
@@ -130,6 +132,7 @@ impl Agents {
             )),
             prices: settings.prices.clone(),
             document_passages: settings.documents.passages,
+            memories: settings.memories.clone(),
             db,
             writer,
             jobs: Mutex::new(HashMap::new()),

@@ -230,6 +230,7 @@ impl Agents {
             temperature: 0.2,
             max_tokens: cap.clamp(64, 4096) as u32,
             passages: Vec::new(),
+            memories: Vec::new(),
         };
         let mut events = self.providers.open(route, &request).await.ok()?;
         let mut text = String::new();

@@ -85,6 +85,13 @@ impl Agents {
             used = context::estimate_tokens(&block);
             system.push_str(&block);
         }
+        // The requester's memory items (only theirs, only if they opted in), as a system note.
+        let remembered = self.memories_for(&job.requester, &history).await;
+        if !remembered.is_empty() {
+            let block = crate::memories::recall::prompt_block(&remembered);
+            used += context::estimate_tokens(&block);
+            system.push_str(&block);
+        }
         let fitted = self
             .fit_context(
                 thread,
@@ -105,6 +112,7 @@ impl Agents {
             temperature: agent.temperature,
             max_tokens: agent.max_tokens,
             passages,
+            memories: remembered.into_iter().map(|m| m.text).collect(),
         };
         // The requester's budget first: a spent one ends the stream before any provider call.
         let estimate = reservation_estimate(&request);
@@ -362,6 +370,26 @@ impl Agents {
                 Vec::new()
             }
         }
+    }
+
+    /// The memory items of `requester` for the last question in `history` (none unless they
+    /// opted in; none when the database cannot tell: the answer goes on without them).
+    async fn memories_for(
+        &self,
+        requester: &str,
+        history: &[Message],
+    ) -> Vec<crate::db::memories::MemoryItem> {
+        let question = history
+            .iter()
+            .rev()
+            .find(|m| m.author.kind == AuthorKind::User)
+            .map_or("", |m| m.body.as_str());
+        crate::memories::recall::recall(&self.db, &self.memories, requester, question)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "memory recall failed; answering without it");
+                Vec::new()
+            })
     }
 
     /// The thread so far (`page`): from the database, or the in-memory ring during an outage.

@@ -9,6 +9,7 @@ mod batch;
 pub mod documents;
 pub mod lifecycle;
 pub mod manager;
+pub mod memories;
 #[cfg(test)]
 pub mod memory;
 mod meta;

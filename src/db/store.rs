@@ -22,6 +22,7 @@ use super::{
         ExportedMessage, ImportedThread, ListedThread, MemberFlags, SearchHit, SearchQuery,
         ThreadChange, ThreadMember,
     },
+    memories::MemoriesStore,
     personas::{PersonaChange, PersonaSnapshot},
     sso::{SsoIdentity, SsoPending},
     summaries::ContextSummary,
@@ -288,6 +289,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// The backend's document storage; `None` for a backend without it (the in-memory fake).
     fn documents(&self) -> Option<&dyn DocumentStore> {
+        None
+    }
+
+    // ---- Per-user memory (issue #19): the SQL is in `sql/memories.rs` ----
+
+    /// The backend's memory storage; `None` for a backend without it (the in-memory fake).
+    fn memories(&self) -> Option<&dyn MemoriesStore> {
         None
     }
 

@@ -61,6 +61,9 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/api/admin/connections/{id}/models", &["GET"]),
     ("/api/admin/agents", &["GET", "POST"]),
     ("/api/admin/agents/{id}", &["PATCH", "DELETE"]),
+    ("/api/memories", &["GET", "POST", "DELETE"]),
+    ("/api/memories/settings", &["GET", "PUT"]),
+    ("/api/memories/{id}", &["PATCH", "DELETE"]),
 ];
 
 #[cfg(test)]

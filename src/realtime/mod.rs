@@ -96,6 +96,12 @@ pub enum Event {
         thread: String,
         frame: Box<ServerFrame>,
     },
+    /// A frame for every socket of `user_id`, on every instance, whatever they follow (their
+    /// memory items changed: `memory`).
+    ToUser {
+        user_id: String,
+        frame: Box<ServerFrame>,
+    },
     /// A document of the thread was uploaded, changed state or was deleted (`document`).
     Document {
         thread_id: String,
@@ -125,7 +131,7 @@ impl Event {
             | Event::MemberRemoved { thread_id, .. }
             | Event::ThreadDeleted { thread_id, .. }
             | Event::Document { thread_id, .. } => Some(thread_id),
-            Event::Revoked { .. } | Event::Notice { .. } => None,
+            Event::Revoked { .. } | Event::Notice { .. } | Event::ToUser { .. } => None,
             Event::Stream(s) => s.thread(),
         }
     }
@@ -342,6 +348,7 @@ impl Realtime {
                 thread,
                 frame,
             } => self.tell_lists(users, thread, frame),
+            Event::ToUser { user_id, frame } => self.tell_user(user_id, frame),
             Event::Document {
                 thread_id,
                 document,
@@ -374,11 +381,13 @@ impl Realtime {
     }
 
     /// Deliver what the writer stores, in commit order (here and on every instance), then hand
-    /// each event on to `next` (the agents), so a question is delivered before its answer starts.
+    /// each event on to `next` (the agents), so a question is delivered before its answer starts,
+    /// and a copy of each message stored for the first time to `heard` (the memory capture).
     pub fn deliver(
         self: &Arc<Self>,
         mut stored: mpsc::UnboundedReceiver<Stored>,
         next: mpsc::UnboundedSender<Stored>,
+        heard: mpsc::UnboundedSender<Message>,
     ) {
         let me = self.clone();
         tokio::spawn(async move {
@@ -396,6 +405,9 @@ impl Realtime {
                     // A repeated answer was delivered with its stream already.
                     (Some(_), false) => {}
                     (None, _) => me.publish_message(&s.message),
+                }
+                if s.first {
+                    let _ = heard.send(s.message.clone());
                 }
                 if s.request.is_some() && next.send(s).is_err() {
                     return;
@@ -504,6 +516,14 @@ impl Realtime {
             if following.contains(&c.id) || !users.iter().any(|u| *u == c.user_id) {
                 continue;
             }
+            c.send(out.get_or_insert_with(|| protocol::frame(frame)).clone());
+        }
+    }
+
+    /// Send `frame` to every socket of `user_id` on this instance.
+    fn tell_user(&self, user_id: &str, frame: &ServerFrame) {
+        let mut out = None;
+        for c in self.all().into_iter().filter(|c| c.user_id == user_id) {
             c.send(out.get_or_insert_with(|| protocol::frame(frame)).clone());
         }
     }

@@ -146,7 +146,8 @@ fn channel_thread(event: &Event) -> Option<&str> {
         Event::MemberAdded { .. }
         | Event::MemberRemoved { .. }
         | Event::ThreadDeleted { .. }
-        | Event::Notice { .. } => None,
+        | Event::Notice { .. }
+        | Event::ToUser { .. } => None,
         Event::Message { .. }
         | Event::ThreadChanged { .. }
         | Event::MembersChanged { .. }

@@ -179,6 +179,7 @@ impl Settings {
         self.providers.apply_env(env);
         self.budgets.apply_env(env)?;
         self.documents.apply_env(env)?;
+        self.memories.apply_env(env)?;
         Ok(())
     }
 }

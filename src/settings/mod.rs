@@ -11,6 +11,7 @@ use serde::Deserialize;
 pub mod agents;
 pub mod documents;
 mod load;
+pub mod memories;
 mod modes;
 pub mod oidc;
 pub mod usage;
@@ -62,6 +63,8 @@ pub struct Settings {
     pub usage: usage::UsageSettings,
     /// Uploaded documents and their extraction (issue #19).
     pub documents: documents::DocumentSettings,
+    /// Per-user memory items and what agents receive of them (issue #19).
+    pub memories: memories::MemorySettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -390,6 +393,7 @@ impl Default for Settings {
             budgets: Default::default(),
             usage: Default::default(),
             documents: Default::default(),
+            memories: Default::default(),
         }
     }
 }

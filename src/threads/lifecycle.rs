@@ -147,6 +147,10 @@ pub(crate) async fn update(
             publish_members(&state, &id, current.last_seq).await?;
         }
     }
+    if flags.archived == Some(true) {
+        // Opted-in members keep a summary of what they archive (docs/memories.md).
+        state.memories.thread_archived(user.id(), &id);
+    }
     let (tid, uid, now) = (id.clone(), user.id().to_string(), now_ms());
     let (archived, pinned) = state
         .db

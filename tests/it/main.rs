@@ -24,6 +24,8 @@ mod fuzz;
 mod hardening;
 mod lifecycle;
 mod local_models;
+mod memories;
+mod memories_cluster;
 mod metric_meanings;
 mod metric_meanings_db;
 mod metrics;

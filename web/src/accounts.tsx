@@ -16,6 +16,8 @@ import type {
 import { formatDateTime, t } from './i18n';
 import { AdminPersonas } from './personas';
 import { AdminBudgets, AdminUsage, MyUsage } from './usage';
+import type { Chat } from './chat';
+import { MemoryPanel } from './memories';
 
 /** Runs `op`, then `reload`; a failure is shown in `setError`. */
 function useAction(reload: () => void) {
@@ -158,10 +160,11 @@ function Tokens() {
   );
 }
 
-export function AccountPage() {
+export function AccountPage({ chat }: { chat?: Chat }) {
   return (
     <div class="accounts-page" data-testid="account-page">
       <h1>{t('top.account')}</h1>
+      <MemoryPanel chat={chat} />
       <MyUsage />
       <PasswordForm />
       <Sessions path="/api/me/sessions" revokeBase="/api/me/sessions" />

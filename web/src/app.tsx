@@ -116,7 +116,7 @@ function ChatScreen({ me, onLoggedOut, onUserChanged }: ChatScreenProps) {
         )}
       </header>
       {(page === 'account' || page === 'admin') && (
-        <main class="accounts-main">{pages ? page === 'admin' ? <pages.AdminPage /> : <pages.AccountPage /> : null}</main>
+        <main class="accounts-main">{pages ? page === 'admin' ? <pages.AdminPage /> : <pages.AccountPage chat={chat} /> : null}</main>
       )}
       {(page === 'search' || page === 'data') && (
         <main class="accounts-main">

@@ -50,6 +50,8 @@ export class Chat extends ThreadHistory {
   /** The threads' documents, uploads and the document viewer. */
   readonly documents = new DocumentShelf(() => this.emit());
   onUnauthorized: () => void = () => {};
+  /** Bumped by every `memory` frame (this user's memory items changed): the Memory panel reloads. */
+  memoryVersion = 0;
   /** The socket authenticated as someone else (the cookie changed, e.g. a login in another tab). */
   onUserChanged: () => void = () => {};
 
@@ -381,6 +383,9 @@ export class Chat extends ThreadHistory {
       case 'document':
         this.documents.apply(f);
         return;
+      case 'memory':
+        this.memoryVersion += 1;
+        break;
       case 'resync':
         if (this.views.has(f.thread)) void this.loadHistory(f.thread, true);
         break;

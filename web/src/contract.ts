@@ -209,7 +209,7 @@ attempt: number, retry_in_ms: number, error_class: AgentErrorClass, } | { "type"
 /**
  * True on the last frame of a deleted document.
  */
-deleted: boolean, };
+deleted: boolean, } | { "type": "memory", change: MemoryChange, memory?: MemoryView, };
 
 export type ClientFrameShape = { "type": "subscribe", thread: string, after_seq?: number, } | { "type": "unsubscribe", thread: string, } | { "type": "send", thread: string, client_id: string, body: string, agent?: string, 
 /**
@@ -398,7 +398,12 @@ export type ThreadExport = { format: string, title: string, agents: Array<string
  */
 created_at: string, messages: Array<ExportedMessageView>, };
 
-export type ExportArchive = { format: string, user: UserView, threads: Array<ThreadExport>, };
+export type ExportArchive = { format: string, user: UserView, threads: Array<ThreadExport>, 
+/**
+ * The user's memory items, newest first (extension; absent when there are none). An
+ * import ignores them.
+ */
+memories?: Array<MemoryView>, };
 
 export type ImportedThreadView = { id: string, title: string, 
 /**
@@ -702,3 +707,58 @@ active: boolean, updated_at: string | null, };
 export type AdminAgentList = { agents: Array<AdminAgentView>, };
 
 export type AgentInput = { id: string | null, name: string | null, colour: string | null, system_prompt: string | null, connection_id: string | null, model: string | null, temperature: number | null, max_tokens: number | null, fallback_model: string | null, fallback_agent: string | null, enabled: boolean | null, };
+
+export type MemoryView = { id: string, 
+/**
+ * `fact` (stated by the user, or added by hand) or `summary` (of a thread).
+ */
+kind: string, text: string, 
+/**
+ * The thread it was captured in (none for an item added by hand).
+ */
+source_thread?: string, 
+/**
+ * The message it was captured from (facts only).
+ */
+source_message?: string, 
+/**
+ * RFC 3339, UTC.
+ */
+created_at: string, updated_at: string, };
+
+export type MemoryList = { memories: Array<MemoryView>, 
+/**
+ * Pass as `before` for the next (older) page; absent on the last page.
+ */
+next_before?: string, };
+
+export type MemorySettingsView = { 
+/**
+ * Opt-in: off until the user turns it on. Off, nothing is captured and agents receive
+ * none of the items (which are kept until deleted).
+ */
+enabled: boolean, 
+/**
+ * Items kept now.
+ */
+count: number, 
+/**
+ * Most items the user may keep.
+ */
+max_items: number, 
+/**
+ * Most characters of one item.
+ */
+max_chars: number, };
+
+export type MemoryInput = { 
+/**
+ * 1 to `max_chars` characters after trimming.
+ */
+text: string, };
+
+export type MemoryOptIn = { enabled: boolean, };
+
+export type MemoriesDeleted = { deleted: number, };
+
+export type MemoryChange = "added" | "updated" | "deleted" | "cleared";

@@ -14,6 +14,7 @@ pub mod context;
 mod debate;
 pub mod documents;
 pub mod http;
+pub mod memories;
 pub mod personas;
 pub mod sso;
 pub mod threads;
@@ -488,6 +489,15 @@ pub enum ServerFrame {
         /// True on the last frame of a deleted document.
         #[serde(default)]
         deleted: bool,
+    },
+    /// One of the user's memory items changed (sent to that user's sockets only, on every
+    /// instance): captured, added, edited, deleted, or all of them deleted (`cleared`).
+    Memory {
+        change: memories::MemoryChange,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false)]
+        #[cfg_attr(test, ts(optional))]
+        memory: Option<memories::MemoryView>,
     },
 }
 

@@ -113,6 +113,13 @@ fn typescript() -> String {
         personas::AdminAgentView::decl(&cfg),
         personas::AdminAgentList::decl(&cfg),
         personas::AgentInput::decl(&cfg),
+        memories::MemoryView::decl(&cfg),
+        memories::MemoryList::decl(&cfg),
+        memories::MemorySettingsView::decl(&cfg),
+        memories::MemoryInput::decl(&cfg),
+        memories::MemoryOptIn::decl(&cfg),
+        memories::MemoriesDeleted::decl(&cfg),
+        memories::MemoryChange::decl(&cfg),
     ];
     let mut out = String::from(
         "// Generated from src/contract.rs, src/contract/http.rs and src/contract/accounts.rs by\n\

@@ -137,6 +137,12 @@ pub struct ExportArchive {
     pub format: String,
     pub user: super::UserView,
     pub threads: Vec<ThreadExport>,
+    /// The user's memory items, newest first (extension; absent when there are none). An
+    /// import ignores them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    #[cfg_attr(test, ts(optional))]
+    pub memories: Option<Vec<super::memories::MemoryView>>,
 }
 
 /// One thread an import made (or found made by an earlier import of the same content).

@@ -49,9 +49,22 @@ fn persona(system: &str) -> &str {
 }
 
 fn answer(req: &CompletionRequest) -> String {
-    if !req.passages.is_empty() {
-        return answer_from_passages(req);
+    let mut text = if req.passages.is_empty() {
+        reflect(req)
+    } else {
+        answer_from_passages(req)
+    };
+    if let Some(first) = req.memories.first() {
+        text.push_str(&format!(
+            " From what you asked me to remember: \"{}\".",
+            crate::documents::extract::chunk::truncate(first, 200)
+        ));
     }
+    text
+}
+
+/// With nothing to quote: say what was received.
+fn reflect(req: &CompletionRequest) -> String {
     let last = req
         .messages
         .iter()
@@ -145,6 +158,7 @@ mod tests {
             temperature: 0.7,
             max_tokens: 100,
             passages: Vec::new(),
+            memories: Vec::new(),
         };
         let collect = |req: CompletionRequest| async move {
             let mut s = stream(&req);
@@ -189,6 +203,7 @@ mod tests {
                 ),
                 passage(2, None, "other"),
             ],
+            memories: Vec::new(),
         };
         let a = answer(&req);
         assert!(
@@ -199,5 +214,26 @@ mod tests {
             "{a}"
         );
         assert!(a.contains("[2] (atlas.pdf)"), "{a}");
+    }
+
+    #[test]
+    fn mentions_the_first_remembered_item() {
+        let req = CompletionRequest {
+            model: "offline".into(),
+            system: "You are Neo.".into(),
+            messages: vec![ChatMessage {
+                role: "user",
+                content: "BOB: what colour should the logo be".into(),
+            }],
+            temperature: 0.7,
+            max_tokens: 100,
+            passages: Vec::new(),
+            memories: vec!["My favourite colour is teal".into(), "other".into()],
+        };
+        let a = answer(&req);
+        assert!(
+            a.ends_with(" From what you asked me to remember: \"My favourite colour is teal\"."),
+            "{a}"
+        );
     }
 }

@@ -42,6 +42,9 @@ pub struct CompletionRequest {
     /// Passages of the thread's documents the answer may cite as `[n]` (also in `system`;
     /// the offline provider answers from them).
     pub passages: Vec<crate::documents::retrieval::Numbered>,
+    /// The requester's memory items, most relevant first (also in `system`; the offline
+    /// provider mentions the first).
+    pub memories: Vec<String>,
 }
 
 /// What a streaming model says.

@@ -9,6 +9,7 @@ mod conn;
 mod dialect;
 mod documents;
 mod lifecycle;
+mod memories;
 mod messages;
 mod personas;
 mod search;
@@ -435,6 +436,10 @@ where
     }
 
     fn documents(&self) -> Option<&dyn crate::db::documents::DocumentStore> {
+        Some(self)
+    }
+
+    fn memories(&self) -> Option<&dyn crate::db::memories::MemoriesStore> {
         Some(self)
     }
 }

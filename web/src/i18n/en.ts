@@ -393,6 +393,22 @@ export const en = {
   'viewer.later': 'Show later passages',
   'viewer.failed': 'Could not load the text: {error}',
   'viewer.empty': 'This document has no text.',
+  'mem.title': 'Memory',
+  'mem.intro': 'When memory is on, Emergence keeps facts you state about yourself ("I prefer answers in French", "remember that…") and summaries of your threads, and gives the relevant ones to the agents that answer you. Only you see them; nothing is shared with other people.',
+  'mem.enabled': 'Remember things about me',
+  'mem.count': '{n} of {max} items',
+  'mem.empty': 'Nothing remembered yet.',
+  'mem.fact': 'Fact',
+  'mem.summary': 'Thread summary',
+  'mem.add': 'Add',
+  'mem.addLabel': 'Something to remember',
+  'mem.edit': 'Edit',
+  'mem.save': 'Save',
+  'mem.cancel': 'Cancel',
+  'mem.delete': 'Delete',
+  'mem.deleteAll': 'Delete everything',
+  'mem.confirmAll': 'Delete every memory item? This cannot be undone.',
+  'mem.more': 'Show older',
 };
 
 /** A sentence's key: the English catalogue's keys, which every language must have. */
