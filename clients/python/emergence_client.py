@@ -101,7 +101,14 @@ class Api:
         self.token = token
         self.user: dict[str, Any] | None = None
         # A fresh cookie jar that we never send from: the Bearer header is the credential.
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, trust_env=False)
+        # The server closes a keep-alive connection idle for 5 s (docs/protocol.md,
+        # "Connections"): expire pooled connections before that.
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=timeout,
+            trust_env=False,
+            limits=httpx.Limits(keepalive_expiry=2.0),
+        )
 
     def close(self) -> None:
         self._http.close()

@@ -46,12 +46,19 @@ async fn lists_story(db: TestDb) {
     let carol = b.register("carol").await;
     let thread = a.create_thread(&alice, "Plans").await;
     let other = b.create_thread(&bob, "Bob's own").await;
-    a.add_member(&alice, &thread, "bob").await;
 
     // Bob reads another thread; Carol has the page open on no thread; both on instance B.
     let mut wb = b.ws(&bob).await;
     wb.subscribe(&other, None).await;
     let mut wc = b.ws(&carol).await;
+
+    // Bob is added on instance A: his list learns it (the notice crosses the broker, so it is
+    // awaited here rather than racing the rename below).
+    a.add_member(&alice, &thread, "bob").await;
+    let f = next_about(&mut wb, &thread).await;
+    assert_eq!(f["type"], "members_updated", "{f}");
+    assert_eq!(usernames(&f), ["alice", "bob"]);
+    nothing_more(&mut wb, &thread).await;
 
     // A rename on instance A reaches Bob's list.
     let r = patch(&a, &alice, &thread, json!({"title": "Weekend plans"})).await;

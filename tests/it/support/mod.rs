@@ -212,8 +212,12 @@ pub async fn start(settings: Settings, db: TestDb, wait_db: bool) -> TestApp {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+    // Pooled connections idle for less than the server's keep-alive limit (it closes an idle
+    // connection after `server.header_read_timeout_ms`, 5 s): reusing one the server is closing
+    // at that instant loses the request (docs/protocol.md, "Connections").
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
+        .pool_idle_timeout(Duration::from_secs(2))
         .build()
         .unwrap();
     let address = format!("http://127.0.0.1:{port}");
