@@ -958,7 +958,7 @@ def main() -> int:
     ap.add_argument("--persist-senders", type=int, default=32)
     ap.add_argument("--persist-window", type=int, default=64)
     ap.add_argument("--profile-rate", type=float, default=100.0)
-    ap.add_argument("--agent-streams", default="100,250,500,1000,2000,3000",
+    ap.add_argument("--agent-streams", default="100,250,500,750,1000,1500,2000,3000",
                     help="concurrent agent answers to step through (agentstream)")
     ap.add_argument("--agent-watchers", type=int, default=3, help="sockets watching each answer")
     ap.add_argument("--agent-client-workers", type=int, default=2, help="worker threads of the watchers")
