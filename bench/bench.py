@@ -827,8 +827,9 @@ def table_rows(sc: dict) -> list[dict]:
             "Node relay" if n is not None else "", n, ratio(e, n) if n else None, "≥ 2,000", e >= 2000)
         ec = (at.get("emergence") or {}).get("cpu_seconds_per_1k_tokens")
         nc = (at.get("node-relay") or {}).get("cpu_seconds_per_1k_tokens")
-        add("(7) context", "server CPU s per 1,000 delivered tokens (at the largest S)", ec,
-            "Node relay" if nc is not None else "", nc, ratio(nc, ec), "(context)", None)
+        ms = (lambda v: None if v is None else v * 1000)  # noqa: E731
+        add("(7) context", "server CPU ms per 1,000 delivered tokens (at the largest S)", ms(ec),
+            "Node relay" if nc is not None else "", ms(nc), ratio(nc, ec), "(context)", None)
         em = (at.get("emergence") or {}).get("rss_kib_per_answer")
         add("(7) context", "RSS KiB per running answer (at the largest S)", em, "", None, None, "(context)", None)
     q = sc.get("search")
