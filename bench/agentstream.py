@@ -298,6 +298,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def cpu_ms(v) -> str:
+    return "n/a" if v is None else f"{v * 1000:.1f}"
+
+
 def markdown(a: dict) -> list[str]:
     """The per-step table of the results markdown."""
     lines = ["", f"(7) agent streams: S concurrent answers of {a['answer_seconds']:g} s at "
@@ -305,7 +309,7 @@ def markdown(a: dict) -> list[str]:
                  f"({a['tokens_per_chunk']} tokens per chunk), {a['watchers']} watcher sockets each; latency from "
                  "the provider's emit to the watcher's receipt. A step passes with p99 ≤ "
                  f"{a['limit_p99_ms']} ms and nothing lost.", "",
-             "| system | S | p50 ms | p99 ms | lost | dup | tokens/s delivered | server CPU s / 1k tokens | "
+             "| system | S | p50 ms | p99 ms | lost | dup | tokens/s delivered | server CPU ms / 1k tokens | "
              "RSS KiB / answer | server cores | harness cores | fake late p99 ms | ok |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for name, steps in a["steps"].items():
@@ -314,7 +318,7 @@ def markdown(a: dict) -> list[str]:
                 lines.append(f"| {name} | {st['answers']} | error: {st['error'][:120]} ||||||||||| ✗ |")
                 continue
             lines.append(f"| {name} | {st['answers']} | {st['p50_ms']} | {st['p99_ms']} | {st['lost']} | "
-                         f"{st['duplicates']} | {round(st['tokens_per_sec']):,} | {st['cpu_seconds_per_1k_tokens']} | "
+                         f"{st['duplicates']} | {round(st['tokens_per_sec']):,} | {cpu_ms(st['cpu_seconds_per_1k_tokens'])} | "
                          f"{st['rss_kib_per_answer']} | {st['server_cores']} | {st['harness_cores']} | "
                          f"{st['fake']['lateness_p99_ms']} | {'yes' if st['ok'] else '✗'} |")
     lines += ["", "Largest S passing: " + ", ".join(f"{k} {v:,}" for k, v in a["largest_ok"].items()) + "."]

@@ -18,7 +18,8 @@ Scenarios (pick any, or ``all``):
   search         1,000,000 messages in 10,000 threads, search latency on both backends (not in
                  `all`; bench/search.py)
   agentstream    S concurrent agent answers streamed to 3 watchers each, S rising, Emergence and
-                 a Node relay (not in `all`, about 5-10 minutes; bench/agentstream.py)
+                 a Node relay (not in `all`: about 5 minutes here, up to 30 if every step
+                 passes; bench/agentstream.py)
 
 Results: bench/results/<timestamp>.json (every run) and .md (the table).
 Standard library only.
