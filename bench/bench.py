@@ -17,6 +17,9 @@ Scenarios (pick any, or ``all``):
   profile        strace -c and perf of the Emergence server under fan-out (not in `all`)
   search         1,000,000 messages in 10,000 threads, search latency on both backends (not in
                  `all`; bench/search.py)
+  agentstream    S concurrent agent answers streamed to 3 watchers each, S rising, Emergence and
+                 a Node relay (not in `all`: about 5 minutes here, up to 30 if every step
+                 passes; bench/agentstream.py)
 
 Results: bench/results/<timestamp>.json (every run) and .md (the table).
 Standard library only.
@@ -49,7 +52,7 @@ RESULTS = BENCH / "results"
 VENV = BENCH / ".venv"
 
 SCENARIOS = ["static", "fanout", "idle", "coldstart", "persist", "crosscheck"]
-EXTRA = ["profile", "search"]
+EXTRA = ["profile", "search", "agentstream"]
 
 # Load-test settings for Emergence: the contract's "0 turns that limit off".
 NO_LIMITS = {
@@ -527,6 +530,10 @@ class Bench:
         import search  # noqa: PLC0415 (bench/search.py, next to this file)
         return search.scenario(self, PG_ADMIN)
 
+    def scenario_agentstream(self) -> dict:
+        import agentstream  # noqa: PLC0415 (bench/agentstream.py, next to this file)
+        return agentstream.scenario(self, Server)
+
     def scenario_crosscheck(self) -> dict:
         """The same fan-out measured by `emergence load` alone and by k6 subscribers."""
         k6 = VENV / "bin" / "k6"
@@ -812,6 +819,20 @@ def table_rows(sc: dict) -> list[dict]:
             v = m.get(label)
             add(f"(5) persisted msgs/s, {label}", f"{p['senders']} senders × window {p['window']}", v, "", None,
                 None, f"≥ {want:,}", None if v is None else v >= want)
+    a = sc.get("agentstream")
+    if a and "largest_ok" in a:
+        big, at = a["largest_ok"], a.get("at_largest_ok") or {}
+        e = big.get("emergence", 0)
+        n = big.get("node-relay")
+        add(f"(7) agent streams × {a['watchers']} watchers", "largest S with p99 ≤ 100 ms, nothing lost", e,
+            "Node relay" if n is not None else "", n, ratio(e, n) if n else None, "≥ 2,000", e >= 2000)
+        ec = (at.get("emergence") or {}).get("cpu_seconds_per_1k_tokens")
+        nc = (at.get("node-relay") or {}).get("cpu_seconds_per_1k_tokens")
+        ms = (lambda v: None if v is None else v * 1000)  # noqa: E731
+        add("(7) context", "server CPU ms per 1,000 delivered tokens (at the largest S)", ms(ec),
+            "Node relay" if nc is not None else "", ms(nc), ratio(nc, ec), "(context)", None)
+        em = (at.get("emergence") or {}).get("rss_kib_per_answer")
+        add("(7) context", "RSS KiB per running answer (at the largest S)", em, "", None, None, "(context)", None)
     q = sc.get("search")
     for label, b in ((q or {}).get("backends") or {}).items():
         for who in ("everything", "typical"):
@@ -889,6 +910,9 @@ def render_markdown(results: dict, rows: list[dict]) -> str:
         for who in ("everything", "typical"):
             for kind, v in b[who]["by_kind"].items():
                 lines.append(f"| {who} | {kind} | {v['p50_ms']} | {v['p95_ms']} | {v['p99_ms']} | {v['mean_hits']} |")
+    if "agentstream" in sc and "steps" in sc["agentstream"]:
+        import agentstream  # noqa: PLC0415 (bench/agentstream.py, next to this file)
+        lines += agentstream.markdown(sc["agentstream"])
     if "crosscheck" in sc and "k6" in sc["crosscheck"]:
         x = sc["crosscheck"]
         lines += ["", f"Cross-check, {x['subscribers']} subscribers at {x['rate']} msg/s: "
@@ -936,6 +960,11 @@ def main() -> int:
     ap.add_argument("--persist-senders", type=int, default=32)
     ap.add_argument("--persist-window", type=int, default=64)
     ap.add_argument("--profile-rate", type=float, default=100.0)
+    ap.add_argument("--agent-streams", default="100,250,500,750,1000,1500,2000,3000",
+                    help="concurrent agent answers to step through (agentstream)")
+    ap.add_argument("--agent-watchers", type=int, default=3, help="sockets watching each answer")
+    ap.add_argument("--agent-client-workers", type=int, default=2, help="worker threads of the watchers")
+    ap.add_argument("--agent-answer-secs", type=float, help="length of each answer (default 10, quick 5)")
     args = ap.parse_args()
     names: list[str] = []
     for n in args.scenarios:

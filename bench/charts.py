@@ -11,6 +11,8 @@ writes, next to the run (or into OUTDIR), one SVG per scenario that the run hold
   <run>-persist.svg   persisted messages/s, SQLite and PostgreSQL, each run and the median
   <run>-static.svg    requests/s for the hashed bundle, per system
   <run>-coldstart.svg exec to first 200 and to ready, median of the runs
+  <run>-agentstream.svg chunk p99 latency against concurrent agent answers (3 watchers each), one
+                      line per system, with the 100 ms target; failed steps drawn hollow
 
 `bench/bench.py` calls it after every run; docs/performance.md embeds the official run's.
 """
@@ -29,6 +31,7 @@ LEFT, RIGHT, TOP, BOTTOM = 80, 170, 40, 60
 COLORS = {
     "emergence": "#2563eb",
     "node-ws": "#16a34a",
+    "node-relay": "#16a34a",
     "nginx": "#16a34a",
     "fastapi": "#dc2626",
     "sqlite": "#2563eb",
@@ -209,7 +212,49 @@ def coldstart(s: dict) -> str | None:
     return bars("Cold start: exec to first answer and to ready (median)", "milliseconds", vals, " ms")
 
 
-DRAW = {"fanout": fanout, "idle": idle, "persist": persist, "static": static, "coldstart": coldstart}
+def agentstream(s: dict) -> str | None:
+    steps = {k: [st for st in v if st.get("p99_ms") is not None] for k, v in (s.get("steps") or {}).items()}
+    pts_all = [st for v in steps.values() for st in v]
+    if not pts_all:
+        return None
+    xmax = nice_max(max(st["answers"] for st in pts_all))
+    ylo, yhi = 1.0, max(1000.0, nice_max(max(st["p99_ms"] for st in pts_all)))
+    x0, y0, x1, y1 = LEFT, H - BOTTOM, W - RIGHT, TOP
+
+    def px(x):
+        return x0 + (x1 - x0) * x / xmax
+
+    def py(y):
+        y = min(max(y, ylo), yhi)
+        return y0 - (y0 - y1) * (math.log10(y) - math.log10(ylo)) / (math.log10(yhi) - math.log10(ylo))
+
+    xt = [(px(xmax * i / 5), fmt(xmax * i / 5)) for i in range(6)]
+    yt = []
+    v = ylo
+    while v <= yhi:
+        yt.append((py(v), f"{v:g} ms"))
+        v *= 10
+    body = axes(f"concurrent agent answers S ({s.get('watchers', 3)} watchers each)", "chunk p99 latency (log)",
+                xt, yt)
+    lim = s.get("limit_p99_ms", 100)
+    body.append(f'<line x1="{x0}" y1="{py(lim)}" x2="{x1}" y2="{py(lim)}" stroke="#9ca3af" stroke-dasharray="6 4"/>')
+    body.append(f'<text x="{x1 - 4}" y="{py(lim) - 5}" text-anchor="end" fill="#6b7280">{lim:g} ms target</text>')
+    names = list(steps)
+    for i, name in enumerate(names):
+        pts = [(st["answers"], st["p99_ms"], st.get("ok")) for st in steps[name]]
+        if not pts:
+            continue
+        c = color(name, i)
+        path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y, _ in pts)
+        body.append(f'<polyline points="{path}" fill="none" stroke="{c}" stroke-width="2"/>')
+        for x, y, ok in pts:
+            fill = c if ok else "#ffffff"
+            body.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="4" fill="{fill}" stroke="{c}" stroke-width="2"/>')
+    body += legend(names)
+    return svg("Agent streams: chunk p99 against concurrent answers", body)
+
+
+DRAW = {"agentstream": agentstream, "fanout": fanout, "idle": idle, "persist": persist, "static": static, "coldstart": coldstart}
 
 
 def draw(run: Path, outdir: Path | None = None) -> list[Path]:
