@@ -133,6 +133,7 @@ impl Application {
             db.clone(),
             realtime.clone(),
             metrics.clone(),
+            crate::documents::embed::Embedder::from_settings(&settings, metrics.clone()),
         ));
         let state = AppState {
             settings: settings.clone(),

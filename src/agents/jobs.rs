@@ -99,6 +99,8 @@ pub struct Agents {
     pub(super) prices: crate::settings::usage::PriceTable,
     /// Passages of the thread's documents a turn receives at most.
     pub(super) document_passages: usize,
+    /// The embeddings model of hybrid retrieval, when one is configured.
+    pub(super) embedder: Option<Arc<crate::documents::embed::Embedder>>,
     /// Running jobs by job id; streams map to their job.
     jobs: Mutex<HashMap<String, Job>>,
     pub(super) stream_jobs: Mutex<HashMap<String, String>>,
@@ -114,6 +116,7 @@ impl Agents {
         writer: MessageWriter,
     ) -> Self {
         let p = settings.providers.clone();
+        let embedder = crate::documents::embed::Embedder::from_settings(settings, metrics.clone());
         let agents = Self {
             configured: settings.agents.clone(),
             registry: std::sync::RwLock::new(Arc::new(super::registry::Registry::from_settings(
@@ -130,6 +133,7 @@ impl Agents {
             )),
             prices: settings.prices.clone(),
             document_passages: settings.documents.passages,
+            embedder,
             db,
             writer,
             jobs: Mutex::new(HashMap::new()),

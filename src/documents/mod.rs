@@ -1,12 +1,15 @@
 //! Documents of a thread (issue #19, docs/documents.md): upload (streamed to the database part
 //! by part), listing, download, deletion, the bounded extraction of their text in a child
 //! process (`extract`), and retrieval of the passages that answer a question (`retrieval`),
-//! which agent turns put in their context and cite.
+//! which agent turns put in their context and cite: full text, fused with the cosine
+//! similarity of embeddings when an embeddings model is configured (`embed`, `fuse`).
 //!
 //! Every change of a document's state reaches every subscriber of its thread on every instance
 //! as a `document` frame ([`crate::realtime::Event::Document`]).
 
+pub mod embed;
 pub mod extract;
+mod fuse;
 pub(crate) mod http;
 mod jobs;
 pub mod kind;
@@ -40,6 +43,8 @@ pub struct Documents {
     db: Database,
     realtime: Arc<Realtime>,
     metrics: Arc<Metrics>,
+    /// The embeddings model of hybrid retrieval, when one is configured.
+    embedder: Option<Arc<embed::Embedder>>,
 }
 
 impl Documents {
@@ -48,6 +53,7 @@ impl Documents {
         db: Database,
         realtime: Arc<Realtime>,
         metrics: Arc<Metrics>,
+        embedder: Option<Arc<embed::Embedder>>,
     ) -> Self {
         let exe = settings
             .extractor
@@ -61,7 +67,13 @@ impl Documents {
             db,
             realtime,
             metrics,
+            embedder,
         }
+    }
+
+    /// The embeddings model of hybrid retrieval, when one is configured.
+    pub fn embedder(&self) -> Option<&embed::Embedder> {
+        self.embedder.as_deref()
     }
 
     /// Tell every subscriber of the document's thread, on every instance, its state.

@@ -269,6 +269,15 @@ pub struct Metrics {
     pub document_failures: Family<Counter>,
     /// Time to find the passages for an agent turn or a passage search.
     pub document_retrieval: Histogram,
+    /// Embeddings requests by `purpose` (`index`, `query`) and `outcome` (`ok`, `error`).
+    pub embedding_requests: Family<Counter>,
+    /// Duration of embeddings requests by `purpose`.
+    pub embedding_seconds: Family<Histogram>,
+    /// Passages left without a vector after their retries (full-text only until the backfill
+    /// embeds them).
+    pub embedding_failures: Counter,
+    /// Passages whose vector was stored.
+    pub embedded_chunks: Counter,
     /// API requests in flight (admission control).
     pub api_inflight: std::sync::atomic::AtomicUsize,
     start_time: f64,
@@ -316,6 +325,18 @@ impl Default for Metrics {
             documents_indexed: Counter::default(),
             document_failures: Family::new_with(&["reason"], DOCUMENT_FAILURES),
             document_retrieval: Histogram::default(),
+            embedding_requests: {
+                let f = Family::new(&["purpose", "outcome"]);
+                for purpose in EMBEDDING_PURPOSES {
+                    for outcome in EMBEDDING_OUTCOMES {
+                        f.register(&[purpose, outcome]);
+                    }
+                }
+                f
+            },
+            embedding_seconds: Family::new_with(&["purpose"], EMBEDDING_PURPOSES),
+            embedding_failures: Counter::default(),
+            embedded_chunks: Counter::default(),
             api_inflight: Default::default(),
             start_time: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -540,6 +561,26 @@ impl Metrics {
             "document_retrieval_seconds",
             "Time to find the passages of a thread's documents for a question.",
             &self.document_retrieval,
+        );
+        o.counters(
+            "embedding_requests_total",
+            "Embeddings requests by purpose (index, query) and outcome (ok, error).",
+            &self.embedding_requests,
+        );
+        o.histograms(
+            "embedding_request_seconds",
+            "Duration of embeddings requests by purpose.",
+            &self.embedding_seconds,
+        );
+        o.counter(
+            "document_embedding_failures_total",
+            "Passages left without a vector after their retries (full-text only until the backfill).",
+            &self.embedding_failures,
+        );
+        o.counter(
+            "document_chunks_embedded_total",
+            "Passages whose vector was stored (at indexing or by the backfill).",
+            &self.embedded_chunks,
         );
         self.render_process(&mut o);
         o.0

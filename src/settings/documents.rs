@@ -1,13 +1,14 @@
 //! Document settings (`[documents]`, issue #19): how large an upload may be
 //! (`EMERGENCE_DOCUMENTS_MAX_BYTES`), each user's storage quota
 //! (`EMERGENCE_DOCUMENTS_QUOTA_BYTES`), and the bounds of the extraction child process (memory,
-//! CPU seconds, wall-clock time, how many run at once per instance).
+//! CPU seconds, wall-clock time, how many run at once per instance), and the embeddings model
+//! of hybrid retrieval (`[documents.embeddings]`, [`super::embeddings`]).
 
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::Env;
+use super::{Env, embeddings::EmbeddingSettings};
 
 /// Uploads, storage and extraction.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -31,6 +32,8 @@ pub struct DocumentSettings {
     pub extractor: Option<PathBuf>,
     /// Passages an agent turn receives at most (default 5).
     pub passages: usize,
+    /// The embeddings model of hybrid retrieval (off by default).
+    pub embeddings: EmbeddingSettings,
 }
 
 impl Default for DocumentSettings {
@@ -44,6 +47,7 @@ impl Default for DocumentSettings {
             extract_concurrency: 2,
             extractor: None,
             passages: 5,
+            embeddings: EmbeddingSettings::default(),
         }
     }
 }
@@ -75,6 +79,6 @@ impl DocumentSettings {
         if let Some(v) = env.var("EMERGENCE_DOCUMENTS_EXTRACTOR") {
             self.extractor = Some(PathBuf::from(v));
         }
-        Ok(())
+        self.embeddings.apply_env(env)
     }
 }

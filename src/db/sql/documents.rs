@@ -24,7 +24,7 @@ const ONE_DOCUMENT: &str = "SELECT id, thread_id, uploader_id, name, kind, mime,
 
 /// SQLite: any of the terms (an FTS5 `OR` query, $1), best `bm25` first.
 const SQLITE_PASSAGES: &str = "SELECT c.document_id, d.name, c.ord, c.page, c.heading, c.text, \
-     -bm25(document_chunk_search) AS score \
+     -bm25(document_chunk_search) AS score, c.id \
      FROM document_chunk_search s \
      JOIN document_chunks c ON c.id = s.rowid \
      JOIN documents d ON d.id = c.document_id AND d.status = 'indexed' AND d.deleted_at IS NULL \
@@ -35,7 +35,7 @@ const SQLITE_PASSAGES: &str = "SELECT c.document_id, d.name, c.ord, c.page, c.he
 
 /// PostgreSQL: any of the terms (a `to_tsquery` `|` query, $1), best `ts_rank` first.
 const POSTGRES_PASSAGES: &str = "SELECT c.document_id, d.name, c.ord, c.page, c.heading, c.text, \
-     ts_rank(c.search, q.q)::float8 AS score \
+     ts_rank(c.search, q.q)::float8 AS score, c.id \
      FROM (SELECT to_tsquery('english'::regconfig, $1) AS q) q \
      JOIN document_chunks c ON c.search @@ q.q \
      JOIN documents d ON d.id = c.document_id AND d.status = 'indexed' AND d.deleted_at IS NULL \
@@ -432,6 +432,7 @@ where
                         text: r.try_get(5)?,
                     },
                     score: r.try_get(6)?,
+                    chunk_id: r.try_get(7)?,
                 })
             })
             .collect()

@@ -8,6 +8,7 @@ mod accounts;
 mod conn;
 mod dialect;
 mod documents;
+mod embeddings;
 mod lifecycle;
 mod messages;
 mod personas;
@@ -419,6 +420,10 @@ where
     }
 
     fn documents(&self) -> Option<&dyn crate::db::documents::DocumentStore> {
+        Some(self)
+    }
+
+    fn embeddings(&self) -> Option<&dyn crate::db::embeddings::EmbeddingStore> {
         Some(self)
     }
 }
