@@ -37,6 +37,7 @@ mod providers;
 mod readiness;
 mod regenerate;
 mod resilience;
+mod retrieval;
 mod scale;
 mod search;
 mod security;
