@@ -17,6 +17,8 @@ Scenarios (pick any, or ``all``):
   profile        strace -c and perf of the Emergence server under fan-out (not in `all`)
   search         1,000,000 messages in 10,000 threads, search latency on both backends (not in
                  `all`; bench/search.py)
+  documents      indexing pages/s and retrieval p95 with 10,000 documents, full text and hybrid
+                 with a real embeddings model (not in `all`; bench/documents.py)
 
 Results: bench/results/<timestamp>.json (every run) and .md (the table).
 Standard library only.
@@ -49,7 +51,7 @@ RESULTS = BENCH / "results"
 VENV = BENCH / ".venv"
 
 SCENARIOS = ["static", "fanout", "idle", "coldstart", "persist", "crosscheck"]
-EXTRA = ["profile", "search"]
+EXTRA = ["profile", "search", "documents"]
 
 # Load-test settings for Emergence: the contract's "0 turns that limit off".
 NO_LIMITS = {
@@ -527,6 +529,10 @@ class Bench:
         import search  # noqa: PLC0415 (bench/search.py, next to this file)
         return search.scenario(self, PG_ADMIN)
 
+    def scenario_documents(self) -> dict:
+        import documents  # noqa: PLC0415 (bench/documents.py, next to this file)
+        return documents.scenario(self)
+
     def scenario_crosscheck(self) -> dict:
         """The same fan-out measured by `emergence load` alone and by k6 subscribers."""
         k6 = VENV / "bin" / "k6"
@@ -889,6 +895,17 @@ def render_markdown(results: dict, rows: list[dict]) -> str:
         for who in ("everything", "typical"):
             for kind, v in b[who]["by_kind"].items():
                 lines.append(f"| {who} | {kind} | {v['p50_ms']} | {v['p95_ms']} | {v['p99_ms']} | {v['mean_hits']} |")
+    d = sc.get("documents") or {}
+    if "indexing" in d:
+        i, r = d["indexing"], d.get("retrieval") or {}
+        lines += ["", f"(7) documents ({d['model']}): indexing {i['documents']} PDFs, {i['pages']} pages: "
+                      f"{i['pages_per_sec']} pages/s full text ({i['indexed_seconds']} s), "
+                      f"{i['pages_per_sec_with_embeddings']} pages/s with embeddings ({i['embedded_seconds']} s)."]
+        for label in ("full_text", "hybrid"):
+            if label in r:
+                v = r[label]
+                lines.append(f"- retrieval, {r['documents']:,} documents in one thread, {label}: "
+                             f"p50 {v['p50_ms']} ms, p95 {v['p95_ms']} ms, p99 {v['p99_ms']} ms ({v['n']} questions)")
     if "crosscheck" in sc and "k6" in sc["crosscheck"]:
         x = sc["crosscheck"]
         lines += ["", f"Cross-check, {x['subscribers']} subscribers at {x['rate']} msg/s: "
