@@ -164,9 +164,21 @@ async fn check_vectors(
     for (t, (thread, owner, doc_ids)) in w.threads.iter().enumerate() {
         for (u, user) in w.users.iter().enumerate() {
             let member = u == *owner || extra.get(&t).is_some_and(|m| m.contains(&u));
-            let scanned = vectors.thread_vectors(thread, &user.id, MODEL).await.unwrap();
-            prop_assert_eq!(scanned.len(), usize::from(member), "thread {} user {}", t, u);
-            let read = vectors.passages_by_id(thread, &user.id, all_ids).await.unwrap();
+            let scanned = vectors
+                .thread_vectors(thread, &user.id, MODEL)
+                .await
+                .unwrap();
+            prop_assert_eq!(
+                scanned.len(),
+                usize::from(member),
+                "thread {} user {}",
+                t,
+                u
+            );
+            let read = vectors
+                .passages_by_id(thread, &user.id, all_ids)
+                .await
+                .unwrap();
             prop_assert_eq!(read.len(), usize::from(member), "thread {} user {}", t, u);
             prop_assert!(read.iter().all(|p| doc_ids.contains(&p.document_id)));
         }
@@ -261,7 +273,10 @@ fn property(hybrid: bool) {
         if hybrid {
             let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
             while w.app.metric("document_chunks_embedded_total").await < 3.0 {
-                assert!(tokio::time::Instant::now() < deadline, "chunks not embedded");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "chunks not embedded"
+                );
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
             ids = every_chunk_id(&w).await;
