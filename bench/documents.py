@@ -168,11 +168,29 @@ def indexing(bench, model_url: str, docs: int, pages: int) -> dict:
             "pages_per_sec_with_embeddings": round(total / embedded, 1)}
 
 
-def seed(path: Path, model_url: str, uid: str, thread: str, n: int) -> dict:
+def seed_texts(n: int) -> list[str]:
     corpus = search.Corpus(seed=5)
-    texts = [corpus.body(True) for _ in range(n)]
-    t0 = time.monotonic()
+    return [corpus.body(True) for _ in range(n)]
+
+
+def seed_vectors(model_url: str, texts: list[str]) -> list[bytes]:
+    """The model's vectors of the seeded texts, kept in bench/results/tmp between runs (the
+    texts are the same for the same count: the corpus is seeded)."""
+    cache = ROOT / "bench" / "results" / "tmp" / f"documents-vectors-{len(texts)}.bin"
+    size = 384 * 4
+    if cache.exists() and cache.stat().st_size == size * len(texts):
+        data = cache.read_bytes()
+        return [data[i * size:(i + 1) * size] for i in range(len(texts))]
     vectors = embed(model_url, texts)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_bytes(b"".join(vectors))
+    return vectors
+
+
+def seed(path: Path, model_url: str, uid: str, thread: str, n: int) -> dict:
+    texts = seed_texts(n)
+    t0 = time.monotonic()
+    vectors = seed_vectors(model_url, texts)
     embed_s = time.monotonic() - t0
     now = int(time.time() * 1000)
     db = sqlite3.connect(path)
