@@ -22,14 +22,17 @@ const ONE_DOCUMENT: &str = "SELECT id, thread_id, uploader_id, name, kind, mime,
      stage, error, pages, chunks, created_at, updated_at FROM documents \
      WHERE thread_id = $1 AND id = $2 AND deleted_at IS NULL AND status <> 'uploading'";
 
-/// SQLite: any of the terms (an FTS5 `OR` query, $1), best `bm25` first.
+/// SQLite: any of the terms (an FTS5 `OR` query, $1), best `bm25` first. `+c.thread_id` keeps
+/// the full-text index driving the query: with `document_chunks_thread` (migration 0011, for the
+/// vector scan) the planner would otherwise walk the thread's chunks and run the `MATCH` once
+/// per chunk (seconds with 10,000 documents in a thread; docs/performance.md, section 7).
 const SQLITE_PASSAGES: &str = "SELECT c.document_id, d.name, c.ord, c.page, c.heading, c.text, \
      -bm25(document_chunk_search) AS score, c.id \
      FROM document_chunk_search s \
      JOIN document_chunks c ON c.id = s.rowid \
      JOIN documents d ON d.id = c.document_id AND d.status = 'indexed' AND d.deleted_at IS NULL \
      JOIN threads t ON t.id = d.thread_id AND t.deleted_at IS NULL \
-     WHERE document_chunk_search MATCH $1 AND c.thread_id = $2 \
+     WHERE document_chunk_search MATCH $1 AND +c.thread_id = $2 \
        AND EXISTS (SELECT 1 FROM thread_members m WHERE m.thread_id = $2 AND m.user_id = $3) \
      ORDER BY score DESC, c.document_id ASC, c.ord ASC LIMIT $4";
 
