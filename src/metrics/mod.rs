@@ -5,6 +5,7 @@
 //! same output, slower counters and histograms): docs/performance.md, "Metrics registry";
 //! `bench/metrics-ab`.
 
+mod documents;
 mod label_key;
 pub mod labels;
 
@@ -547,41 +548,7 @@ impl Metrics {
         for (labels, m) in self.llm_cost.snapshot() {
             let _ = writeln!(o.0, "llm_cost_total{{{labels}}} {}", m.get());
         }
-        o.counter(
-            "documents_indexed_total",
-            "Documents whose text was extracted and indexed.",
-            &self.documents_indexed,
-        );
-        o.counters(
-            "document_extraction_failures_total",
-            "Document extractions that failed, by reason.",
-            &self.document_failures,
-        );
-        o.histogram(
-            "document_retrieval_seconds",
-            "Time to find the passages of a thread's documents for a question.",
-            &self.document_retrieval,
-        );
-        o.counters(
-            "embedding_requests_total",
-            "Embeddings requests by purpose (index, query) and outcome (ok, error).",
-            &self.embedding_requests,
-        );
-        o.histograms(
-            "embedding_request_seconds",
-            "Duration of embeddings requests by purpose.",
-            &self.embedding_seconds,
-        );
-        o.counter(
-            "document_embedding_failures_total",
-            "Passages left without a vector after their retries (full-text only until the backfill).",
-            &self.embedding_failures,
-        );
-        o.counter(
-            "document_chunks_embedded_total",
-            "Passages whose vector was stored (at indexing or by the backfill).",
-            &self.embedded_chunks,
-        );
+        self.render_documents(&mut o);
         self.render_process(&mut o);
         o.0
     }
