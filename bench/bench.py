@@ -20,6 +20,8 @@ Scenarios (pick any, or ``all``):
   agentstream    S concurrent agent answers streamed to 3 watchers each, S rising, Emergence and
                  a Node relay (not in `all`: about 5 minutes here, up to 30 if every step
                  passes; bench/agentstream.py)
+  documents      indexing pages/s and retrieval p95 with 10,000 documents, full text and hybrid
+                 with a real embeddings model (not in `all`; bench/documents.py)
 
 Results: bench/results/<timestamp>.json (every run) and .md (the table).
 Standard library only.
@@ -52,7 +54,7 @@ RESULTS = BENCH / "results"
 VENV = BENCH / ".venv"
 
 SCENARIOS = ["static", "fanout", "idle", "coldstart", "persist", "crosscheck"]
-EXTRA = ["profile", "search", "agentstream"]
+EXTRA = ["profile", "search", "agentstream", "documents"]
 
 # Load-test settings for Emergence: the contract's "0 turns that limit off".
 NO_LIMITS = {
@@ -534,6 +536,10 @@ class Bench:
         import agentstream  # noqa: PLC0415 (bench/agentstream.py, next to this file)
         return agentstream.scenario(self, Server)
 
+    def scenario_documents(self) -> dict:
+        import documents  # noqa: PLC0415 (bench/documents.py, next to this file)
+        return documents.scenario(self)
+
     def scenario_crosscheck(self) -> dict:
         """The same fan-out measured by `emergence load` alone and by k6 subscribers."""
         k6 = VENV / "bin" / "k6"
@@ -913,6 +919,17 @@ def render_markdown(results: dict, rows: list[dict]) -> str:
     if "agentstream" in sc and "steps" in sc["agentstream"]:
         import agentstream  # noqa: PLC0415 (bench/agentstream.py, next to this file)
         lines += agentstream.markdown(sc["agentstream"])
+    d = sc.get("documents") or {}
+    if "indexing" in d:
+        i, r = d["indexing"], d.get("retrieval") or {}
+        lines += ["", f"(7) documents ({d['model']}): indexing {i['documents']} PDFs, {i['pages']} pages: "
+                      f"{i['pages_per_sec']} pages/s full text ({i['indexed_seconds']} s), "
+                      f"{i['pages_per_sec_with_embeddings']} pages/s with embeddings ({i['embedded_seconds']} s)."]
+        for label in ("full_text", "hybrid"):
+            if label in r:
+                v = r[label]
+                lines.append(f"- retrieval, {r['documents']:,} documents in one thread, {label}: "
+                             f"p50 {v['p50_ms']} ms, p95 {v['p95_ms']} ms, p99 {v['p99_ms']} ms ({v['n']} questions)")
     if "crosscheck" in sc and "k6" in sc["crosscheck"]:
         x = sc["crosscheck"]
         lines += ["", f"Cross-check, {x['subscribers']} subscribers at {x['rate']} msg/s: "

@@ -141,6 +141,7 @@ impl Application {
             db.clone(),
             realtime.clone(),
             metrics.clone(),
+            crate::documents::embed::Embedder::from_settings(&settings, metrics.clone()),
         )?);
         documents.files.check().await?;
         let state = AppState {

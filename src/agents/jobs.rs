@@ -101,6 +101,8 @@ pub struct Agents {
     pub(super) document_passages: usize,
     /// What a turn receives of its requester's memory items (issue #19).
     pub(super) memories: crate::settings::memories::MemorySettings,
+    /// The embeddings model of hybrid retrieval, when one is configured.
+    pub(super) embedder: Option<Arc<crate::documents::embed::Embedder>>,
     /// Running jobs by job id; streams map to their job.
     jobs: Mutex<HashMap<String, Job>>,
     pub(super) stream_jobs: Mutex<HashMap<String, String>>,
@@ -116,6 +118,7 @@ impl Agents {
         writer: MessageWriter,
     ) -> Self {
         let p = settings.providers.clone();
+        let embedder = crate::documents::embed::Embedder::from_settings(settings, metrics.clone());
         let agents = Self {
             configured: settings.agents.clone(),
             registry: std::sync::RwLock::new(Arc::new(super::registry::Registry::from_settings(
@@ -133,6 +136,7 @@ impl Agents {
             prices: settings.prices.clone(),
             document_passages: settings.documents.passages,
             memories: settings.memories.clone(),
+            embedder,
             db,
             writer,
             jobs: Mutex::new(HashMap::new()),

@@ -357,6 +357,7 @@ impl Agents {
         match retrieval::passages(
             &self.db,
             &self.metrics,
+            self.embedder.as_deref(),
             thread,
             requester,
             &question.body,

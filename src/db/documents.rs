@@ -71,6 +71,8 @@ pub struct Passage {
     pub name: String,
     pub chunk: Chunk,
     pub score: f64,
+    /// The chunk's row id: what the full-text and the vector rankings are fused on.
+    pub chunk_id: i64,
 }
 
 /// What to look for: any of `terms` (plain words, already cleaned), in the indexed documents of

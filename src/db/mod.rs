@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod backup;
 mod batch;
 pub mod documents;
+pub mod embeddings;
 pub mod lifecycle;
 pub mod manager;
 pub mod memories;

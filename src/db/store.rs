@@ -299,6 +299,12 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// The backend's storage of chunk vectors (`sql/embeddings.rs`); `None` for a backend
+    /// without documents.
+    fn embeddings(&self) -> Option<&dyn crate::db::embeddings::EmbeddingStore> {
+        None
+    }
+
     // ---- Personas and provider connections (issue #18): the SQL is in `sql/personas.rs` ----
 
     /// The number every persona or connection change bumps (cheap: polled every second).

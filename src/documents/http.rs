@@ -373,6 +373,7 @@ pub(crate) async fn search(
     let found = retrieval::passages(
         &state.db,
         &state.metrics,
+        state.documents.embedder(),
         &id,
         user.id(),
         &p.q,

@@ -3,7 +3,9 @@
 //! extracts a document, however many try), runs the bounded child, and stores the passages
 //! (`indexed`) or the reason (`failed`), announcing each stage. A sweeper on every instance
 //! picks up documents whose job never ran or whose lease ran out (an instance stopped
-//! mid-extraction, the database was down), and forgets uploads that never completed.
+//! mid-extraction, the database was down), and forgets uploads that never completed. Once a
+//! document is indexed, its chunks are embedded when an embeddings model is configured
+//! (`embed::index`); the sweeper also backfills the vectors that are missing.
 
 use std::{sync::Arc, time::Duration};
 
@@ -19,6 +21,8 @@ use crate::db::now_ms;
 
 /// How often the sweeper looks for forgotten work.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// The pause between sweeps while the embeddings backfill has work left.
+const BACKFILL_PAUSE: Duration = Duration::from_secs(1);
 /// An upload not finished after this long is abandoned.
 const UPLOAD_ABANDONED_MS: i64 = 3_600_000;
 
@@ -102,7 +106,12 @@ impl Documents {
             Err(NotExtracted::Retry(e)) => Err(e),
         };
         match stored {
-            Ok(Some(doc)) => self.announce(&doc, false),
+            Ok(Some(doc)) => {
+                self.announce(&doc, false);
+                if doc.status == "indexed" {
+                    self.embed_document(id).await;
+                }
+            }
             // Deleted meanwhile: nothing to tell.
             Ok(None) => {}
             Err(e) => {
@@ -111,8 +120,9 @@ impl Documents {
         }
     }
 
-    /// One sweep: forget abandoned uploads, queue documents nobody is extracting.
-    async fn sweep(self: &Arc<Self>) {
+    /// One sweep: forget abandoned uploads, queue documents nobody is extracting, embed
+    /// chunks without vectors; whether embedding work may remain.
+    async fn sweep(self: &Arc<Self>) -> bool {
         let now = now_ms();
         let stale = now - self.lease_ms();
         let found = self
@@ -131,6 +141,7 @@ impl Documents {
                 self.enqueue(id);
             }
         }
+        self.backfill().await
     }
 }
 
@@ -138,17 +149,20 @@ impl Documents {
 pub fn spawn_sweeper(documents: Arc<Documents>, stop: CancellationToken) {
     tokio::spawn(async move {
         loop {
+            let mut more = false;
             if documents.db.is_up()
                 && documents
                     .db
                     .store()
                     .is_some_and(|s| s.documents().is_some())
             {
-                documents.sweep().await;
+                more = documents.sweep().await;
             }
+            // A backfill that stopped at its bound goes on soon.
+            let pause = if more { BACKFILL_PAUSE } else { SWEEP_EVERY };
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(SWEEP_EVERY) => {}
+                _ = tokio::time::sleep(pause) => {}
             }
         }
     });

@@ -1,13 +1,16 @@
 //! Documents of a thread (issue #19, docs/documents.md): upload (streamed to the database part
 //! by part), listing, download, deletion, the bounded extraction of their text in a child
 //! process (`extract`), and retrieval of the passages that answer a question (`retrieval`),
-//! which agent turns put in their context and cite.
+//! which agent turns put in their context and cite: full text, fused with the cosine
+//! similarity of embeddings when an embeddings model is configured (`embed`, `fuse`).
 //!
 //! Every change of a document's state reaches every subscriber of its thread on every instance
 //! as a `document` frame ([`crate::realtime::Event::Document`]).
 
+pub mod embed;
 pub mod extract;
 pub mod files;
+mod fuse;
 pub(crate) mod http;
 mod jobs;
 pub mod kind;
@@ -43,6 +46,8 @@ pub struct Documents {
     db: Database,
     realtime: Arc<Realtime>,
     metrics: Arc<Metrics>,
+    /// The embeddings model of hybrid retrieval, when one is configured.
+    embedder: Option<Arc<embed::Embedder>>,
 }
 
 impl Documents {
@@ -52,6 +57,7 @@ impl Documents {
         db: Database,
         realtime: Arc<Realtime>,
         metrics: Arc<Metrics>,
+        embedder: Option<Arc<embed::Embedder>>,
     ) -> anyhow::Result<Self> {
         let files =
             files::Files::from_setting(settings.storage.as_deref(), &settings.storage_options)?;
@@ -68,7 +74,13 @@ impl Documents {
             db,
             realtime,
             metrics,
+            embedder,
         })
+    }
+
+    /// The embeddings model of hybrid retrieval, when one is configured.
+    pub fn embedder(&self) -> Option<&embed::Embedder> {
+        self.embedder.as_deref()
     }
 
     /// Tell every subscriber of the document's thread, on every instance, its state.

@@ -1,10 +1,12 @@
 //! Retrieval: the passages of a thread's indexed documents that best match a question, by the
-//! database's full-text ranking (SQLite FTS5 `bm25`, PostgreSQL `ts_rank`), for the asker only
-//! if they may read the thread (checked inside the query). An agent turn puts them, numbered
+//! database's full-text ranking (SQLite FTS5 `bm25`, PostgreSQL `ts_rank`) fused, when an
+//! embeddings model is configured, with an exact cosine scan of the thread's chunk vectors
+//! (reciprocal rank fusion, `fuse`), for the asker only if they may read the thread (checked
+//! inside every query). An agent turn puts them, numbered
 //! `[1]`, `[2]`..., in its context within a token budget ([`numbered`], [`prompt_block`]) and
 //! stores what it was given as the answer's `citations`.
 
-use std::time::Instant;
+use std::{collections::HashMap, time::Instant};
 
 use crate::{
     contract::documents::Citation,
@@ -15,7 +17,11 @@ use crate::{
     metrics::Metrics,
 };
 
-use super::{extract::chunk::truncate, store_of};
+use super::{
+    embed::{Embedder, vector},
+    extract::chunk::truncate,
+    fuse, store_of,
+};
 
 /// Most words of a question looked for.
 const MAX_TERMS: usize = 24;
@@ -52,11 +58,19 @@ pub fn terms(text: &str) -> Vec<String> {
     out
 }
 
+/// Candidates each ranking contributes to the fusion, per passage asked for.
+const CANDIDATES_PER_PASSAGE: i64 = 4;
+/// Fewest candidates each ranking contributes.
+const MIN_CANDIDATES: i64 = 20;
+
 /// The best `limit` passages of thread `thread_id`'s indexed documents for `question`, if
-/// `user_id` may read the thread; timed in `document_retrieval_seconds`.
+/// `user_id` may read the thread; timed in `document_retrieval_seconds`. With an embeddings
+/// model, the full-text ranking and the cosine ranking of the thread's vectors are fused
+/// ([`super::fuse`]); when the question cannot be embedded, full text alone answers.
 pub async fn passages(
     db: &Database,
     metrics: &Metrics,
+    embedder: Option<&Embedder>,
     thread_id: &str,
     user_id: &str,
     question: &str,
@@ -68,21 +82,106 @@ pub async fn passages(
         terms: terms(question),
         limit,
     };
-    if query.terms.is_empty() {
+    if query.terms.is_empty() && embedder.is_none() {
         return Ok(Vec::new());
     }
     let started = Instant::now();
-    let found = db
+    let found = match embedder {
+        None => full_text(db, query).await,
+        Some(e) => hybrid(db, e, query, question).await,
+    };
+    metrics.document_retrieval.observe(started.elapsed());
+    found
+}
+
+/// The full-text ranking alone.
+async fn full_text(db: &Database, query: PassageQuery) -> Result<Vec<Passage>, StoreError> {
+    if query.terms.is_empty() {
+        return Ok(Vec::new());
+    }
+    db.run(|s| async move {
+        match s.documents() {
+            Some(_) => store_of(&s)?.passages(&query).await,
+            // A backend without documents has none to find.
+            None => Ok(Vec::new()),
+        }
+    })
+    .await
+}
+
+/// Full text and cosine similarity, fused by reciprocal rank.
+async fn hybrid(
+    db: &Database,
+    embedder: &Embedder,
+    query: PassageQuery,
+    question: &str,
+) -> Result<Vec<Passage>, StoreError> {
+    let limit = query.limit.max(1) as usize;
+    let candidates = (query.limit * CANDIDATES_PER_PASSAGE).max(MIN_CANDIDATES);
+    let (thread, user) = (query.thread_id.clone(), query.user_id.clone());
+    let wide = PassageQuery {
+        limit: candidates,
+        ..query
+    };
+    let (text, asked) = tokio::join!(full_text(db, wide), embedder.question(question));
+    let mut text = text?;
+    let asked = match asked {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(thread, error = %e, "cannot embed the question; retrieving by full text alone");
+            text.truncate(limit);
+            return Ok(text);
+        }
+    };
+    let model = embedder.identity().to_string();
+    let (t, u) = (thread.clone(), user.clone());
+    let stored = db
         .run(|s| async move {
-            match s.documents() {
-                Some(_) => store_of(&s)?.passages(&query).await,
-                // A backend without documents has none to find.
+            match s.embeddings() {
+                Some(v) => v.thread_vectors(&t, &u, &model).await,
                 None => Ok(Vec::new()),
             }
         })
-        .await;
-    metrics.document_retrieval.observe(started.elapsed());
-    found
+        .await?;
+    let mut similar: Vec<(i64, f32)> = stored
+        .iter()
+        .filter_map(|c| {
+            let v = vector::from_bytes(&c.vector)?;
+            Some((c.id, vector::cosine(&asked, &v)?))
+        })
+        .collect();
+    similar.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    similar.truncate(candidates as usize);
+    let text_ids: Vec<i64> = text.iter().map(|p| p.chunk_id).collect();
+    let vector_ids: Vec<i64> = similar.iter().map(|s| s.0).collect();
+    let mut fused = fuse::fuse(&[&text_ids, &vector_ids]);
+    fused.truncate(limit);
+    // Passages only the vectors found are read now (with the same membership check).
+    let missing: Vec<i64> = fused
+        .iter()
+        .map(|f| f.0)
+        .filter(|id| !text_ids.contains(id))
+        .collect();
+    let read = if missing.is_empty() {
+        Vec::new()
+    } else {
+        db.run(|s| async move {
+            match s.embeddings() {
+                Some(v) => v.passages_by_id(&thread, &user, &missing).await,
+                None => Ok(Vec::new()),
+            }
+        })
+        .await?
+    };
+    let mut by_id: HashMap<i64, Passage> = text
+        .into_iter()
+        .chain(read)
+        .map(|p| (p.chunk_id, p))
+        .collect();
+    Ok(fused
+        .into_iter()
+        .filter_map(|(id, score)| by_id.remove(&id).map(|p| Passage { score, ..p }))
+        .collect())
 }
 
 /// A passage as an agent is given it: its number in the answer, where it is from, its text.
@@ -190,6 +289,7 @@ mod tests {
                 text: text.into(),
             },
             score: 1.0,
+            chunk_id: 1,
         };
         let got = numbered(
             vec![

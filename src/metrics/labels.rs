@@ -46,3 +46,10 @@ pub const DOCUMENT_FAILURES: &[&str] = &[
     "resources",
     "internal",
 ];
+
+/// `embedding_requests_total{purpose}` and `embedding_request_seconds{purpose}`: passages being
+/// indexed, or a question being asked.
+pub const EMBEDDING_PURPOSES: &[&str] = &["index", "query"];
+
+/// `embedding_requests_total{outcome}`.
+pub const EMBEDDING_OUTCOMES: &[&str] = &["ok", "error"];

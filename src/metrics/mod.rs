@@ -5,6 +5,7 @@
 //! same output, slower counters and histograms): docs/performance.md, "Metrics registry";
 //! `bench/metrics-ab`.
 
+mod documents;
 mod label_key;
 pub mod labels;
 
@@ -269,6 +270,15 @@ pub struct Metrics {
     pub document_failures: Family<Counter>,
     /// Time to find the passages for an agent turn or a passage search.
     pub document_retrieval: Histogram,
+    /// Embeddings requests by `purpose` (`index`, `query`) and `outcome` (`ok`, `error`).
+    pub embedding_requests: Family<Counter>,
+    /// Duration of embeddings requests by `purpose`.
+    pub embedding_seconds: Family<Histogram>,
+    /// Passages left without a vector after their retries (full-text only until the backfill
+    /// embeds them).
+    pub embedding_failures: Counter,
+    /// Passages whose vector was stored.
+    pub embedded_chunks: Counter,
     /// API requests in flight (admission control).
     pub api_inflight: std::sync::atomic::AtomicUsize,
     start_time: f64,
@@ -316,6 +326,18 @@ impl Default for Metrics {
             documents_indexed: Counter::default(),
             document_failures: Family::new_with(&["reason"], DOCUMENT_FAILURES),
             document_retrieval: Histogram::default(),
+            embedding_requests: {
+                let f = Family::new(&["purpose", "outcome"]);
+                for purpose in EMBEDDING_PURPOSES {
+                    for outcome in EMBEDDING_OUTCOMES {
+                        f.register(&[purpose, outcome]);
+                    }
+                }
+                f
+            },
+            embedding_seconds: Family::new_with(&["purpose"], EMBEDDING_PURPOSES),
+            embedding_failures: Counter::default(),
+            embedded_chunks: Counter::default(),
             api_inflight: Default::default(),
             start_time: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -526,21 +548,7 @@ impl Metrics {
         for (labels, m) in self.llm_cost.snapshot() {
             let _ = writeln!(o.0, "llm_cost_total{{{labels}}} {}", m.get());
         }
-        o.counter(
-            "documents_indexed_total",
-            "Documents whose text was extracted and indexed.",
-            &self.documents_indexed,
-        );
-        o.counters(
-            "document_extraction_failures_total",
-            "Document extractions that failed, by reason.",
-            &self.document_failures,
-        );
-        o.histogram(
-            "document_retrieval_seconds",
-            "Time to find the passages of a thread's documents for a question.",
-            &self.document_retrieval,
-        );
+        self.render_documents(&mut o);
         self.render_process(&mut o);
         o.0
     }

@@ -1,14 +1,15 @@
 //! Document settings (`[documents]`, issue #19): how large an upload may be
 //! (`EMERGENCE_DOCUMENTS_MAX_BYTES`), each user's storage quota
 //! (`EMERGENCE_DOCUMENTS_QUOTA_BYTES`), and the bounds of the extraction child process (memory,
-//! CPU seconds, wall-clock time, how many run at once per instance), and where files are kept
-//! (`EMERGENCE_DOCUMENTS_STORAGE`: the database, or a bucket).
+//! CPU seconds, wall-clock time, how many run at once per instance), where files are kept
+//! (`EMERGENCE_DOCUMENTS_STORAGE`: the database, or a bucket), and the embeddings model of hybrid
+//! retrieval (`[documents.embeddings]`, [`super::embeddings`]).
 
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::Env;
+use super::{Env, embeddings::EmbeddingSettings};
 
 /// Uploads, storage and extraction.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -39,6 +40,8 @@ pub struct DocumentSettings {
     /// `access_key_id`, `secret_access_key`, `allow_http`, `service_account`, ...), over the
     /// store's standard environment variables.
     pub storage_options: std::collections::BTreeMap<String, String>,
+    /// The embeddings model of hybrid retrieval (off by default).
+    pub embeddings: EmbeddingSettings,
 }
 
 impl Default for DocumentSettings {
@@ -54,6 +57,7 @@ impl Default for DocumentSettings {
             passages: 5,
             storage: None,
             storage_options: Default::default(),
+            embeddings: EmbeddingSettings::default(),
         }
     }
 }
@@ -88,6 +92,6 @@ impl DocumentSettings {
         if let Some(v) = env.var("EMERGENCE_DOCUMENTS_STORAGE") {
             self.storage = Some(v);
         }
-        Ok(())
+        self.embeddings.apply_env(env)
     }
 }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 pub mod agents;
 pub mod documents;
+pub mod embeddings;
 mod load;
 pub mod memories;
 mod modes;

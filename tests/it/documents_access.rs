@@ -1,7 +1,9 @@
 //! Who reads which document: a document uploaded on one instance is listed, extracted and
 //! retrievable on another (with its `document` frames there), and, as a property over random
 //! memberships, no passage of a thread's documents ever reaches a user who cannot read that
-//! thread, neither through the route nor through the storage query itself.
+//! thread, neither through the route nor through the storage query itself; with embeddings
+//! configured (hybrid retrieval), neither through the vector scan nor the read of the passages
+//! it found.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,8 +19,12 @@ use crate::support::{
     TestApp, TestDb, TestUser,
     cluster::instances_on,
     documents::{next_frame, passages, settled, uploaded, use_built_extractor},
+    embedder::{model_server, use_embeddings},
     spawn_on,
 };
+
+/// What the test embeddings configuration stores with each vector.
+const MODEL: &str = "openai:all-minilm-l6-v2";
 
 const REDIS: &str = "redis://127.0.0.1:6379";
 
@@ -130,6 +136,56 @@ async fn set_members(w: &World, extra: &BTreeMap<usize, BTreeSet<usize>>) {
     }
 }
 
+/// The ids of every chunk with a vector, read as each thread's owner.
+async fn every_chunk_id(w: &World) -> Vec<i64> {
+    let store = w.app.state.db.store().expect("database up");
+    let vectors = store.embeddings().expect("the SQL store keeps embeddings");
+    let mut ids = Vec::new();
+    for (thread, owner, _) in &w.threads {
+        let found = vectors
+            .thread_vectors(thread, &w.users[*owner].id, MODEL)
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1, "one embedded chunk per thread");
+        ids.extend(found.iter().map(|v| v.id));
+    }
+    ids
+}
+
+/// With embeddings: the vector scan and the read by id refuse a non-member too, and give a
+/// member only this thread's chunks.
+async fn check_vectors(
+    w: &World,
+    extra: &BTreeMap<usize, BTreeSet<usize>>,
+    all_ids: &[i64],
+) -> Result<(), TestCaseError> {
+    let store = w.app.state.db.store().expect("database up");
+    let vectors = store.embeddings().expect("the SQL store keeps embeddings");
+    for (t, (thread, owner, doc_ids)) in w.threads.iter().enumerate() {
+        for (u, user) in w.users.iter().enumerate() {
+            let member = u == *owner || extra.get(&t).is_some_and(|m| m.contains(&u));
+            let scanned = vectors
+                .thread_vectors(thread, &user.id, MODEL)
+                .await
+                .unwrap();
+            prop_assert_eq!(
+                scanned.len(),
+                usize::from(member),
+                "thread {} user {}",
+                t,
+                u
+            );
+            let read = vectors
+                .passages_by_id(thread, &user.id, all_ids)
+                .await
+                .unwrap();
+            prop_assert_eq!(read.len(), usize::from(member), "thread {} user {}", t, u);
+            prop_assert!(read.iter().all(|p| doc_ids.contains(&p.document_id)));
+        }
+    }
+    Ok(())
+}
+
 async fn check(w: &World, extra: &BTreeMap<usize, BTreeSet<usize>>) -> Result<(), TestCaseError> {
     set_members(w, extra).await;
     let store = w.app.state.db.store().expect("database up");
@@ -185,18 +241,47 @@ fn memberships() -> impl Strategy<Value = BTreeMap<usize, BTreeSet<usize>>> {
 
 #[test]
 fn no_passage_of_a_thread_is_ever_retrieved_for_a_user_who_cannot_read_it() {
+    property(false);
+}
+
+#[test]
+fn with_embeddings_no_passage_or_vector_of_a_thread_reaches_a_user_who_cannot_read_it() {
+    property(true);
+}
+
+/// The property over random memberships, with full text alone or with embeddings (the real
+/// model on loopback).
+fn property(hybrid: bool) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let w = rt.block_on(async {
+    let model = hybrid.then(|| rt.block_on(model_server()));
+    let url = model.as_ref().map(|m| m.url.clone());
+    let (w, all_ids) = rt.block_on(async {
         let app = spawn_on(TestDb::sqlite(), |s| {
             use_built_extractor(s);
             s.limits.member_rate_per_min = 0;
+            if let Some(url) = &url {
+                use_embeddings(s, "openai", url);
+            }
         })
         .await;
-        world(app).await
+        let w = world(app).await;
+        let mut ids = Vec::new();
+        if hybrid {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+            while w.app.metric("document_chunks_embedded_total").await < 3.0 {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "chunks not embedded"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            ids = every_chunk_id(&w).await;
+        }
+        (w, ids)
     });
     let mut runner = TestRunner::new(Config {
         cases: 24,
@@ -204,10 +289,19 @@ fn no_passage_of_a_thread_is_ever_retrieved_for_a_user_who_cannot_read_it() {
         failure_persistence: None,
         ..Config::default()
     });
-    let result = runner.run(&memberships(), |extra| rt.block_on(check(&w, &extra)));
+    let result = runner.run(&memberships(), |extra| {
+        rt.block_on(async {
+            check(&w, &extra).await?;
+            if hybrid {
+                check_vectors(&w, &extra, &all_ids).await?;
+            }
+            Ok(())
+        })
+    });
     rt.block_on(async {
         let mut app = w.app;
         app.stop().await;
     });
+    drop(model);
     result.unwrap();
 }

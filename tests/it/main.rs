@@ -41,6 +41,7 @@ mod readiness;
 mod reasoning;
 mod regenerate;
 mod resilience;
+mod retrieval;
 mod scale;
 mod search;
 mod security;

@@ -311,6 +311,22 @@ const MEANINGS: &[(&str, &str)] = &[
         "documents::the_offline_agent_quotes_page_3_with_a_citation_on_sqlite",
     ),
     (
+        "embedding_requests_total",
+        "retrieval::a_failing_embeddings_api_leaves_documents_indexed_and_retrieval_on_full_text",
+    ),
+    (
+        "embedding_request_seconds",
+        "retrieval::passages_are_embedded_at_indexing_through_ollama_and_never_found_from_another_thread",
+    ),
+    (
+        "document_embedding_failures_total",
+        "retrieval::a_failing_embeddings_api_leaves_documents_indexed_and_retrieval_on_full_text",
+    ),
+    (
+        "document_chunks_embedded_total",
+        "retrieval::passages_are_embedded_at_indexing_through_ollama_and_never_found_from_another_thread",
+    ),
+    (
         "document_extraction_failures_total",
         "documents_hostile::malicious_files_fail_with_a_reason_while_the_server_stays_up_and_small",
     ),

@@ -15,20 +15,23 @@ use crate::db::documents::{Chunk, Document, DocumentStore, NewDocument, Passage,
 const DOCUMENT_COLUMNS: &str = "id, thread_id, uploader_id, name, kind, mime, size, \
      status, stage, error, pages, chunks, created_at, updated_at";
 
-/// SQLite: any of the terms (an FTS5 `OR` query, $1), best `bm25` first.
+/// SQLite: any of the terms (an FTS5 `OR` query, $1), best `bm25` first. `+c.thread_id` keeps
+/// the full-text index driving the query: with `document_chunks_thread` (migration 0011, for the
+/// vector scan) the planner would otherwise walk the thread's chunks and run the `MATCH` once
+/// per chunk (seconds with 10,000 documents in a thread; docs/performance.md, section 7).
 const SQLITE_PASSAGES: &str = "SELECT c.document_id, d.name, c.ord, c.page, c.heading, c.text, \
-     -bm25(document_chunk_search) AS score \
+     -bm25(document_chunk_search) AS score, c.id \
      FROM document_chunk_search s \
      JOIN document_chunks c ON c.id = s.rowid \
      JOIN documents d ON d.id = c.document_id AND d.status = 'indexed' AND d.deleted_at IS NULL \
      JOIN threads t ON t.id = d.thread_id AND t.deleted_at IS NULL \
-     WHERE document_chunk_search MATCH $1 AND c.thread_id = $2 \
+     WHERE document_chunk_search MATCH $1 AND +c.thread_id = $2 \
        AND EXISTS (SELECT 1 FROM thread_members m WHERE m.thread_id = $2 AND m.user_id = $3) \
      ORDER BY score DESC, c.document_id ASC, c.ord ASC LIMIT $4";
 
 /// PostgreSQL: any of the terms (a `to_tsquery` `|` query, $1), best `ts_rank` first.
 const POSTGRES_PASSAGES: &str = "SELECT c.document_id, d.name, c.ord, c.page, c.heading, c.text, \
-     ts_rank(c.search, q.q)::float8 AS score \
+     ts_rank(c.search, q.q)::float8 AS score, c.id \
      FROM (SELECT to_tsquery('english'::regconfig, $1) AS q) q \
      JOIN document_chunks c ON c.search @@ q.q \
      JOIN documents d ON d.id = c.document_id AND d.status = 'indexed' AND d.deleted_at IS NULL \
@@ -412,6 +415,7 @@ where
                     name: r.try_get(1)?,
                     chunk: chunk_row(r, 2)?,
                     score: r.try_get(6)?,
+                    chunk_id: r.try_get(7)?,
                 })
             })
             .collect()

@@ -8,6 +8,7 @@ mod accounts;
 mod conn;
 mod dialect;
 mod documents;
+mod embeddings;
 mod lifecycle;
 mod memories;
 mod messages;
@@ -440,6 +441,10 @@ where
     }
 
     fn memories(&self) -> Option<&dyn crate::db::memories::MemoriesStore> {
+        Some(self)
+    }
+
+    fn embeddings(&self) -> Option<&dyn crate::db::embeddings::EmbeddingStore> {
         Some(self)
     }
 }

@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod cluster;
 pub mod documents;
+pub mod embedder;
 pub mod fake_llm;
 pub mod fake_ollama;
 pub mod fault_proxy;

@@ -1,0 +1,9 @@
+-- Embeddings of document chunks (issue #19, docs/documents.md "Hybrid retrieval"): the vector of
+-- a chunk as little-endian f32 (unit length), next to the chunk, with what made it
+-- (`provider:model[:dimensions]`): a chunk whose vector was made by another model is embedded
+-- again by the backfill. Same columns on both backends.
+ALTER TABLE document_chunks ADD COLUMN embedding BLOB;
+ALTER TABLE document_chunks ADD COLUMN embedding_model TEXT;
+-- The cosine scan reads one thread's vectors; the backfill looks for chunks of another model.
+CREATE INDEX document_chunks_thread ON document_chunks(thread_id);
+CREATE INDEX document_chunks_embedding_model ON document_chunks(embedding_model);
