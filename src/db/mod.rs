@@ -173,6 +173,30 @@ pub struct Message {
     pub meta: Option<Box<MessageMeta>>,
 }
 
+#[cfg(test)]
+impl Message {
+    /// A user's message for unit tests: `seq` doubles as id and client id, in thread `t`.
+    pub fn said(seq: i64, name: &str, body: &str) -> Message {
+        Message {
+            id: seq.to_string(),
+            thread_id: "t".into(),
+            seq,
+            client_id: seq.to_string(),
+            author: Author {
+                kind: AuthorKind::User,
+                id: name.into(),
+                name: name.into(),
+            },
+            body: body.into(),
+            created_at: 0,
+            status: None,
+            prompt_tokens: None,
+            completion_tokens: None,
+            meta: None,
+        }
+    }
+}
+
 /// A message to store; `seq` is assigned by the database transaction.
 #[derive(Debug, Clone)]
 pub struct NewMessage {

@@ -77,26 +77,9 @@ pub fn cut(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::{Author, AuthorKind};
 
     fn msg(seq: i64, name: &str, body: &str) -> Message {
-        Message {
-            id: seq.to_string(),
-            thread_id: "t".into(),
-            seq,
-            client_id: seq.to_string(),
-            author: Author {
-                kind: AuthorKind::User,
-                id: name.into(),
-                name: name.into(),
-            },
-            body: body.into(),
-            created_at: 0,
-            status: None,
-            prompt_tokens: None,
-            completion_tokens: None,
-            meta: None,
-        }
+        Message::said(seq, name, body)
     }
 
     #[test]

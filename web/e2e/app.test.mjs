@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { ARTIFACTS_DIR, HAVE_SERVER, launchBrowser, setupServer, sleep } from './support.mjs';
+import { ARTIFACTS_DIR, HAVE_SERVER, launchBrowser, setupServer, sleep, uniq } from './support.mjs';
 
 const PASSWORD = 'e2e-password-123';
 const SKIP = HAVE_SERVER ? false : 'set EMERGENCE_URL or EMERGENCE_BIN to run the end-to-end tests';
@@ -24,13 +24,6 @@ after(async () => {
 });
 
 // ---- helpers ------------------------------------------------------------------------------------
-
-let counter = 0;
-function uniq(prefix) {
-  counter += 1;
-  const r = Math.random().toString(36).slice(2, 6);
-  return `${prefix}_${Date.now().toString(36)}${counter}${r}`.slice(0, 32);
-}
 
 async function newPage(viewport = { width: 1280, height: 800 }) {
   const context = await browser.newContext({ viewport });

@@ -5,13 +5,11 @@
 // and the account and admin pages. Also: Enter sends, Shift+Enter adds a line, the focus is visible.
 // Run: EMERGENCE_BIN=target/debug/emergence node --test e2e/contrast.test.mjs
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { FakeOpenAI, chunked } from './fake-openai.mjs';
-import { launchBrowser, setupOwnServer } from './support.mjs';
+import { launchBrowser, setupAgentServer, uniq } from './support.mjs';
 
 const PASSWORD = 'e2e-password-123';
 const SKIP = process.env.EMERGENCE_BIN ? false : 'needs EMERGENCE_BIN (the test starts a server with its own agents)';
@@ -22,7 +20,6 @@ const ANSWER =
 let fake = null;
 let server = null;
 let browser = null;
-let configDir = null;
 
 before(async () => {
   if (SKIP) return;
@@ -31,21 +28,14 @@ before(async () => {
     return { chunks: chunked(ANSWER, slow ? 3 : 24), intervalMs: slow ? 150 : 20 };
   });
   await fake.start();
-  configDir = mkdtempSync(path.join(os.tmpdir(), 'emergence-e2e-contrast-cfg-'));
-  const config = path.join(configDir, 'emergence.toml');
-  const lines = [];
-  for (const [id, name] of [
-    ['alpha', 'Alpha'],
-    ['beta', 'Beta'],
-    ['slow', 'Slow'],
-  ]) {
-    lines.push('[[agent]]', `id = "${id}"`, `name = "${name}"`, `system_prompt = "You are ${name}."`, 'provider = "openai"', `model = "${id}"`, '');
-  }
-  lines.push('[providers]', `openai_base_url = "${fake.url}"`, 'openai_api_key = "e2e-fake-key"', '');
-  writeFileSync(config, lines.join('\n'));
-  server = await setupOwnServer({
+  server = await setupAgentServer({
     name: 'contrast',
-    env: { EMERGENCE_CONFIG: config, OPENAI_BASE_URL: fake.url, OPENAI_API_KEY: 'e2e-fake-key' },
+    fake,
+    agents: [
+      { id: 'alpha', name: 'Alpha', system_prompt: 'You are Alpha.' },
+      { id: 'beta', name: 'Beta', system_prompt: 'You are Beta.' },
+      { id: 'slow', name: 'Slow', system_prompt: 'You are Slow.' },
+    ],
   });
   browser = await launchBrowser();
 });
@@ -54,13 +44,7 @@ after(async () => {
   await browser?.close().catch(() => {});
   await server?.dispose();
   await fake?.stop();
-  if (configDir) rmSync(configDir, { recursive: true, force: true });
 });
-
-function uniq(prefix) {
-  const r = Math.random().toString(36).slice(2, 6);
-  return `${prefix}_${Date.now().toString(36)}${r}`.slice(0, 32);
-}
 
 /** axe-core's color-contrast violations on the page as it is: one line per failing element. */
 async function contrastFailures(page, screen) {

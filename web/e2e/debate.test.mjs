@@ -6,12 +6,11 @@
 // of docs/screenshots/debate-*.png.
 // Run: EMERGENCE_BIN=target/debug/emergence node --test e2e/debate.test.mjs
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { copyFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { FakeOpenAI, chunked } from './fake-openai.mjs';
-import { ARTIFACTS_DIR, REPO_DIR, launchBrowser, setupOwnServer } from './support.mjs';
+import { ARTIFACTS_DIR, REPO_DIR, launchBrowser, setupAgentServer, uniq } from './support.mjs';
 
 const PASSWORD = 'e2e-password-123';
 const SKIP = process.env.EMERGENCE_BIN ? false : 'needs EMERGENCE_BIN (the test starts a server with its own agents)';
@@ -33,7 +32,6 @@ function answerText(model, synthesis) {
 let fake = null;
 let server = null;
 let browser = null;
-let configDir = null;
 
 before(async () => {
   if (SKIP) return;
@@ -43,18 +41,13 @@ before(async () => {
     return { chunks: chunked(answerText(body?.model ?? '?', synthesis), slow ? 2 : 6), intervalMs: slow ? 80 : 60 };
   });
   await fake.start();
-  configDir = mkdtempSync(path.join(os.tmpdir(), 'emergence-e2e-debate-cfg-'));
-  const config = path.join(configDir, 'emergence.toml');
-  const lines = [];
-  for (const [id, name] of AGENTS) {
-    lines.push('[[agent]]', `id = "${id}"`, `name = "${name}"`, `system_prompt = "You are ${name}."`, 'provider = "openai"', `model = "${id}"`, '');
-  }
-  lines.push('[[agent]]', 'id = "slow"', 'name = "Slow"', 'system_prompt = "You are slow."', 'provider = "openai"', 'model = "slow"', '');
-  lines.push('[providers]', `openai_base_url = "${fake.url}"`, 'openai_api_key = "e2e-fake-key"', '');
-  writeFileSync(config, lines.join('\n'));
-  server = await setupOwnServer({
+  server = await setupAgentServer({
     name: 'debate',
-    env: { EMERGENCE_CONFIG: config, OPENAI_BASE_URL: fake.url, OPENAI_API_KEY: 'e2e-fake-key' },
+    fake,
+    agents: [
+      ...AGENTS.map(([id, name]) => ({ id, name, system_prompt: `You are ${name}.` })),
+      { id: 'slow', name: 'Slow', system_prompt: 'You are slow.' },
+    ],
   });
   browser = await launchBrowser();
 });
@@ -63,13 +56,7 @@ after(async () => {
   await browser?.close().catch(() => {});
   await server?.dispose();
   await fake?.stop();
-  if (configDir) rmSync(configDir, { recursive: true, force: true });
 });
-
-function uniq(prefix) {
-  const r = Math.random().toString(36).slice(2, 6);
-  return `${prefix}_${Date.now().toString(36)}${r}`.slice(0, 32);
-}
 
 async function newUser(options = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, ...options });

@@ -5,14 +5,13 @@
 // provider against a fake OpenAI-compatible server in this process (fake-openai.mjs).
 // Run: EMERGENCE_BIN=target/debug/emergence npm run e2e   (needs EMERGENCE_BIN: a server of its own)
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { FakeOpenAI, chunked, lastUserText } from './fake-openai.mjs';
 import { CODE, HOSTILE, RICH, longAnswer } from './markdown-fixtures.mjs';
 import { TRACE_CATEGORIES, traceFigures } from './perf.mjs';
-import { ARTIFACTS_DIR, launchBrowser, setupOwnServer } from './support.mjs';
+import { ARTIFACTS_DIR, launchBrowser, setupAgentServer, uniq } from './support.mjs';
 
 const PASSWORD = 'e2e-password-123';
 const SKIP = process.env.EMERGENCE_BIN ? false : 'needs EMERGENCE_BIN (the test starts a server with its own agents)';
@@ -21,7 +20,6 @@ const LONG = longAnswer(20_000);
 let fake = null;
 let server = null;
 let browser = null;
-let configDir = null;
 
 before(async () => {
   if (SKIP) return;
@@ -33,27 +31,10 @@ before(async () => {
     return { chunks: ['ok'], intervalMs: 10 };
   });
   await fake.start();
-  configDir = mkdtempSync(path.join(os.tmpdir(), 'emergence-e2e-md-cfg-'));
-  const config = path.join(configDir, 'emergence.toml');
-  writeFileSync(
-    config,
-    [
-      '[[agent]]',
-      'id = "mdbot"',
-      'name = "Mdbot"',
-      'system_prompt = "You answer in Markdown."',
-      'provider = "openai"',
-      'model = "markdown"',
-      '',
-      '[providers]',
-      `openai_base_url = "${fake.url}"`,
-      'openai_api_key = "e2e-fake-key"',
-      '',
-    ].join('\n'),
-  );
-  server = await setupOwnServer({
+  server = await setupAgentServer({
     name: 'markdown',
-    env: { EMERGENCE_CONFIG: config, OPENAI_BASE_URL: fake.url, OPENAI_API_KEY: 'e2e-fake-key' },
+    fake,
+    agents: [{ id: 'mdbot', name: 'Mdbot', system_prompt: 'You answer in Markdown.', model: 'markdown' }],
   });
   browser = await launchBrowser();
 });
@@ -62,17 +43,9 @@ after(async () => {
   await browser?.close().catch(() => {});
   await server?.dispose();
   await fake?.stop();
-  if (configDir) rmSync(configDir, { recursive: true, force: true });
 });
 
 // ---- helpers --------------------------------------------------------------------------------------
-
-let counter = 0;
-function uniq(prefix) {
-  counter += 1;
-  const r = Math.random().toString(36).slice(2, 6);
-  return `${prefix}_${Date.now().toString(36)}${counter}${r}`.slice(0, 32);
-}
 
 async function newPage(options = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, ...options });

@@ -6,12 +6,9 @@
 // marker on its answer, with the summary the provider wrote.
 // Run: EMERGENCE_BIN=target/debug/emergence node --test e2e/reasoning.test.mjs
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { FakeOpenAI } from './fake-openai.mjs';
-import { launchBrowser, setupOwnServer } from './support.mjs';
+import { launchBrowser, setupAgentServer, uniq } from './support.mjs';
 
 const PASSWORD = 'e2e-password-123';
 const SKIP = process.env.EMERGENCE_BIN ? false : 'needs EMERGENCE_BIN (the test starts a server with its own agents)';
@@ -23,7 +20,6 @@ const SUMMARY = 'Summary: the plan was settled early.';
 let fake = null;
 let server = null;
 let browser = null;
-let configDir = null;
 
 before(async () => {
   if (SKIP) return;
@@ -34,34 +30,13 @@ before(async () => {
     return { reasoning: THOUGHTS, chunks: ANSWER.split(/(?= )/), intervalMs: 60 };
   });
   await fake.start();
-  configDir = mkdtempSync(path.join(os.tmpdir(), 'emergence-e2e-reasoning-cfg-'));
-  const config = path.join(configDir, 'emergence.toml');
-  writeFileSync(
-    config,
-    [
-      '[[agent]]',
-      'id = "thinker"',
-      'name = "Thinker"',
-      'provider = "openai"',
-      'model = "thinking-model"',
-      'colour = "#7a3db8"',
-      '',
-      '[[agent]]',
-      'id = "brief"',
-      'name = "Brief"',
-      'provider = "openai"',
-      'model = "brief-model"',
-      'context_tokens = 120',
-      '',
-      '[providers]',
-      `openai_base_url = "${fake.url}"`,
-      'openai_api_key = "e2e-fake-key"',
-      '',
-    ].join('\n'),
-  );
-  server = await setupOwnServer({
+  server = await setupAgentServer({
     name: 'reasoning',
-    env: { EMERGENCE_CONFIG: config, OPENAI_BASE_URL: fake.url, OPENAI_API_KEY: 'e2e-fake-key' },
+    fake,
+    agents: [
+      { id: 'thinker', name: 'Thinker', model: 'thinking-model', colour: '#7a3db8' },
+      { id: 'brief', name: 'Brief', model: 'brief-model', context_tokens: 120 },
+    ],
   });
   browser = await launchBrowser();
 });
@@ -70,13 +45,7 @@ after(async () => {
   await browser?.close().catch(() => {});
   await server?.dispose();
   await fake?.stop();
-  if (configDir) rmSync(configDir, { recursive: true, force: true });
 });
-
-function uniq(prefix) {
-  const r = Math.random().toString(36).slice(2, 8);
-  return `${prefix}_${Date.now().toString(36)}${r}`.slice(0, 32);
-}
 
 test('reasoning shows folded above the answer, live, expands on a click and survives a reload', { skip: SKIP, timeout: 120_000 }, async () => {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });

@@ -5,12 +5,9 @@
 // another agent writes a further version ("Regenerate with…"). The provider is asked once per click.
 // Run: EMERGENCE_BIN=target/debug/emergence node --test e2e/regenerate.test.mjs
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { FakeOpenAI, chunked } from './fake-openai.mjs';
-import { launchBrowser, setupOwnServer } from './support.mjs';
+import { launchBrowser, setupAgentServer, uniq } from './support.mjs';
 
 const PASSWORD = 'e2e-password-123';
 const SKIP = process.env.EMERGENCE_BIN ? false : 'needs EMERGENCE_BIN (the test starts a server with its own agents)';
@@ -21,7 +18,6 @@ const answer = (n) => `**Answer ${n}** — the sky is blue because of *Rayleigh 
 let fake = null;
 let server = null;
 let browser = null;
-let configDir = null;
 
 before(async () => {
   if (SKIP) return;
@@ -32,20 +28,13 @@ before(async () => {
     return calls === 1 ? { chunks: chunked(answer(1), 2), intervalMs: 120 } : { chunks: chunked(answer(calls), 8), intervalMs: 60 };
   });
   await fake.start();
-  configDir = mkdtempSync(path.join(os.tmpdir(), 'emergence-e2e-regen-cfg-'));
-  const config = path.join(configDir, 'emergence.toml');
-  const lines = [];
-  for (const [id, name] of [
-    ['sage', 'Sage'],
-    ['muse', 'Muse'],
-  ]) {
-    lines.push('[[agent]]', `id = "${id}"`, `name = "${name}"`, `system_prompt = "You are ${name}."`, 'provider = "openai"', `model = "${id}"`, '');
-  }
-  lines.push('[providers]', `openai_base_url = "${fake.url}"`, 'openai_api_key = "e2e-fake-key"', '');
-  writeFileSync(config, lines.join('\n'));
-  server = await setupOwnServer({
+  server = await setupAgentServer({
     name: 'regenerate',
-    env: { EMERGENCE_CONFIG: config, OPENAI_BASE_URL: fake.url, OPENAI_API_KEY: 'e2e-fake-key' },
+    fake,
+    agents: [
+      { id: 'sage', name: 'Sage', system_prompt: 'You are Sage.' },
+      { id: 'muse', name: 'Muse', system_prompt: 'You are Muse.' },
+    ],
   });
   browser = await launchBrowser();
 });
@@ -54,13 +43,7 @@ after(async () => {
   await browser?.close().catch(() => {});
   await server?.dispose();
   await fake?.stop();
-  if (configDir) rmSync(configDir, { recursive: true, force: true });
 });
-
-function uniq(prefix) {
-  const r = Math.random().toString(36).slice(2, 6);
-  return `${prefix}_${Date.now().toString(36)}${r}`.slice(0, 32);
-}
 
 async function newUser() {
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });

@@ -4,12 +4,11 @@
 // sentence of its class and none of the junk.
 // Run: EMERGENCE_BIN=target/debug/emergence npm run e2e   (needs EMERGENCE_BIN: a server of its own)
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { ARTIFACTS_DIR, launchBrowser, setupOwnServer } from './support.mjs';
+import { ARTIFACTS_DIR, launchBrowser, setupAgentServer } from './support.mjs';
 
 const PASSWORD = 'e2e-password-123';
 const ANSWER = 'Bonjour après une pause.';
@@ -60,20 +59,20 @@ class FakeOpenAI {
 let fake = null;
 let server = null;
 let browser = null;
-let configDir = null;
 
 before(async () => {
   if (SKIP) return;
   fake = new FakeOpenAI();
   await fake.start();
-  configDir = mkdtempSync(path.join(os.tmpdir(), 'emergence-e2e-retry-cfg-'));
-  const config = path.join(configDir, 'emergence.toml');
-  const agent = (id, name) => ['[[agent]]', `id = "${id}"`, `name = "${name}"`, 'provider = "openai"', `model = "${id}"`, ''];
-  writeFileSync(
-    config,
-    [...agent('patient', 'Patient'), ...agent('broken', 'Broken'), '[providers]', `openai_base_url = "${fake.url}"`, 'openai_api_key = "e2e-fake-key"', 'ollama_url = ""', ''].join('\n'),
-  );
-  server = await setupOwnServer({ name: 'retry', env: { EMERGENCE_CONFIG: config } });
+  server = await setupAgentServer({
+    name: 'retry',
+    fake,
+    agents: [
+      { id: 'patient', name: 'Patient' },
+      { id: 'broken', name: 'Broken' },
+    ],
+    providers: { ollama_url: '' },
+  });
   browser = await launchBrowser();
 });
 
@@ -81,7 +80,6 @@ after(async () => {
   await browser?.close().catch(() => {});
   await server?.dispose();
   await fake?.stop();
-  if (configDir) rmSync(configDir, { recursive: true, force: true });
 });
 
 test('a French reader sees the retry countdown and short French errors, never upstream text', { skip: SKIP, timeout: 90_000 }, async () => {

@@ -4,12 +4,11 @@
 // this process that streams slowly.
 // Run: EMERGENCE_BIN=target/debug/emergence npm run e2e   (needs EMERGENCE_BIN: a server of its own)
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { FakeOpenAI } from './fake-openai.mjs';
-import { ARTIFACTS_DIR, launchBrowser, setupOwnServer, sleep } from './support.mjs';
+import { ARTIFACTS_DIR, launchBrowser, setupAgentServer, sleep, uniq } from './support.mjs';
 
 const PASSWORD = 'e2e-password-123';
 const WORDS = 120;
@@ -22,34 +21,16 @@ const SKIP = process.env.EMERGENCE_BIN ? false : 'needs EMERGENCE_BIN (the test 
 let fake = null;
 let server = null;
 let browser = null;
-let configDir = null;
 
 before(async () => {
   if (SKIP) return;
   // One word per chunk, slowly.
   fake = new FakeOpenAI(() => ({ chunks: Array.from({ length: WORDS }, (_, i) => `w${i} `), intervalMs: CHUNK_MS }));
   await fake.start();
-  configDir = mkdtempSync(path.join(os.tmpdir(), 'emergence-e2e-stream-cfg-'));
-  const config = path.join(configDir, 'emergence.toml');
-  writeFileSync(
-    config,
-    [
-      '[[agent]]',
-      'id = "slowbot"',
-      'name = "Slowbot"',
-      'system_prompt = "You answer slowly, one word at a time."',
-      'provider = "openai"',
-      'model = "slow"',
-      '',
-      '[providers]',
-      `openai_base_url = "${fake.url}"`,
-      'openai_api_key = "e2e-fake-key"',
-      '',
-    ].join('\n'),
-  );
-  server = await setupOwnServer({
+  server = await setupAgentServer({
     name: 'stream',
-    env: { EMERGENCE_CONFIG: config, OPENAI_BASE_URL: fake.url, OPENAI_API_KEY: 'e2e-fake-key' },
+    fake,
+    agents: [{ id: 'slowbot', name: 'Slowbot', system_prompt: 'You answer slowly, one word at a time.', model: 'slow' }],
   });
   browser = await launchBrowser();
 });
@@ -58,13 +39,7 @@ after(async () => {
   await browser?.close().catch(() => {});
   await server?.dispose();
   await fake?.stop();
-  if (configDir) rmSync(configDir, { recursive: true, force: true });
 });
-
-function uniq(prefix) {
-  const r = Math.random().toString(36).slice(2, 8);
-  return `${prefix}_${Date.now().toString(36)}${r}`.slice(0, 32);
-}
 
 /** The words of a text, checked to be exactly w0, w1, …, w(n-1): nothing missing, nothing twice. */
 function checkedWords(text, where) {

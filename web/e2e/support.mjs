@@ -8,7 +8,7 @@
 // Browser: the system Chromium (CHROMIUM, default /usr/bin/chromium) through playwright-core; no
 // browser is ever downloaded.
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -206,4 +206,49 @@ export async function setupOwnServer({ env = {}, name = 'own' } = {}) {
   const server = new ManagedServer(bin.includes('/') ? path.resolve(bin) : bin, port, dir, env);
   await server.start();
   return server;
+}
+
+/** The value of a TOML key: strings quoted (JSON's escapes are TOML's), numbers and booleans as is. */
+function tomlValue(v) {
+  return typeof v === 'string' ? JSON.stringify(v) : String(v);
+}
+
+/**
+ * A server of its own (see setupOwnServer) whose agents answer through `fake`, a started
+ * FakeOpenAI. Each of `agents` is `{ id, name, ...keys }`, written as an `[[agent]]` table with
+ * `provider = "openai"` and `model = id` unless given; `providers` adds keys to `[providers]`.
+ * The configuration file is removed with the server by `dispose()`. Returns null when
+ * EMERGENCE_BIN is not set.
+ */
+export async function setupAgentServer({ name, fake, agents, providers = {}, env = {} }) {
+  if (!process.env.EMERGENCE_BIN) return null;
+  const configDir = mkdtempSync(path.join(os.tmpdir(), `emergence-e2e-${name}-cfg-`));
+  const config = path.join(configDir, 'emergence.toml');
+  const lines = [];
+  for (const agent of agents) {
+    const keys = { provider: 'openai', model: agent.id, ...agent };
+    lines.push('[[agent]]', ...Object.entries(keys).map(([k, v]) => `${k} = ${tomlValue(v)}`), '');
+  }
+  const provider = { openai_base_url: fake.url, openai_api_key: 'e2e-fake-key', ...providers };
+  lines.push('[providers]', ...Object.entries(provider).map(([k, v]) => `${k} = ${tomlValue(v)}`), '');
+  writeFileSync(config, lines.join('\n'));
+  const server = await setupOwnServer({
+    name,
+    env: { EMERGENCE_CONFIG: config, OPENAI_BASE_URL: fake.url, OPENAI_API_KEY: 'e2e-fake-key', ...env },
+  });
+  const dispose = server.dispose.bind(server);
+  server.dispose = async () => {
+    await dispose();
+    rmSync(configDir, { recursive: true, force: true });
+  };
+  return server;
+}
+
+let uniqCounter = 0;
+
+/** A fresh name (user, thread) for one test: `prefix_` and a unique suffix, at most 32 characters. */
+export function uniq(prefix) {
+  uniqCounter += 1;
+  const r = Math.random().toString(36).slice(2, 6);
+  return `${prefix}_${Date.now().toString(36)}${uniqCounter}${r}`.slice(0, 32);
 }

@@ -11,7 +11,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSy
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { ARTIFACTS_DIR, REPO_DIR, launchBrowser, setupOwnServer, sleep } from './support.mjs';
+import { ARTIFACTS_DIR, REPO_DIR, launchBrowser, setupOwnServer, sleep, uniq } from './support.mjs';
 
 const PASSWORD = 'e2e-password-123';
 const SKIP = process.env.EMERGENCE_BIN ? false : 'needs EMERGENCE_BIN (the test starts a server with its own agents)';
@@ -40,13 +40,6 @@ after(async () => {
   await server?.dispose();
   if (configDir) rmSync(configDir, { recursive: true, force: true });
 });
-
-let counter = 0;
-function uniq(prefix) {
-  counter += 1;
-  const r = Math.random().toString(36).slice(2, 5);
-  return `${prefix}_${Date.now().toString(36)}${counter}${r}`.slice(0, 32);
-}
 
 async function newUser(viewport = { width: 1280, height: 860 }) {
   const context = await browser.newContext({ viewport, acceptDownloads: true });

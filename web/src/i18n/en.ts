@@ -362,7 +362,7 @@ export const en = {
   'docs.stage.extracting': 'Reading…',
   'docs.stage.indexed': 'Ready',
   'docs.stage.failed': 'Failed',
-  'docs.failedWhy': 'Could not be read: {reason}',
+  'docs.failedWhy': 'Not indexed: {reason}',
   'docs.pages.one': '{n} page',
   'docs.pages.other': '{n} pages',
   'docs.open': 'Open',

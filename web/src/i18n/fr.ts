@@ -353,7 +353,7 @@ export const fr: Record<Key, string> = {
   'docs.stage.extracting': 'Lecture…',
   'docs.stage.indexed': 'Prêt',
   'docs.stage.failed': 'Échec',
-  'docs.failedWhy': 'Illisible : {reason}',
+  'docs.failedWhy': 'Non indexé : {reason}',
   'docs.pages.one': '{n} page',
   'docs.pages.other': '{n} pages',
   'docs.open': 'Ouvrir',
