@@ -108,9 +108,12 @@ def fanout(s: dict) -> str | None:
     steps = s.get("steps") or {}
     if not steps:
         return None
-    xmax = nice_max(max((st.get("deliveries_per_sec") or 0) for v in steps.values() for st in v))
+    xmax = max((st.get("deliveries_per_sec") or 0 for v in steps.values() for st in v), default=0)
+    if not xmax:
+        return None  # every run failed: nothing to draw
+    xmax = nice_max(xmax)
     # p99 on a log scale from 1 ms to the worst step (at least 1 s).
-    worst = max((st.get("p99_ms") or 0) for v in steps.values() for st in v if math.isfinite(st.get("p99_ms") or 0))
+    worst = max((st.get("p99_ms") or 0 for v in steps.values() for st in v if math.isfinite(st.get("p99_ms") or 0)), default=0)
     ylo, yhi = 1.0, max(1000.0, nice_max(worst))
     x0, y0, x1, y1 = LEFT, H - BOTTOM, W - RIGHT, TOP
 

@@ -58,7 +58,7 @@ impl LocalModels {
     /// that changed the list.
     pub fn watch(
         self: &Arc<Self>,
-        http: reqwest::Client,
+        providers: super::providers::Providers,
         settings: ProviderSettings,
         stop: CancellationToken,
         on_change: impl Fn(&[LocalModel]) + Send + 'static,
@@ -68,6 +68,11 @@ impl LocalModels {
         }
         let me = self.clone();
         tokio::spawn(async move {
+            // The client is built off the async workers: it reads the CA certificates.
+            let Ok(http) = tokio::task::spawn_blocking(move || providers.http().clone()).await
+            else {
+                return;
+            };
             loop {
                 let models = probe_all(&http, &settings).await;
                 if me.set(models.clone()) {

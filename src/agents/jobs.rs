@@ -183,7 +183,7 @@ impl Agents {
     ) {
         let me = self.clone();
         self.local.watch(
-            self.providers.http().clone(),
+            self.providers.clone(),
             self.settings.clone(),
             stop.clone(),
             move |_| me.register_metric_labels(),

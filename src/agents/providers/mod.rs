@@ -82,22 +82,30 @@ pub struct Route {
 /// The configured provider endpoints.
 #[derive(Clone)]
 pub struct Providers {
-    http: reqwest::Client,
+    /// Built on first use: building a client reads the system's CA certificates (about 20 ms
+    /// here), which at startup held up the listener and readiness.
+    http: std::sync::Arc<std::sync::OnceLock<reqwest::Client>>,
+    connect_timeout: Duration,
     settings: ProviderSettings,
 }
 
 impl Providers {
     pub fn new(settings: ProviderSettings, connect_timeout: Duration) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .expect("HTTP client builds");
-        Self { http, settings }
+        Self {
+            http: Default::default(),
+            connect_timeout,
+            settings,
+        }
     }
 
     pub fn http(&self) -> &reqwest::Client {
-        &self.http
+        self.http.get_or_init(|| {
+            reqwest::Client::builder()
+                .connect_timeout(self.connect_timeout)
+                .pool_idle_timeout(Duration::from_secs(60))
+                .build()
+                .expect("HTTP client builds")
+        })
     }
 
     /// Whether a key (or, for self-hosted OpenAI-compatible servers, a base URL) is configured.
@@ -144,7 +152,7 @@ impl Providers {
                     .openai_base_url
                     .as_deref()
                     .unwrap_or("https://api.openai.com/v1");
-                openai::open(&self.http, base, s.openai_api_key.as_ref(), &req).await
+                openai::open(self.http(), base, s.openai_api_key.as_ref(), &req).await
             }
             "ollama" | "openai-compatible" => {
                 let ollama = s
@@ -157,10 +165,10 @@ impl Providers {
                         "no base URL for this local server",
                     )
                 })?;
-                openai::open(&self.http, &base, None, &req).await
+                openai::open(self.http(), &base, None, &req).await
             }
-            "anthropic" => anthropic::open(&self.http, s, &req).await,
-            "gemini" => gemini::open(&self.http, s, &req).await,
+            "anthropic" => anthropic::open(self.http(), s, &req).await,
+            "gemini" => gemini::open(self.http(), s, &req).await,
             other => Err(ProviderError::new(
                 AgentErrorClass::Misconfigured,
                 format!("unknown provider {other:?}"),
@@ -181,22 +189,22 @@ impl Providers {
         match c.kind.as_str() {
             "openai" => {
                 let base = base.unwrap_or("https://api.openai.com/v1");
-                openai::open(&self.http, base, c.key.as_ref(), req).await
+                openai::open(self.http(), base, c.key.as_ref(), req).await
             }
             "ollama" => {
                 let base = format!("{}/v1", base.unwrap_or("http://127.0.0.1:11434"));
-                openai::open(&self.http, &base, c.key.as_ref(), req).await
+                openai::open(self.http(), &base, c.key.as_ref(), req).await
             }
             "anthropic" | "gemini" => {
                 let mut s = self.settings.clone();
                 if c.kind == "anthropic" {
                     s.anthropic_base_url = base.map(str::to_string);
                     s.anthropic_api_key = c.key.clone();
-                    anthropic::open(&self.http, &s, req).await
+                    anthropic::open(self.http(), &s, req).await
                 } else {
                     s.gemini_base_url = base.map(str::to_string);
                     s.gemini_api_key = c.key.clone();
-                    gemini::open(&self.http, &s, req).await
+                    gemini::open(self.http(), &s, req).await
                 }
             }
             other => Err(ProviderError::new(

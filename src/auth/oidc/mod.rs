@@ -53,7 +53,8 @@ const HANDOVER_TTL_MS: i64 = 60 * 1000;
 /// The configured providers and the HTTP client that talks to them.
 pub struct Providers {
     list: Vec<Arc<Provider>>,
-    http: reqwest::Client,
+    /// Built on first use (building one reads the system's CA certificates: not at startup).
+    http: std::sync::OnceLock<reqwest::Client>,
 }
 
 impl Providers {
@@ -65,8 +66,12 @@ impl Providers {
                 .cloned()
                 .map(|p| Arc::new(Provider::new(p)))
                 .collect(),
-            http: client::http_client(),
+            http: std::sync::OnceLock::new(),
         }
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(client::http_client)
     }
 
     fn get(&self, name: &str) -> Option<Arc<Provider>> {
@@ -192,7 +197,7 @@ pub(crate) async fn start(
         return Ok(error_page("sso_unknown_provider"));
     };
     let callback = redirect_uri(&state, &headers, &uri, &name);
-    let started = match provider.start(&state.auth.oidc.http, &callback).await {
+    let started = match provider.start(state.auth.oidc.http(), &callback).await {
         Ok(s) => s,
         Err(_) => return Ok(error_page("sso_unavailable")),
     };
@@ -265,7 +270,7 @@ pub(crate) async fn callback(
             "sso_failed"
         }));
     }
-    let http = &state.auth.oidc.http;
+    let http = state.auth.oidc.http();
     // RFC 9207: when the provider names itself in the response, it must be this provider.
     if let Some(iss) = query.get("iss") {
         match provider.issuer(http).await {

@@ -50,7 +50,9 @@ impl EmbedError {
 
 /// The configured embeddings model and how to reach it.
 pub struct Embedder {
-    http: reqwest::Client,
+    /// Built on first use (building one reads the system's CA certificates: not at startup).
+    http: std::sync::OnceLock<reqwest::Client>,
+    connect_timeout: Duration,
     api: Api,
     url: String,
     model: String,
@@ -100,13 +102,9 @@ impl Embedder {
             Api::Ollama => None,
         });
         let model = e.model();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(p.connect_timeout_ms))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .ok()?;
         Some(Arc::new(Self {
-            http,
+            http: std::sync::OnceLock::new(),
+            connect_timeout: Duration::from_millis(p.connect_timeout_ms),
             url: api.url(&base, &model),
             api,
             identity: e.identity()?,
@@ -118,6 +116,16 @@ impl Embedder {
             query_timeout: Duration::from_millis(e.query_timeout_ms.max(1)),
             metrics,
         }))
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            reqwest::Client::builder()
+                .connect_timeout(self.connect_timeout)
+                .pool_idle_timeout(Duration::from_secs(60))
+                .build()
+                .expect("HTTP client builds")
+        })
     }
 
     /// What the vectors are made with (`provider:model[:dimensions]`), stored with each.
@@ -179,7 +187,7 @@ impl Embedder {
             .map(|t| t.chars().take(MAX_TEXT_CHARS).collect())
             .collect();
         let body = self.api.body(&self.model, &texts, self.dimensions, purpose);
-        let mut req = self.http.post(&self.url).json(&body);
+        let mut req = self.http().post(&self.url).json(&body);
         if let Some(key) = &self.key {
             req = match self.api {
                 Api::Gemini => req.header("x-goog-api-key", key),
