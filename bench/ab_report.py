@@ -1,6 +1,7 @@
 """Summarise an A/B run of bench/ab: one row per figure, old and new medians and the ratio."""
 import datetime as dt
 import json
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -37,7 +38,7 @@ def main() -> int:
         sides[side].append(json.loads(Path(path).read_text())["scenarios"])
     lines = [f"# Same-minute A/B over every scenario: old `{old_bin}` vs new `{new_bin}`", "",
              "Order old, new, new, old; one repetition per point each; peers skipped; one load generator "
-             "(the new binary's) for both. Figures are the median of each side's runs.", "",
+             f"(`{os.environ.get('AB_LOAD_BIN') or new_bin}`) for both. Figures are the median of each side's runs.", "",
              "| figure | old | new | new/old | worse by |", "|---|---:|---:|---:|---:|"]
     worst = 0.0
     for label, path, higher in FIGURES:
