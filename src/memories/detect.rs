@@ -57,6 +57,9 @@ const STATEMENTS: &[&str] = &[
     "je suis allergique ",
 ];
 
+/// Openings of "mon plat préféré est ..." (with " préféré" further on).
+const FAVOURITE: &[&str] = &["mon ", "ma ", "mes "];
+
 /// Words that make what follows a condition, not a statement.
 const CONDITIONS: &[&str] = &["if", "when", "whether", "unless", "si", "quand", "lorsque"];
 
@@ -68,6 +71,22 @@ pub fn facts(body: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     if body.contains("```") {
         // Code is not a statement about the user.
+        return out;
+    }
+    // Every stored message passes here: most state nothing, so a few substring searches of
+    // the folded text (the same folding as `prefix_len`) rule them out before the per-word
+    // matching below runs.
+    let folded: String = body
+        .chars()
+        .map(|c| if c == '’' { '\'' } else { c })
+        .map(|c| c.to_lowercase().next().unwrap_or(c))
+        .collect();
+    if !REMEMBER
+        .iter()
+        .chain(STATEMENTS)
+        .chain(FAVOURITE)
+        .any(|p| folded.contains(p))
+    {
         return out;
     }
     for (sentence, question) in sentences(body) {
@@ -137,9 +156,7 @@ fn fact_in(sentence: &str) -> Option<String> {
             return clean(rest, false);
         }
         // "mon plat préféré est ...", "ma couleur préférée est ..."
-        if ["mon ", "ma ", "mes "]
-            .iter()
-            .any(|p| prefix_len(rest, p).is_some())
+        if FAVOURITE.iter().any(|p| prefix_len(rest, p).is_some())
             && rest.to_lowercase().contains(" préféré")
         {
             return clean(rest, false);
@@ -221,6 +238,13 @@ mod tests {
             facts("Also, I work on a compiler for Rust; it is fun"),
             ["I work on a compiler for Rust"]
         );
+    }
+
+    #[test]
+    fn the_quick_rejection_folds_case_and_curly_apostrophes_like_the_matcher() {
+        assert_eq!(facts("I’M ALLERGIC TO nuts."), ["I’M ALLERGIC TO nuts"]);
+        assert_eq!(facts("N’oublie pas qu’il pleut"), ["Il pleut"]);
+        assert!(facts("Nothing about me in this sentence, my friend.").is_empty());
     }
 
     #[test]
