@@ -131,7 +131,9 @@ pub struct Percentiles {
     pub mean: f64,
 }
 
+pub mod agentstream;
 mod client;
+pub mod fake_provider;
 mod histogram;
 mod traffic;
 
