@@ -446,7 +446,7 @@ pub async fn run(cfg: AgentStreamConfig) -> anyhow::Result<AgentStreamReport> {
                     4 * 1024,
                 )
                 .await;
-                drop(permit);
+                // Counted before the permit goes back: the count is read once every permit is.
                 let ws = match ws {
                     Ok(ws) => ws,
                     Err(e) => {
@@ -455,6 +455,7 @@ pub async fn run(cfg: AgentStreamConfig) -> anyhow::Result<AgentStreamReport> {
                     }
                 };
                 shared.subscribed.fetch_add(1, Ordering::Relaxed);
+                drop(permit);
                 let watcher = Watcher {
                     ws,
                     thread,
