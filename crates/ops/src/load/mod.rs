@@ -135,6 +135,7 @@ pub mod agentstream;
 mod client;
 pub mod fake_provider;
 mod histogram;
+mod markers;
 mod traffic;
 
 use client::*;
