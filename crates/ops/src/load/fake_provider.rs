@@ -6,7 +6,8 @@
 //! objects (a role chunk, the content chunks, a finish chunk, a usage chunk, `[DONE]`). Each answer
 //! draws a pace of 30-80 tokens/s, sends `tokens_per_chunk` tokens per chunk after a 100-400 ms
 //! first-token delay, and lasts about `answer` long. Every chunk's text starts with
-//! `[seq/total@emit_us] ` (`CLOCK_MONOTONIC` microseconds taken just before the chunk leaves), so
+//! `[seq/total@emit_us] ` (`CLOCK_MONOTONIC` microseconds taken as the chunk is handed to its
+//! connection's task, so the hand-off to the socket write counts in the measured latency), so
 //! a watcher on the same machine measures emit -> receipt latency and counts lost chunks.
 //!
 //! One task paces every stream with a 1 ms timing wheel (no timer per chunk); `GET /stats` says
