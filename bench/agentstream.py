@@ -1,15 +1,17 @@
 """Agent token streams (``bench/run agentstream``, issue 20): S concurrent agent answers, each
 watched by W = 3 WebSockets, on Emergence and on a Node ``ws`` relay doing the same job.
 
-- ``bench/peers/fake_provider.mjs``: an OpenAI-compatible fake (Chat Completions, ``stream: true``)
-  that streams each answer at 30-80 tokens/s, 3 tokens per chunk, for ``--agent-answer-secs``
+- The fake provider, ``emergence load fake-provider`` (``--agent-harness node``:
+  ``bench/peers/fake_provider.mjs``, the same wire format and pacing): an OpenAI-compatible fake
+  (Chat Completions, ``stream: true``) that streams each answer at 30-80 tokens/s, 3 tokens per chunk, for ``--agent-answer-secs``
   seconds, each chunk's text carrying ``[seq/total@emit_us]`` (CLOCK_MONOTONIC microseconds).
 - Emergence runs with one agent on that fake (a settings file: ``[providers] openai_base_url``,
   ``[limits] agent_streams_per_user = 0``, the other limits off as in every scenario).
 - ``bench/peers/agent_relay.mjs``: the peer, a Node relay that calls the same fake per answer and
   forwards each delta to the thread's subscribers in the same frames.
-- ``bench/peers/stream_watchers.mjs``: the clients, several worker threads; every thread gets W
-  sockets, then one ``send`` naming the agent per thread, all at once.
+- The watchers, ``emergence load agentstream`` (``--agent-harness node``:
+  ``bench/peers/stream_watchers.mjs``, the same counts): every thread gets W sockets, then one
+  ``send`` naming the agent per thread, all at once.
 
 Per step S (a fresh server each time): chunk latency p50/p99 (provider emit -> watcher receipt),
 lost and duplicated chunks (per socket and answer: the announced total against the distinct
@@ -137,9 +139,7 @@ def step(bench, system, fake, s: int, answer_secs: float) -> dict:
                "watchers": bench.args.agent_watchers, "workers": bench.args.agent_client_workers,
                "agent": "bench", "timeout_secs": answer_secs * 3 + 30, "connect_concurrency": 128,
                "tokens_per_chunk": TOKENS_PER_CHUNK}
-        (work / "watchers.json").write_text(json.dumps(cfg))
-        proc = subprocess.Popen(["node", str(PEERS / "stream_watchers.mjs"), str(work / "watchers.json")],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        proc = subprocess.Popen(watcher_command(bench, system, cfg, work), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
         try:
             ready = read_line(proc, 180)
@@ -149,6 +149,7 @@ def step(bench, system, fake, s: int, answer_secs: float) -> dict:
             urllib.request.urlopen(urllib.request.Request(fake.url + "/stats/reset", method="POST"), timeout=5)
             rss0 = system.rss_kib()
             cpu0, fcpu0, t0 = cpu_seconds(system.pid), cpu_seconds(fake.pid), time.monotonic()
+            ccpu0 = cpu_seconds(proc.pid)
             peak = [rss0]
             stop = threading.Event()
 
@@ -167,6 +168,12 @@ def step(bench, system, fake, s: int, answer_secs: float) -> dict:
             stop.set()
             sampler.join()
             cpu1, fcpu1, t1 = cpu_seconds(system.pid), cpu_seconds(fake.pid), time.monotonic()
+            # The watchers' CPU over the same window as the others' (the process is a zombie
+            # once it printed DONE and exited: read it before reaping).
+            try:
+                ccpu1 = cpu_seconds(proc.pid)
+            except (FileNotFoundError, IndexError, ValueError):
+                ccpu1 = ccpu0 + r_cpu_fallback(done)
             fstats = json.loads(urllib.request.urlopen(fake.url + "/stats", timeout=5).read())
         finally:
             if proc.poll() is None:
@@ -191,7 +198,7 @@ def step(bench, system, fake, s: int, answer_secs: float) -> dict:
         "fake": {"cpu_seconds": round(fcpu1 - fcpu0, 2), "lateness_p99_ms": fstats["lateness_p99_ms"],
                  "lateness_max_ms": fstats["lateness_max_ms"], "requests": fstats["requests"],
                  "aborted": fstats["aborted"]},
-        "client": {"cpu_seconds": r["client_cpu_seconds"], "loop_delay_max_ms": round(r["loop_delay_max_ms"], 1),
+        "client": {"cpu_seconds": round(ccpu1 - ccpu0, 2), "loop_delay_max_ms": round(r["loop_delay_max_ms"], 1),
                    "connect_errors": r["connect_errors"], "errors": r["errors"]},
         "load_average": os.getloadavg()[0],
     }
@@ -199,10 +206,39 @@ def step(bench, system, fake, s: int, answer_secs: float) -> dict:
     # 2-core machine, a harness near 1 core means the server had the rest.
     secs = max(1e-9, t1 - t0)
     out["server_cores"] = round(cpu / secs, 2)
-    out["harness_cores"] = round((out["fake"]["cpu_seconds"] + r["client_cpu_seconds"]) / secs, 2)
+    out["harness_cores"] = round((out["fake"]["cpu_seconds"] + out["client"]["cpu_seconds"]) / secs, 2)
+    out["harness"] = bench.args.agent_harness
     out["ok"] = (out["p99_ms"] is not None and out["p99_ms"] <= 100.0 and out["lost"] == 0
                  and out["duplicates"] == 0 and out["streams_missing"] == 0 and r["connect_errors"] == 0)
     return out
+
+
+def r_cpu_fallback(done: str) -> float:
+    """The watchers' own CPU figure, when their process could not be read any more."""
+    return float(json.loads(done.split(" ", 1)[1]).get("client_cpu_seconds", 0.0))
+
+
+def watcher_command(bench, system, cfg: dict, work: Path) -> list[str]:
+    """The watchers: `emergence load agentstream` (rust) or the Node script, both speaking
+    READY / go / GO / DONE <json> on stdin and stdout."""
+    if bench.args.agent_harness == "node":
+        (work / "watchers.json").write_text(json.dumps(cfg))
+        return ["node", str(PEERS / "stream_watchers.mjs"), str(work / "watchers.json")]
+    (work / "threads.txt").write_text("\n".join(cfg["threads"]) + "\n")
+    cmd = [str(bench.load_bin), "load", "agentstream", "--url", system.url, "--thread-list", str(work / "threads.txt"),
+           "--watchers", str(cfg["watchers"]), "--agent", cfg["agent"], "--timeout", str(cfg["timeout_secs"]),
+           "--tokens-per-chunk", str(cfg["tokens_per_chunk"]), "--threads", str(cfg["workers"]),
+           "--connect-concurrency", str(cfg["connect_concurrency"]), "--stdin-go"]
+    if system.name == "emergence":
+        cmd += ["--token", cfg["token"]]
+    return cmd
+
+
+def fake_command(bench, port: int, answer_secs: float) -> list[str]:
+    if bench.args.agent_harness == "node":
+        return ["node", str(PEERS / "fake_provider.mjs")]
+    return [str(bench.load_bin), "load", "fake-provider", "--listen", f"127.0.0.1:{port}",
+            "--answer-secs", str(answer_secs), "--tokens-per-chunk", str(TOKENS_PER_CHUNK)]
 
 
 def scenario(bench, server_cls) -> dict:
@@ -210,7 +246,7 @@ def scenario(bench, server_cls) -> dict:
     steps = [int(x) for x in bench.args.agent_streams.split(",")]
     work = Path(tempfile.mkdtemp(prefix="agentstream-cfg-"))
     fport = free_port()
-    fake = server_cls("fake-provider", ["node", str(PEERS / "fake_provider.mjs")], fport,
+    fake = server_cls("fake-provider", fake_command(bench, fport, answer_secs), fport,
                       {"PORT": str(fport), "HOST": "127.0.0.1", "ANSWER_SECS": str(answer_secs),
                        "TOKENS_PER_CHUNK": str(TOKENS_PER_CHUNK)})
     provider_url = f"http://127.0.0.1:{fport}/v1"
@@ -229,7 +265,8 @@ def scenario(bench, server_cls) -> dict:
         makers["node-relay"] = relay
     out: dict = {"answer_seconds": answer_secs, "watchers": bench.args.agent_watchers,
                  "tokens_per_chunk": TOKENS_PER_CHUNK, "pace_tokens_per_sec": [30, 80], "limit_p99_ms": 100,
-                 "client_workers": bench.args.agent_client_workers, "steps": {n: [] for n in makers},
+                 "client_workers": bench.args.agent_client_workers, "harness": bench.args.agent_harness,
+                 "steps": {n: [] for n in makers},
                  "largest_ok": {}, "at_largest_ok": {}}
     active = list(makers)
     with fake:

@@ -606,6 +606,9 @@ def main() -> int:
                     help="concurrent agent answers to step through (agentstream)")
     ap.add_argument("--agent-watchers", type=int, default=3, help="sockets watching each answer")
     ap.add_argument("--agent-client-workers", type=int, default=2, help="worker threads of the watchers")
+    ap.add_argument("--agent-harness", choices=["rust", "node"], default="rust",
+                    help="watchers and fake provider: `emergence load agentstream` / `load fake-provider`, "
+                         "or bench/peers/stream_watchers.mjs / fake_provider.mjs")
     ap.add_argument("--agent-answer-secs", type=float, help="length of each answer (default 10, quick 5)")
     args = ap.parse_args()
     names: list[str] = []

@@ -83,6 +83,18 @@ impl Histogram {
         }
     }
 
+    /// Counts per bucket of `width` microseconds (key: the value over `width`, rounded), only
+    /// the non-empty buckets.
+    pub fn buckets(&self, width: u64) -> std::collections::BTreeMap<u64, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        let width = width.max(1);
+        for v in self.merged().iter_recorded() {
+            let key = (v.value_iterated_to() + width / 2) / width;
+            *out.entry(key).or_default() += v.count_at_value();
+        }
+        out
+    }
+
     /// Counts per coarse range (1-2-5 steps in ms), for the printed histogram.
     pub fn coarse(&self) -> Vec<(f64, u64)> {
         const BOUNDS_MS: [f64; 19] = [

@@ -131,8 +131,11 @@ pub struct Percentiles {
     pub mean: f64,
 }
 
+pub mod agentstream;
 mod client;
+pub mod fake_provider;
 mod histogram;
+mod markers;
 mod traffic;
 
 use client::*;
