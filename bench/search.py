@@ -217,17 +217,12 @@ def seed_postgres(url: str, corpus: Corpus, user_ids, threads: int, messages: in
     tp = tsv("threads.tsv", ((t, ti, o, "[]", now, per, now) for t, ti, o, _ in t_rows))
     mp = tsv("members.tsv", ((t, m, now) for t, _, _, ms in t_rows for m in ms))
     gp = tsv("messages.tsv", rows())
-    # The GIN index is built once after the copy (faster than maintained row by row): the side
-    # table's (migration 0015, filled by the copy's statement trigger), or the generated column's.
-    side = subprocess.run(["psql", "-qtA", url, "-c", "SELECT to_regclass('message_search') IS NOT NULL"],
-                          capture_output=True, text=True, check=True).stdout.strip() == "t"
-    gin = ("message_search_text", "message_search") if side else ("messages_search", "messages")
     script = (
         f"\\copy threads (id, title, owner_id, agents, created_at, last_seq, last_activity) FROM '{tp}'\n"
         f"\\copy thread_members (thread_id, user_id, added_at) FROM '{mp}'\n"
-        f"DROP INDEX {gin[0]};\n"
+        "DROP INDEX messages_search;\n"
         f"\\copy messages (id, thread_id, seq, client_id, author_kind, author_id, author_name, body, created_at, status) FROM '{gp}'\n"
-        f"CREATE INDEX {gin[0]} ON {gin[1]} USING GIN (search);\n"
+        "CREATE INDEX messages_search ON messages USING GIN (search);\n"
         "VACUUM ANALYZE;\n")
     subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", url], input=script, text=True, check=True,
                    capture_output=True)
