@@ -323,20 +323,26 @@ async fn postgres_page(
     if scope.since.is_some() {
         scoped.push_str(" AND m.created_at >= $11");
     }
+    // The matches are found first, from the GIN index (within the scope), and only then checked
+    // against the caller's memberships: left to itself the planner, which guesses about 5,700
+    // matches for any word it does not count among its most common ones, would walk every
+    // message of a member of 282 threads to find a word's 5 matches (75 ms against 2 ms).
     let sql = format!(
-        "SELECT h.*, replace(replace(CASE WHEN to_tsvector('english'::regconfig, h.body) @@ h.en \
+        "WITH q AS MATERIALIZED (SELECT websearch_to_tsquery('english'::regconfig, $1) AS en, \
+                                        websearch_to_tsquery('french'::regconfig, $1) AS fr), \
+         found AS MATERIALIZED (SELECT m.id, m.thread_id, m.created_at, \
+                                       ts_rank(m.search, q.en || q.fr) AS rank \
+           FROM q JOIN messages m ON m.search @@ (q.en || q.fr) WHERE TRUE {filters}{scoped}) \
+         SELECT h.*, replace(replace(CASE WHEN to_tsvector('english'::regconfig, h.body) @@ h.en \
          THEN ts_headline('english'::regconfig, {shielded}, h.en, $10) \
          ELSE ts_headline('french'::regconfig, {shielded}, h.fr, $10) END, \
          U&'\\E002', '<'), U&'\\E003', '>') \
-         FROM (SELECT {HIT_COLUMNS}, q.en, q.fr, ts_rank(m.search, q.en || q.fr) AS rank, \
-                 count(*) OVER () AS matched \
-           FROM (SELECT websearch_to_tsquery('english'::regconfig, $1) AS en, \
-                        websearch_to_tsquery('french'::regconfig, $1) AS fr) q \
-           JOIN messages m ON m.search @@ (q.en || q.fr) \
-           JOIN threads t ON t.id = m.thread_id AND t.deleted_at IS NULL \
-           JOIN thread_members tm ON tm.thread_id = m.thread_id AND tm.user_id = $2 \
-           WHERE TRUE {filters}{scoped} \
-           ORDER BY rank DESC, m.created_at DESC, m.id ASC LIMIT $8 OFFSET $9) h \
+         FROM (SELECT {HIT_COLUMNS}, q.en, q.fr, p.rank, p.matched FROM ( \
+             SELECT f.id, f.rank, f.created_at, count(*) OVER () AS matched FROM found f \
+             JOIN threads ft ON ft.id = f.thread_id AND ft.deleted_at IS NULL \
+             JOIN thread_members tm ON tm.thread_id = f.thread_id AND tm.user_id = $2 \
+             ORDER BY f.rank DESC, f.created_at DESC, f.id ASC LIMIT $8 OFFSET $9) p \
+           CROSS JOIN q JOIN messages m ON m.id = p.id JOIN threads t ON t.id = m.thread_id) h \
          ORDER BY h.rank DESC, h.created_at DESC, h.id ASC"
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
