@@ -351,16 +351,19 @@ class Bench:
                 f"ready median {out['median_ready_ms'][k] or float('nan'):.1f} ms")
         return out
 
-    def pg_admin(self, sql: str) -> bool:
+    def pg_admin(self, sql: str, timeout: float = 60) -> bool:
         if not shutil.which("psql"):
             return False
         p = subprocess.run(["psql", PG_ADMIN, "-v", "ON_ERROR_STOP=1", "-qc", sql],
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, text=True, timeout=timeout)
         if p.returncode != 0:
             log(f"psql: {p.stderr.strip()}")
         return p.returncode == 0
 
     def scenario_persist(self) -> dict:
+        if self.args.persist_search_ab:
+            import persist_ab  # noqa: PLC0415 (bench/persist_ab.py, next to this file)
+            return persist_ab.scenario(self, PG_ADMIN)
         senders = self.args.persist_senders
         window = self.args.persist_window
         secs = 3 if self.quick else 10
@@ -378,9 +381,7 @@ class Bench:
                 s.start()
             for rep in range(self.reps):
                 for label, s in systems:
-                    r = self.load(s.url, "--mode", "persist", "--senders", str(senders), "--window",
-                                  str(window), "--duration", str(secs), "--threads",
-                                  str(self.args.load_threads))
+                    r = self.persist_run(s)
                     out["runs"].setdefault(label, []).append(r)
                     log(f"persist {label} run {rep + 1}: {r['throughput_per_sec']:.0f} msgs/s "
                         f"(ack p99 {r['latency_ms']['p99']:.1f} ms, errors {r['errors']})")
@@ -392,6 +393,13 @@ class Bench:
         out["median_msgs_per_sec"] = {k: median([r["throughput_per_sec"] for r in v])
                                       for k, v in out["runs"].items()}
         return out
+
+    def persist_run(self, s: Server) -> dict:
+        """One `emergence load --mode persist` run against a started server."""
+        secs = 3 if self.quick else 10
+        return self.load(s.url, "--mode", "persist", "--senders", str(self.args.persist_senders),
+                         "--window", str(self.args.persist_window), "--duration", str(secs),
+                         "--threads", str(self.args.load_threads))
 
     def scenario_search(self) -> dict:
         import search  # noqa: PLC0415 (bench/search.py, next to this file)
@@ -601,6 +609,12 @@ def main() -> int:
     ap.add_argument("--coldstart-emergence-only", action="store_true")
     ap.add_argument("--persist-senders", type=int, default=32)
     ap.add_argument("--persist-window", type=int, default=64)
+    ap.add_argument("--persist-search-ab", action="store_true",
+                    help="persist: A/B of the same binary with and without the search index "
+                         "(bench only: the B databases have it dropped; bench/persist_ab.py)")
+    ap.add_argument("--search-cache", help="search: keep/reuse the seeded corpus here (iteration only)")
+    ap.add_argument("--search-queries", type=int, help="search: queries per user (default 630, quick 150)")
+    ap.add_argument("--search-backends", default="sqlite,postgres", help="search: backends to run")
     ap.add_argument("--profile-rate", type=float, default=100.0)
     ap.add_argument("--agent-streams", default="100,250,500,750,1000,1500,2000,3000",
                     help="concurrent agent answers to step through (agentstream)")

@@ -22,6 +22,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import sqlite3
 import statistics
@@ -268,41 +269,98 @@ def log(msg: str) -> None:
 
 def scenario(bench, pg_admin_url: str) -> dict:
     """Seed, then measure, on each backend. `bench` is bench.py's Bench; `pg_admin_url` a
-    PostgreSQL URL whose last path segment is replaced by the bench's own database."""
+    PostgreSQL URL whose last path segment is replaced by the bench's own database.
+
+    Options for quicker iteration (bench.py flags; an official figure uses neither): a cache
+    directory (`--search-cache DIR`) keeps each backend's seeded corpus (the SQLite file, a
+    PostgreSQL template database) and later runs copy it instead of seeding again (the server
+    applies any newer migration to the copy); `--search-queries N` asks fewer queries."""
     threads, messages = (1000, 100_000) if bench.quick else (10_000, 1_000_000)
-    n_queries = 150 if bench.quick else 630
-    out: dict = {"threads": threads, "messages": messages, "target_p95_ms": 50, "backends": {}}
-    backends: list[tuple[str, str | None]] = [("sqlite", None)]
+    n_queries = bench.args.search_queries or (150 if bench.quick else 630)
+    cache = Path(bench.args.search_cache) if bench.args.search_cache else None
+    out: dict = {"threads": threads, "messages": messages, "target_p95_ms": 50, "backends": {},
+                 "cached_corpus": cache is not None}
+    wanted = bench.args.search_backends.split(",")
+    backends: list[tuple[str, str | None]] = [("sqlite", None)] if "sqlite" in wanted else []
     pg_name = "emergence_bench_search_" + os.urandom(4).hex()
-    if bench.pg_admin(f"CREATE DATABASE {pg_name}"):
-        backends.append(("postgres", pg_admin_url.rsplit("/", 1)[0] + "/" + pg_name))
+    pg_url = pg_admin_url.rsplit("/", 1)[0] + "/" + pg_name
+    if "postgres" in wanted and bench.pg_admin(f"CREATE DATABASE {pg_name}"):
+        backends.append(("postgres", pg_url))
     try:
         for label, db_url in backends:
-            out["backends"][label] = one_backend(bench, label, db_url, threads, messages, n_queries)
+            out["backends"][label] = one_backend(bench, label, db_url, threads, messages, n_queries, cache)
     finally:
-        if len(backends) > 1:
+        if any(label == "postgres" for label, _ in backends):
             bench.pg_admin(f"DROP DATABASE IF EXISTS {pg_name} WITH (FORCE)")
     return out
 
 
-def one_backend(bench, label: str, db_url: str | None, threads: int, messages: int, n_queries: int) -> dict:
+def cache_key(threads: int, messages: int) -> str:
+    return f"search-{threads}-{messages}"
+
+
+def from_cache(bench, cache: Path, key: str, label: str, db_url: str | None, work: Path):
+    """Copy a cached corpus into this run's database; its (users, membership), or None."""
+    meta = cache / f"{key}-{label}.json"
+    if not meta.exists():
+        return None
+    if db_url is None:
+        shutil.copyfile(cache / f"{key}.db", work / "emergence.db")
+    else:
+        name = db_url.rsplit("/", 1)[1]
+        template = f"emergence_bench_{key.replace('-', '_')}"
+        if not (bench.pg_admin(f"DROP DATABASE {name}") and
+                bench.pg_admin(f"CREATE DATABASE {name} TEMPLATE {template}", timeout=900)):
+            return None
+    log(f"search: {label} corpus copied from the cache ({meta})")
+    return json.loads(meta.read_text())
+
+
+def to_cache(bench, cache: Path, key: str, label: str, db_url: str | None, work: Path, meta: dict):
+    """Keep a freshly seeded corpus (before the server has run on it again)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    if db_url is None:
+        shutil.copyfile(work / "emergence.db", cache / f"{key}.db")
+    else:
+        template = f"emergence_bench_{key.replace('-', '_')}"
+        bench.pg_admin(f"DROP DATABASE IF EXISTS {template}")
+        if not bench.pg_admin(f"CREATE DATABASE {template} TEMPLATE {db_url.rsplit('/', 1)[1]}",
+                              timeout=900):
+            return
+    (cache / f"{key}-{label}.json").write_text(json.dumps(meta))
+
+
+def one_backend(bench, label: str, db_url: str | None, threads: int, messages: int, n_queries: int,
+                cache: Path | None) -> dict:
     corpus = Corpus()
-    first = bench.emergence(database_url=db_url).start()
+    first = bench.emergence(database_url=db_url)
+    work = Path(first.cwd)
+    key = cache_key(threads, messages)
     try:
-        sqlite_path = None if db_url else Path(first.cwd) / "emergence.db"
-        users = users_via_api(first.url, 101)
-        # The server is stopped while the rows go in (it keeps per-thread state in memory); its
-        # directory (the SQLite file) stays until `first.stop()`.
-        os.killpg(first.proc.pid, signal.SIGTERM)
-        first.proc.wait(timeout=30)
-        ids = [u for u, _ in users]
-        log(f"search: seeding {messages:,} messages in {threads:,} threads on {label}")
-        seeded = (seed_sqlite(sqlite_path, corpus, ids, threads, messages) if sqlite_path
-                  else seed_postgres(db_url, corpus, ids, threads, messages))
-        log(f"search: {label} seeded in {seeded['seed_seconds']} s ({seeded['database_mib']} MiB)")
+        cached = from_cache(bench, cache, key, label, db_url, work) if cache else None
+        sqlite_path = None if db_url else work / "emergence.db"
+        if cached is None:
+            first.start()
+            users = users_via_api(first.url, 101)
+            # The server is stopped while the rows go in (it keeps per-thread state in memory); its
+            # directory (the SQLite file) stays until `first.stop()`.
+            os.killpg(first.proc.pid, signal.SIGTERM)
+            first.proc.wait(timeout=30)
+            ids = [u for u, _ in users]
+            log(f"search: seeding {messages:,} messages in {threads:,} threads on {label}")
+            seeded = (seed_sqlite(sqlite_path, corpus, ids, threads, messages) if sqlite_path
+                      else seed_postgres(db_url, corpus, ids, threads, messages))
+            log(f"search: {label} seeded in {seeded['seed_seconds']} s ({seeded['database_mib']} MiB)")
+            if cache:
+                to_cache(bench, cache, key, label, db_url, work, {**seeded, "users": ids[:2]})
+        else:
+            seeded = cached
+        who_ids = seeded.pop("users", None)
         membership = seeded.pop("threads")
-        server = bench.emergence(database_url=db_url or f"sqlite://{sqlite_path}").start(timeout=180)
+        server = bench.emergence(database_url=db_url or f"sqlite://{sqlite_path}").start(timeout=900)
         try:
+            if cached is not None:
+                users = [(uid, login(server.url, f"u{i:03d}")) for i, uid in enumerate(who_ids)]
             result = {**seeded}
             for who, (uid, token) in (("everything", users[0]), ("typical", users[1])):
                 readable = [t for t, members in membership if uid in members]
@@ -311,8 +369,16 @@ def one_backend(bench, label: str, db_url: str | None, threads: int, messages: i
                 a = result[who]["all"]
                 log(f"search {label} {who} ({len(readable)} threads): p50 {a['p50_ms']} ms, "
                     f"p95 {a['p95_ms']} ms, p99 {a['p99_ms']} ms")
+                for kind, k in result[who]["by_kind"].items():
+                    log(f"    {kind}: p50 {k['p50_ms']} ms, p95 {k['p95_ms']} ms, hits {k['mean_hits']}")
             return result
         finally:
             server.stop()
     finally:
         first.stop()
+
+
+def login(url: str, username: str) -> str:
+    status, r = http("POST", url + "/api/auth/login", {"username": username, "password": "benchpass-123"})
+    assert status == 200, (status, r)
+    return r["token"]
