@@ -333,13 +333,15 @@ async fn a_ten_second_redis_cut_mid_traffic_loses_nothing() {
     }
     let total = *sent.lock().unwrap();
     assert!(total > 50);
-    for mut ws in listeners {
-        receive_all(&mut ws, total).await;
+    for ws in listeners.iter_mut() {
+        receive_all(ws, total).await;
     }
     // Reconnection backs off with jitter up to 5 s, so an instance may still be waiting for its
     // next attempt when every message has arrived (the database fills delivery gaps meanwhile);
     // and the resync that follows a reconnect runs on the inbound task, just after `broker_up`
-    // turns 1. Wait, bounded, for each to be back on Redis and to have resynced.
+    // turns 1. Wait, bounded, for each to be back on Redis and to have resynced. The listeners
+    // stay subscribed meanwhile: a resync re-reads the threads that have subscribers here, so an
+    // instance that reconnects after its last listener left has nothing to resync.
     for app in &apps {
         for _ in 0..100 {
             if app.metric("broker_up").await == 1.0
@@ -357,6 +359,7 @@ async fn a_ten_second_redis_cut_mid_traffic_loses_nothing() {
         assert_eq!(app.metric("broker_up").await, 1.0);
     }
     assert!(reconnects >= 3.0);
+    drop(listeners);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
