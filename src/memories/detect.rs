@@ -60,6 +60,12 @@ const STATEMENTS: &[&str] = &[
 /// Openings of "mon plat préféré est ..." (with " préféré" further on).
 const FAVOURITE: &[&str] = &["mon ", "ma ", "mes "];
 
+/// Every phrase above, for the quick rejection of a message that states nothing.
+static OPENINGS: std::sync::LazyLock<aho_corasick::AhoCorasick> = std::sync::LazyLock::new(|| {
+    aho_corasick::AhoCorasick::new(REMEMBER.iter().chain(STATEMENTS).chain(FAVOURITE))
+        .expect("the phrases build an automaton")
+});
+
 /// Words that make what follows a condition, not a statement.
 const CONDITIONS: &[&str] = &["if", "when", "whether", "unless", "si", "quand", "lorsque"];
 
@@ -73,20 +79,15 @@ pub fn facts(body: &str) -> Vec<String> {
         // Code is not a statement about the user.
         return out;
     }
-    // Every stored message passes here: most state nothing, so a few substring searches of
-    // the folded text (the same folding as `prefix_len`) rule them out before the per-word
-    // matching below runs.
+    // Every stored message passes here: most state nothing, so one pass of an Aho-Corasick
+    // automaton over the folded text (the same folding as `prefix_len`) rules them out before
+    // the per-word matching below runs.
     let folded: String = body
         .chars()
         .map(|c| if c == '’' { '\'' } else { c })
         .map(|c| c.to_lowercase().next().unwrap_or(c))
         .collect();
-    if !REMEMBER
-        .iter()
-        .chain(STATEMENTS)
-        .chain(FAVOURITE)
-        .any(|p| folded.contains(p))
-    {
+    if !OPENINGS.is_match(&folded) {
         return out;
     }
     for (sentence, question) in sentences(body) {
