@@ -151,7 +151,7 @@ test('documents upload, index live for every member, and a page-3 citation opens
     await page.getByTestId('attach-input').setInputFiles({ name: 'broken.pdf', mimeType: 'application/pdf', buffer: Buffer.from('%PDF-1.4\nnot really a PDF\n') });
     await page.locator('[data-testid="document"][data-name="broken.pdf"][data-stage="failed"]').waitFor({ timeout: INDEXED_MS });
     assert.equal(await row(page, 'broken.pdf').getByTestId('document-stage').innerText(), 'Failed');
-    assert.match(await row(page, 'broken.pdf').getByTestId('document-error').innerText(), /^Could not be read: \S/);
+    assert.match(await row(page, 'broken.pdf').getByTestId('document-error').innerText(), /^Not indexed: \S/);
     assert.equal(await row(page, 'broken.pdf').getByTestId('document-open').count(), 0, 'a failed document has no text to open');
     await row(bob.page, 'broken.pdf').getByTestId('document-error').waitFor();
 
