@@ -40,6 +40,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from common import http_json
+
 BENCH = Path(__file__).resolve().parent
 PEERS = BENCH / "peers"
 TOKENS_PER_CHUNK = 3
@@ -92,23 +94,12 @@ max_tokens = 4096
     return path
 
 
-def http_json(method: str, url: str, body=None, token: str | None = None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("content-type", "application/json")
-    if token:
-        req.add_header("authorization", f"Bearer {token}")
-    with urllib.request.urlopen(req, timeout=30) as r:
-        raw = r.read()
-        return json.loads(raw) if raw else None
-
-
 def emergence_threads(url: str, s: int) -> tuple[str, list[str]]:
     name = f"w{uuid.uuid4().hex[:12]}"
-    token = http_json("POST", f"{url}/api/auth/register", {"username": name, "password": "bench-password-1"})["token"]
+    token = http_json("POST", f"{url}/api/auth/register", {"username": name, "password": "bench-password-1"}, timeout=30)["token"]
 
     def make(i):
-        return http_json("POST", f"{url}/api/threads", {"title": f"answer {i}", "agents": ["bench"]}, token)["id"]
+        return http_json("POST", f"{url}/api/threads", {"title": f"answer {i}", "agents": ["bench"]}, token, timeout=30)["id"]
 
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         return token, list(pool.map(make, range(s)))

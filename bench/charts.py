@@ -104,17 +104,9 @@ def legend(names: list[str]) -> list[str]:
     return out
 
 
-def fanout(s: dict) -> str | None:
-    steps = s.get("steps") or {}
-    if not steps:
-        return None
-    xmax = max((st.get("deliveries_per_sec") or 0 for v in steps.values() for st in v), default=0)
-    if not xmax:
-        return None  # every run failed: nothing to draw
-    xmax = nice_max(xmax)
-    # p99 on a log scale from 1 ms to the worst step (at least 1 s).
-    worst = max((st.get("p99_ms") or 0 for v in steps.values() for st in v if math.isfinite(st.get("p99_ms") or 0)), default=0)
-    ylo, yhi = 1.0, max(1000.0, nice_max(worst))
+def latency_plane(xmax: float, yhi: float, ylo: float = 1.0):
+    """Linear x from 0 to `xmax`, log-scale latency y from `ylo` to `yhi` ms: the two mappings
+    and their ticks (five x steps, one y tick per decade)."""
     x0, y0, x1, y1 = LEFT, H - BOTTOM, W - RIGHT, TOP
 
     def px(x):
@@ -130,6 +122,21 @@ def fanout(s: dict) -> str | None:
     while v <= yhi:
         yt.append((py(v), f"{v:g} ms"))
         v *= 10
+    return px, py, xt, yt
+
+
+def fanout(s: dict) -> str | None:
+    steps = s.get("steps") or {}
+    if not steps:
+        return None
+    xmax = max((st.get("deliveries_per_sec") or 0 for v in steps.values() for st in v), default=0)
+    if not xmax:
+        return None  # every run failed: nothing to draw
+    xmax = nice_max(xmax)
+    # p99 on a log scale from 1 ms to the worst step (at least 1 s).
+    worst = max((st.get("p99_ms") or 0 for v in steps.values() for st in v if math.isfinite(st.get("p99_ms") or 0)), default=0)
+    px, py, xt, yt = latency_plane(xmax, max(1000.0, nice_max(worst)))
+    x0, y0, x1, y1 = LEFT, H - BOTTOM, W - RIGHT, TOP
     body = axes("deliveries per second (1,000 subscribers in one thread)", "p99 latency (log)", xt, yt)
     body.append(f'<line x1="{x0}" y1="{py(50)}" x2="{x1}" y2="{py(50)}" stroke="#9ca3af" stroke-dasharray="6 4"/>')
     body.append(f'<text x="{x1 - 4}" y="{py(50) - 5}" text-anchor="end" fill="#6b7280">50 ms target</text>')
@@ -221,22 +228,8 @@ def agentstream(s: dict) -> str | None:
     if not pts_all:
         return None
     xmax = nice_max(max(st["answers"] for st in pts_all))
-    ylo, yhi = 1.0, max(1000.0, nice_max(max(st["p99_ms"] for st in pts_all)))
+    px, py, xt, yt = latency_plane(xmax, max(1000.0, nice_max(max(st["p99_ms"] for st in pts_all))))
     x0, y0, x1, y1 = LEFT, H - BOTTOM, W - RIGHT, TOP
-
-    def px(x):
-        return x0 + (x1 - x0) * x / xmax
-
-    def py(y):
-        y = min(max(y, ylo), yhi)
-        return y0 - (y0 - y1) * (math.log10(y) - math.log10(ylo)) / (math.log10(yhi) - math.log10(ylo))
-
-    xt = [(px(xmax * i / 5), fmt(xmax * i / 5)) for i in range(6)]
-    yt = []
-    v = ylo
-    while v <= yhi:
-        yt.append((py(v), f"{v:g} ms"))
-        v *= 10
     body = axes(f"concurrent agent answers S ({s.get('watchers', 3)} watchers each)", "chunk p99 latency (log)",
                 xt, yt)
     lim = s.get("limit_p99_ms", 100)

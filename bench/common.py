@@ -60,13 +60,13 @@ def http_get(url: str, headers: dict | None = None, timeout: float = 5.0):
         return r.status, dict(r.headers), r.read()
 
 
-def http_json(method: str, url: str, body=None, token: str | None = None):
+def http_json(method: str, url: str, body=None, token: str | None = None, timeout: float = 10):
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)
     req.add_header("content-type", "application/json")
     if token:
         req.add_header("authorization", f"Bearer {token}")
-    with urllib.request.urlopen(req, timeout=10) as r:
+    with urllib.request.urlopen(req, timeout=timeout) as r:
         raw = r.read()
         return json.loads(raw) if raw else None
 
