@@ -5,7 +5,12 @@
 
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Row, Type};
 
-use super::{Dialect, Result, SqlStore};
+use std::collections::HashMap;
+
+use super::{
+    Dialect, Result, SqlStore,
+    dialect::{LOOKUP_KEYS, RESERVE_THREADS},
+};
 use crate::db::{
     Author, InsertOutcome, Message, MessageMeta, NewMessage, Page,
     batch::{self, BatchPlan},
@@ -20,10 +25,6 @@ pub(super) const MESSAGES_BEFORE: &str = "SELECT id, thread_id, seq, client_id, 
      WHERE thread_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3";
 pub(super) const MESSAGE_BY_CLIENT_ID: &str = "SELECT id, thread_id, seq, client_id, author_kind, author_id, \
      author_name, body, created_at, status, prompt_tokens, completion_tokens, meta FROM messages WHERE thread_id = $1 AND client_id = $2";
-/// Reserve a block of `$2` seqs in thread `$1` (the row lock orders concurrent writers).
-const RESERVE_SEQS: &str = "UPDATE threads SET last_seq = last_seq + $2, last_activity = $3 \
-     WHERE id = $1 AND deleted_at IS NULL RETURNING last_seq";
-
 /// Read a message row (`id, thread_id, seq, client_id, author_kind, author_id, author_name,
 /// body, created_at, status, prompt_tokens, completion_tokens, meta`).
 pub(crate) fn message_row<R>(row: &R) -> Result<Message>
@@ -112,8 +113,8 @@ where
 }
 
 /// Store a batch in one transaction (group commit); each new message gets the next `seq` of its
-/// thread, in batch order. A handful of statements per batch: one idempotency lookup and one
-/// `last_seq` bump per thread, then multi-row inserts.
+/// thread, in batch order. Three statements per batch, whatever its threads: one idempotency
+/// lookup, one `last_seq` bump for every thread, then the multi-row insert.
 async fn insert_batch<DB>(
     conn: &mut DB::Connection,
     batch: &[NewMessage],
@@ -131,25 +132,26 @@ where
     // lock from the start, or a commit by another connection in between fails it with
     // BUSY_SNAPSHOT, which no busy timeout waits out.
     let mut tx = sqlx::Connection::begin_with(conn, DB::BEGIN_WRITE).await?;
+    let keys: Vec<(&str, &str)> = batch::by_thread(batch)
+        .into_iter()
+        .flat_map(|(thread, idxs)| {
+            idxs.into_iter()
+                .map(move |i| (thread, batch[i].client_id.as_str()))
+        })
+        .collect();
     let mut already = Vec::new();
-    for (thread, idxs) in &batch::by_thread(batch) {
-        for chunk in idxs.chunks(500) {
-            let ids: Vec<&str> = chunk.iter().map(|i| batch[*i].client_id.as_str()).collect();
-            already.extend(DB::stored_client_ids(&mut tx, thread, &ids, persistent).await?);
-        }
+    for chunk in keys.chunks(LOOKUP_KEYS) {
+        already.extend(DB::stored_client_ids(&mut tx, chunk, persistent).await?);
     }
     let mut plan = BatchPlan::new(batch, already);
     let now = batch.iter().map(|m| m.created_at).max().unwrap_or(0);
-    for (thread, count) in plan.fresh_counts() {
-        let row = sqlx::query(RESERVE_SEQS)
-            .persistent(persistent)
-            .bind(thread)
-            .bind(count)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let last = row.map(|r| r.try_get::<i64, _>(0)).transpose()?;
-        plan.reserved(thread, last);
+    let counts = plan.fresh_counts();
+    let mut reserved: HashMap<String, i64> = HashMap::new();
+    for chunk in counts.chunks(RESERVE_THREADS) {
+        reserved.extend(DB::reserve_seqs(&mut tx, chunk, now, persistent).await?);
+    }
+    for (thread, _) in &counts {
+        plan.reserved(thread, reserved.get(*thread).copied());
     }
     for chunk in plan.rows().chunks(1000) {
         DB::insert_rows(&mut tx, chunk, persistent).await?;
