@@ -274,7 +274,7 @@ pub(super) async fn postgres(
     let rows = loop {
         let rows = postgres_page(&mut tx, q, persistent, &scope, need).await?;
         let matched: i64 = match rows.first() {
-            Some(r) => r.try_get(TITLE + 4)?,
+            Some(r) => r.try_get(TITLE + 1)?,
             None => 0,
         };
         match scope.widen(matched, need) {
@@ -285,8 +285,8 @@ pub(super) async fn postgres(
     tx.commit().await?;
     rows.iter()
         .map(|r| {
-            // The columns, then the query's `en`, `fr`, `rank` and `matched`, then the snippet.
-            let mut hit = hit_row_at(r, TITLE + 5)?;
+            // The columns, then `matched`, then the snippet.
+            let mut hit = hit_row_at(r, TITLE + 2)?;
             hit.thread_title = r.try_get(TITLE)?;
             Ok(hit)
         })
@@ -380,11 +380,17 @@ async fn postgres_page(
         "JOIN threads ft ON ft.id = f.thread_id AND ft.deleted_at IS NULL \
          JOIN thread_members tm ON tm.thread_id = f.thread_id AND tm.user_id = $2"
     };
+    // The hit's columns without the `tsquery` ones: sqlx looks up a type it does not know with
+    // a query of its own between preparing the statement and running it, which drops an
+    // unnamed statement (`persistent = false`): "unnamed prepared statement does not exist".
+    let outer = HIT_COLUMNS
+        .replace("m.", "h.")
+        .replace("t.title", "h.title");
     let sql = format!(
         "WITH q AS MATERIALIZED (SELECT websearch_to_tsquery('english'::regconfig, $1) AS en, \
                                         websearch_to_tsquery('french'::regconfig, $1) AS fr), \
          found AS MATERIALIZED ({found}) \
-         SELECT h.*, replace(replace(CASE WHEN to_tsvector('english'::regconfig, h.body) @@ h.en \
+         SELECT {outer}, h.matched, replace(replace(CASE WHEN to_tsvector('english'::regconfig, h.body) @@ h.en \
          THEN ts_headline('english'::regconfig, {shielded}, h.en, $10) \
          ELSE ts_headline('french'::regconfig, {shielded}, h.fr, $10) END, \
          U&'\\E002', '<'), U&'\\E003', '>') \
