@@ -158,6 +158,17 @@ async fn three_instances_on_two_server_connections_store_every_send_once_in_orde
             .enumerate()
             .all(|(i, m)| m["seq"] == json!(i as i64 + 1))
     );
+    // A search runs its scoping statements (settings, the count of matches read from the
+    // index's plan) in its own transaction, unnamed, as the pooler requires.
+    for app in &apps {
+        let r = app
+            .get("/api/search?q=pooler&limit=5", Some(&guest.token))
+            .await;
+        let status = r.status();
+        let hits: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(status, 200, "{hits}");
+        assert_eq!(hits["hits"].as_array().unwrap().len(), 5);
+    }
     let rows = stored(&db).await;
     let ids: BTreeSet<&String> = rows.iter().map(|r| &r.0).collect();
     assert_eq!((rows.len(), ids.len()), (total as usize, total as usize));

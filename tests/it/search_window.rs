@@ -111,6 +111,20 @@ async fn a_frequent_word_is_ranked_among_the_latest_readable_matches_on_postgres
     // Equal ranks: latest first ("alpha note 4499" has seq 4501).
     assert_eq!(seqs(&hits), (4482..=4501).rev().collect::<Vec<_>>());
 
+    // The same page filtered on her as the author (not scanned newest first: the filter is not
+    // in the planner's count), from the GIN index in a window of the latest messages, which
+    // holds only Bob's at first and is widened.
+    let r = search_with(
+        &app,
+        &alice,
+        &[("q", "alpha"), ("limit", "20"), ("author", "alice")],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let hits: Value = r.json().await.unwrap();
+    assert_eq!(threads_of(&hits), vec![mine.clone(); 20], "only her thread");
+    assert_eq!(seqs(&hits), (4482..=4501).rev().collect::<Vec<_>>());
+
     // A deep page is ranked over every match and reaches the oldest ones.
     let r = search_with(
         &app,

@@ -256,11 +256,15 @@ pub(super) async fn postgres(
     // 183 of 1,000,000 messages whose index scan took 2 ms). No hash or merge joins: the scope
     // bounds the matches, each checked against the caller's memberships and its thread by two
     // index lookups, where hashing a member of 10,000 threads' memberships and the threads
-    // cost 25 ms per query, for 142 matches.
+    // cost 25 ms per query, for 142 matches. No JIT compilation, whose cost the planner's
+    // estimates of a frequent word's plan can reach (tens of milliseconds per query). A GIN
+    // bitmap of a word in 100,000 messages fits in 16 MB of `work_mem`: in the default 4 MB its
+    // pages turn lossy, and every row of them is read and checked again (48 ms against 34 ms).
     sqlx::query(
         "SELECT set_config('max_parallel_workers_per_gather', '0', true), \
                 set_config('enable_hashjoin', 'off', true), \
-                set_config('enable_mergejoin', 'off', true)",
+                set_config('enable_mergejoin', 'off', true), set_config('jit', 'off', true), \
+                set_config('work_mem', '16MB', true)",
     )
     .persistent(persistent)
     .execute(&mut *tx)
@@ -268,9 +272,9 @@ pub(super) async fn postgres(
     let need = RANKED_WINDOW + q.offset + q.limit;
     let mut scope = scope::plan(&mut tx, q, need, persistent).await?;
     let rows = loop {
-        let rows = postgres_page(&mut tx, q, persistent, &scope).await?;
+        let rows = postgres_page(&mut tx, q, persistent, &scope, need).await?;
         let matched: i64 = match rows.first() {
-            Some(r) => r.try_get(TITLE + 4)?,
+            Some(r) => r.try_get(TITLE + 1)?,
             None => 0,
         };
         match scope.widen(matched, need) {
@@ -281,8 +285,8 @@ pub(super) async fn postgres(
     tx.commit().await?;
     rows.iter()
         .map(|r| {
-            // The columns, then the query's `en`, `fr`, `rank` and `matched`, then the snippet.
-            let mut hit = hit_row_at(r, TITLE + 5)?;
+            // The columns, then `matched`, then the snippet.
+            let mut hit = hit_row_at(r, TITLE + 2)?;
             hit.thread_title = r.try_get(TITLE)?;
             Ok(hit)
         })
@@ -295,6 +299,7 @@ async fn postgres_page(
     q: &SearchQuery,
     persistent: bool,
     scope: &scope::Scope,
+    need: i64,
 ) -> Result<Vec<sqlx::postgres::PgRow>> {
     let options = format!(
         "StartSel={MARK_START}, StopSel={MARK_END}, MaxWords=30, MinWords=12, \
@@ -320,28 +325,78 @@ async fn postgres_page(
             " AND m.thread_id = ANY(ARRAY(SELECT thread_id FROM thread_members WHERE user_id = $2))",
         );
     }
-    if scope.since.is_some() {
+    if scope.latest.is_some() {
+        // Bounds of the newest-first scan itself.
+        if q.from.is_some() {
+            scoped.push_str(" AND m.created_at >= $6");
+        }
+        if q.to.is_some() {
+            scoped.push_str(" AND m.created_at < $7");
+        }
+    } else if scope.since.is_some() {
         scoped.push_str(" AND m.created_at >= $11");
     }
-    // The matches are found first, from the GIN index (within the scope), and only then checked
-    // against the caller's memberships: left to itself the planner, which guesses about 5,700
-    // matches for any word it does not count among its most common ones, would walk every
-    // message of a member of 282 threads to find a word's 5 matches (75 ms against 2 ms).
+    // `ts_match_vq` is `@@` that no index answers: the words are checked on the rows read.
+    let matches = if scope.unindexed || scope.latest.is_some() {
+        "ts_match_vq(m.search, q.en || q.fr)"
+    } else {
+        "m.search @@ (q.en || q.fr)"
+    };
+    let found = if scope.latest.is_some() {
+        // Newest first along the `created_at` index (at most $11 messages), the caller's
+        // memberships checked as they come, until their $12 latest matches are found; only
+        // those are ranked.
+        format!(
+            "SELECT l.id, l.thread_id, l.created_at, ts_rank(l.search, q.en || q.fr) AS rank \
+             FROM q CROSS JOIN (SELECT m.id, m.thread_id, m.created_at, m.search FROM ( \
+                 SELECT m.id, m.thread_id, m.created_at, m.search \
+                 FROM messages m WHERE TRUE {filters}{scoped} \
+                 ORDER BY m.created_at DESC LIMIT $11) m CROSS JOIN q \
+               JOIN threads lt ON lt.id = m.thread_id AND lt.deleted_at IS NULL \
+               JOIN thread_members lm ON lm.thread_id = m.thread_id AND lm.user_id = $2 \
+               WHERE {matches} ORDER BY m.created_at DESC, m.id DESC LIMIT $12) l"
+        )
+    } else {
+        // The matches are found first, from the GIN index (within the scope), and only then
+        // checked against the caller's memberships: left to itself the planner, which guesses
+        // about 5,700 matches for any word it does not count among its most common ones, would
+        // walk every message of a member of 282 threads to find a word's 5 matches (75 ms
+        // against 2 ms).
+        format!(
+            "SELECT m.id, m.thread_id, m.created_at, ts_rank(m.search, q.en || q.fr) AS rank \
+             FROM q JOIN messages m ON {matches} WHERE TRUE {filters}{scoped}"
+        )
+    };
+    // Each match in a thread the caller can read and not deleted (a newest-first scan checked
+    // it already). `CASE` keeps the membership test a hashed set: as `IN` alone the planner
+    // would make it a join, one index lookup per match.
+    let readable = if scope.latest.is_some() {
+        ""
+    } else if scope.hashed {
+        "WHERE f.thread_id NOT IN (SELECT id FROM threads WHERE deleted_at IS NOT NULL) \
+         AND CASE WHEN f.thread_id IN (SELECT thread_id FROM thread_members WHERE user_id = $2) \
+         THEN TRUE END"
+    } else {
+        "JOIN threads ft ON ft.id = f.thread_id AND ft.deleted_at IS NULL \
+         JOIN thread_members tm ON tm.thread_id = f.thread_id AND tm.user_id = $2"
+    };
+    // The hit's columns without the `tsquery` ones: sqlx looks up a type it does not know with
+    // a query of its own between preparing the statement and running it, which drops an
+    // unnamed statement (`persistent = false`): "unnamed prepared statement does not exist".
+    let outer = HIT_COLUMNS
+        .replace("m.", "h.")
+        .replace("t.title", "h.title");
     let sql = format!(
         "WITH q AS MATERIALIZED (SELECT websearch_to_tsquery('english'::regconfig, $1) AS en, \
                                         websearch_to_tsquery('french'::regconfig, $1) AS fr), \
-         found AS MATERIALIZED (SELECT m.id, m.thread_id, m.created_at, \
-                                       ts_rank(m.search, q.en || q.fr) AS rank \
-           FROM q JOIN messages m ON m.search @@ (q.en || q.fr) WHERE TRUE {filters}{scoped}) \
-         SELECT h.*, replace(replace(CASE WHEN to_tsvector('english'::regconfig, h.body) @@ h.en \
+         found AS MATERIALIZED ({found}) \
+         SELECT {outer}, h.matched, replace(replace(CASE WHEN to_tsvector('english'::regconfig, h.body) @@ h.en \
          THEN ts_headline('english'::regconfig, {shielded}, h.en, $10) \
          ELSE ts_headline('french'::regconfig, {shielded}, h.fr, $10) END, \
          U&'\\E002', '<'), U&'\\E003', '>') \
          FROM (SELECT {HIT_COLUMNS}, q.en, q.fr, p.rank, p.matched FROM ( \
              SELECT f.id, f.rank, f.created_at, count(*) OVER () AS matched FROM found f \
-             JOIN threads ft ON ft.id = f.thread_id AND ft.deleted_at IS NULL \
-             JOIN thread_members tm ON tm.thread_id = f.thread_id AND tm.user_id = $2 \
-             ORDER BY f.rank DESC, f.created_at DESC, f.id ASC LIMIT $8 OFFSET $9) p \
+             {readable} ORDER BY f.rank DESC, f.created_at DESC, f.id ASC LIMIT $8 OFFSET $9) p \
            CROSS JOIN q JOIN messages m ON m.id = p.id JOIN threads t ON t.id = m.thread_id) h \
          ORDER BY h.rank DESC, h.created_at DESC, h.id ASC"
     );
@@ -357,7 +412,9 @@ async fn postgres_page(
         .bind(q.limit)
         .bind(q.offset)
         .bind(options);
-    if let Some(since) = scope.since {
+    if let Some(most) = scope.latest {
+        query = query.bind(most).bind(need);
+    } else if let Some(since) = scope.since {
         query = query.bind(since);
     }
     Ok(query.fetch_all(&mut *tx).await?)
