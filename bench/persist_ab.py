@@ -21,7 +21,7 @@ from common import log, median
 # What B drops: every object that exists, found by name (so the switch follows the schema).
 SQLITE_DROP = ["DROP TRIGGER IF EXISTS messages_search_insert",
                "DROP TRIGGER IF EXISTS messages_search_delete"]
-POSTGRES_DROP = ("DROP INDEX IF EXISTS messages_created; "
+POSTGRES_DROP = ("DROP INDEX IF EXISTS messages_created; DROP INDEX IF EXISTS messages_created_brin; "
                  "ALTER TABLE messages DROP COLUMN IF EXISTS search;")
 
 
