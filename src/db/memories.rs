@@ -57,6 +57,10 @@ pub trait MemoriesStore: Send + Sync {
     /// Since when (ms) the user has memory on; `None` while off (also when they never chose).
     async fn memories_enabled(&self, user_id: &str) -> Result<Option<i64>>;
 
+    /// The members of a (not deleted) thread who have memory on: one read for a whole thread,
+    /// where asking each member cost a query per member at every summary point.
+    async fn members_with_memory(&self, thread_id: &str) -> Result<Vec<String>>;
+
     /// Record the user's choice (the time only when it changes).
     async fn set_memories_enabled(&self, user_id: &str, enabled: bool, now: i64) -> Result<()>;
 
