@@ -62,13 +62,11 @@ where
     async fn members_with_memory(&self, thread_id: &str) -> Result<Vec<String>> {
         let rows = self
             .fetch_all(
-                self.q(
-                    "SELECT m.user_id FROM thread_members m \
+                self.q("SELECT m.user_id FROM thread_members m \
                      JOIN threads t ON t.id = m.thread_id AND t.deleted_at IS NULL \
                      JOIN memory_optin o ON o.user_id = m.user_id AND o.enabled <> 0 \
-                     WHERE m.thread_id = $1",
-                )
-                .bind(thread_id),
+                     WHERE m.thread_id = $1")
+                    .bind(thread_id),
             )
             .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
