@@ -119,23 +119,15 @@ mod tests {
     use super::*;
     use crate::db::Author;
 
+    /// `Message::said` by an author of `kind` whose name is their id upper-cased.
     fn msg(seq: i64, kind: AuthorKind, id: &str, body: &str) -> Message {
         Message {
-            id: seq.to_string(),
-            thread_id: "t".into(),
-            seq,
-            client_id: seq.to_string(),
             author: Author {
                 kind,
                 id: id.into(),
                 name: id.to_uppercase(),
             },
-            body: body.into(),
-            created_at: 0,
-            status: None,
-            prompt_tokens: None,
-            completion_tokens: None,
-            meta: None,
+            ..Message::said(seq, id, body)
         }
     }
 
