@@ -9,7 +9,8 @@ and every run is bounded in time.
 Scenarios (pick any, or ``all``):
   static     (1) the hashed JS bundle over keep-alive (brotli), wrk: Emergence, nginx, FastAPI
   fanout     (2) 1,000 subscribers in one thread, rising send rate until p99 > 50 ms:
-                 Emergence, Node ws, FastAPI
+                 Emergence, Node ws, FastAPI, and the loopback floor (`emergence load floor-room`:
+                 one write per delivery and nothing else)
   idle       (3) 10,000 idle authenticated WebSockets: server RSS per connection
   coldstart  (4) exec to first 200 on /readyz, fresh SQLite data dir, 20 runs
   persist    (5) persisted messages/s from many senders, SQLite and PostgreSQL
@@ -114,6 +115,12 @@ class Bench:
                                   "--log-level", "warning", "--no-access-log"],
                       port, {"WEB_DIST": str(DIST)})
 
+    def floor(self) -> Server:
+        """The loopback floor: `emergence load floor-room`, one write per delivery, nothing else."""
+        port = free_port()
+        return Server("floor", [str(self.load_bin), "load", "floor-room", "--listen", f"127.0.0.1:{port}"],
+                      port, {})
+
     # -- load tools ------------------------------------------------------------------------
 
     def load(self, url: str, *extra: str, timeout: float = 300) -> dict:
@@ -200,6 +207,8 @@ class Bench:
         secs = 3 if self.quick else 5
         rates = [float(x) for x in self.args.rates.split(",")]
         systems = [self.emergence()] + ([] if self.args.emergence_only else [self.node(), self.fastapi()])
+        if not self.args.emergence_only and not self.args.no_floor:
+            systems.append(self.floor())
         out: dict = {"clients": clients, "seconds_per_run": secs, "senders": 1, "rates": rates,
                      "steps": {s.name: [] for s in systems}, "last_ok": {}, "first_fail": {}, "capacity": {}}
         active = list(systems)
@@ -602,6 +611,8 @@ def main() -> int:
                     help="skip the peers (nginx, node, FastAPI) in every scenario (for A/B runs)")
     ap.add_argument("--load-threads", type=int, default=2, help="worker threads of `emergence load`")
     ap.add_argument("--fanout-clients", type=int, default=1000)
+    ap.add_argument("--no-floor", action="store_true",
+                    help="fanout: leave out the loopback floor (`emergence load floor-room`)")
     ap.add_argument("--rates", default="10,20,30,50,75,100,150,200,250,300,400,500,750,1000,1500,2000",
                     help="fan-out send rates to ramp through (msg/s)")
     ap.add_argument("--idle-clients", type=int, default=10000)

@@ -34,6 +34,7 @@ COLORS = {
     "node-relay": "#16a34a",
     "nginx": "#16a34a",
     "fastapi": "#dc2626",
+    "floor": "#6b7280",
     "sqlite": "#2563eb",
     "postgres": "#7c3aed",
 }

@@ -89,8 +89,12 @@ def table_rows(sc: dict) -> list[dict]:
                 met = r >= want
             add("(2) fan-out, 1,000 subscribers", "deliveries/s at p99 ≤ 50 ms", d.get("emergence"), label,
                 d.get(peer), r, f"≥ {want:g}× {label}", met)
+        if d.get("floor") is not None:
+            add("(2) context: the machine", "deliveries/s at p99 ≤ 50 ms", d.get("emergence"),
+                "loopback floor (1 write per delivery)", d.get("floor"), ratio(d.get("emergence"), d.get("floor")),
+                "(context)", None)
         cap = f.get("deliveries_keeping_up") or {}
-        for peer, label in (("node-ws", "Node ws"), ("fastapi", "FastAPI")):
+        for peer, label in (("node-ws", "Node ws"), ("fastapi", "FastAPI"), ("floor", "loopback floor")):
             if cap.get(peer) is not None:
                 add("(2) context", "deliveries/s still keeping up (p99 ≤ 1 s, no loss)", cap.get("emergence"), label,
                     cap.get(peer), ratio(cap.get("emergence"), cap.get(peer)), "(context)", None)

@@ -159,6 +159,26 @@ enum Encoding {
     Identity,
 }
 
+impl Encoding {
+    /// The `Content-Encoding` value (none for identity).
+    fn name(self) -> Option<&'static str> {
+        match self {
+            Encoding::Brotli => Some("br"),
+            Encoding::Gzip => Some("gzip"),
+            Encoding::Identity => None,
+        }
+    }
+
+    /// The file's body in this encoding (identity where the file has no such copy).
+    fn body(self, file: &'static Embedded) -> &'static [u8] {
+        match self {
+            Encoding::Brotli => file.br.unwrap_or(file.body),
+            Encoding::Gzip => file.gz.unwrap_or(file.body),
+            Encoding::Identity => file.body,
+        }
+    }
+}
+
 /// Pick the best encoding the client accepts (q=0 means refused).
 fn negotiate(headers: &HeaderMap, have_br: bool, have_gz: bool) -> Encoding {
     let accept = headers
@@ -235,7 +255,7 @@ impl Body<'static> {
 }
 
 fn respond(req_headers: &HeaderMap, method: &Method, b: Body<'_>) -> Response {
-    let mut headers = HeaderMap::new();
+    let mut headers = HeaderMap::with_capacity(16);
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(b.cache));
     if let Ok(v) = HeaderValue::from_str(b.etag) {
         headers.insert(header::ETAG, v);
@@ -279,6 +299,48 @@ pub struct FastAssets {
     /// `[GET, HEAD] x [200, 304]`.
     requests: [[Arc<Counter>; 2]; 2],
     duration: [Arc<Histogram>; 2],
+    /// The hashed files' bodies, sent with `sendfile` (crate::http::zerocopy).
+    pages: Option<&'static crate::http::zerocopy::Pages>,
+    /// Every hashed file with its answer headers made once, per encoding and scheme.
+    prepared: std::collections::HashMap<&'static str, Prepared>,
+}
+
+/// One hashed file and its `200` headers (everything but `x-request-id`), indexed by
+/// `[https][encoding]`: cloning a made header map costs less than building one per request.
+struct Prepared {
+    file: &'static Embedded,
+    headers: [[HeaderMap; 3]; 2],
+}
+
+impl Prepared {
+    fn new(file: &'static Embedded) -> Self {
+        let make = |https: bool, enc: Encoding| {
+            let body = Body::embedded(file);
+            let mut h = HeaderMap::with_capacity(16);
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static(body.cache));
+            h.insert(header::ETAG, HeaderValue::from_static(file.etag));
+            h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(content_type(file.path)),
+            );
+            if let Some(name) = enc.name() {
+                h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(name));
+            }
+            h.insert(
+                header::CONTENT_LENGTH,
+                HeaderValue::from(enc.body(file).len()),
+            );
+            crate::http::headers::apply(&mut h, https);
+            h
+        };
+        let row =
+            |https| [Encoding::Brotli, Encoding::Gzip, Encoding::Identity].map(|e| make(https, e));
+        Prepared {
+            file,
+            headers: [row(false), row(true)],
+        }
+    }
 }
 
 const ASSET_ROUTE: &str = "/assets/{*path}";
@@ -294,7 +356,18 @@ impl FastAssets {
                 [c("HEAD", "200"), c("HEAD", "304")],
             ],
             duration: [d("GET"), d("HEAD")],
+            pages: pages(),
+            prepared: FILES
+                .iter()
+                .filter(|f| f.path.starts_with("/assets/"))
+                .map(|f| (f.path, Prepared::new(f)))
+                .collect(),
         }
+    }
+
+    /// Where the connections of this listener send the hashed files' bodies from.
+    pub fn pages(&self) -> Option<&'static crate::http::zerocopy::Pages> {
+        self.pages
     }
 
     pub fn serve<B>(&self, req: &hyper::Request<B>) -> Option<Response> {
@@ -308,8 +381,23 @@ impl FastAssets {
             _ => return None,
         };
         let started = std::time::Instant::now();
-        let file = find(path)?;
-        let mut response = respond(req.headers(), req.method(), Body::embedded(file));
+        let prepared = self.prepared.get(path)?;
+        let https = crate::auth::served_over_https(req.headers(), &self.settings);
+        let file = prepared.file;
+        let mut response = if not_modified(req.headers(), file.etag) {
+            let mut response = respond(req.headers(), req.method(), Body::embedded(file));
+            crate::http::headers::apply(response.headers_mut(), https);
+            response
+        } else {
+            let enc = negotiate(req.headers(), file.br.is_some(), file.gz.is_some());
+            let body = match m {
+                0 => axum::body::Body::from(Bytes::from_static(enc.body(file))),
+                _ => axum::body::Body::empty(),
+            };
+            let mut response = Response::new(body);
+            *response.headers_mut() = prepared.headers[usize::from(https)][enc as usize].clone();
+            response
+        };
         let id = match req.headers().get("x-request-id") {
             Some(v) => v.clone(),
             None => {
@@ -319,13 +407,26 @@ impl FastAssets {
             }
         };
         response.headers_mut().insert("x-request-id", id);
-        let https = crate::auth::served_over_https(req.headers(), &self.settings);
-        crate::http::headers::apply(response.headers_mut(), https);
         let s = usize::from(response.status() == StatusCode::NOT_MODIFIED);
         self.requests[m][s].inc();
         self.duration[m].observe(started.elapsed());
         Some(response)
     }
+}
+
+/// The hashed files' bodies in one sealed in-memory file, made once per process.
+fn pages() -> Option<&'static crate::http::zerocopy::Pages> {
+    static PAGES: std::sync::OnceLock<Option<&'static crate::http::zerocopy::Pages>> =
+        std::sync::OnceLock::new();
+    *PAGES.get_or_init(|| {
+        crate::http::zerocopy::Pages::leak(
+            FILES
+                .iter()
+                .filter(|f| f.path.starts_with("/assets/"))
+                .flat_map(|f| [Some(f.body), f.br, f.gz])
+                .flatten(),
+        )
+    })
 }
 
 async fn serve_index(

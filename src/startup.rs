@@ -358,6 +358,7 @@ async fn serve(
         let seen_request = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let seen = seen_request.clone();
         let fast = fast_assets.clone();
+        let pages = fast_assets.as_ref().and_then(|f| f.pages());
         let service = tower::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             seen.store(true, Ordering::Relaxed);
             // A body answered before it was read is drained after the answer, not reset under
@@ -379,7 +380,7 @@ async fn serve(
             }))
         });
         let conn = builder.serve_connection_with_upgrades(
-            TokioIo::new(stream),
+            TokioIo::new(crate::http::zerocopy::Conn::new(stream, pages)),
             TowerToHyperService::new(service),
         );
         let conn = graceful.watch(conn.into_owned());

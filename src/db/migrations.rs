@@ -8,6 +8,13 @@
 //! A file once released is never edited: sqlx refuses to start on a database whose applied
 //! migration's checksum differs from the file's.
 //!
+//! A new SQLite database (nothing in it yet) is not migrated step by step: it gets the schema
+//! the migrations end with, `migrations/sqlite-fresh.sql`, and every migration is recorded as
+//! applied, in one transaction. Each `ALTER TABLE` makes SQLite parse its whole schema again;
+//! step by step that was most of a cold start (docs/performance.md, (4)). The file is generated
+//! from the migrations (`UPDATE_SQLITE_SCHEMA=1 cargo test --lib fresh_schema`) and a test
+//! checks that both ways give the same database; a file behind the newest migration is not used.
+//!
 //! Databases created before sqlx ran the migrations kept their own ledger,
 //! `emergence_migrations (version, applied_at)`. It is read on every start: its versions are
 //! recorded in `_sqlx_migrations` (with the embedded files' checksums) before the migrator runs,
@@ -16,7 +23,7 @@
 
 use sqlx::{
     Row,
-    migrate::{MigrateError, Migrator},
+    migrate::{Migrate, MigrateError, Migrator},
 };
 
 use super::StoreError;
@@ -29,6 +36,9 @@ static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
 const LEGACY_VERSION: &str = "SELECT max(version) FROM emergence_migrations";
 
 pub async fn run_sqlite(pool: &sqlx::SqlitePool) -> Result<(), StoreError> {
+    if fresh_sqlite(pool).await? {
+        return Ok(());
+    }
     let legacy: i64 = sqlx::query(
         "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'emergence_migrations'",
     )
@@ -48,6 +58,48 @@ pub async fn run_sqlite(pool: &sqlx::SqlitePool) -> Result<(), StoreError> {
         }
     }
     SQLITE.run(pool).await.map_err(migrate_error)
+}
+
+/// The schema the SQLite migrations end with (generated: see the module's comment).
+const SQLITE_FRESH: &str = include_str!("../../migrations/sqlite-fresh.sql");
+
+/// The newest migration `SQLITE_FRESH` includes, from its `-- version: N` line.
+fn fresh_version() -> Option<i64> {
+    SQLITE_FRESH
+        .lines()
+        .find_map(|l| l.strip_prefix("-- version: "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Give an empty SQLite database the final schema and record every migration, in one
+/// transaction; `false` (nothing done) when the database is not empty.
+async fn fresh_sqlite(pool: &sqlx::SqlitePool) -> Result<bool, StoreError> {
+    let newest = SQLITE.iter().map(|m| m.version).max();
+    if fresh_version() != newest {
+        return Ok(false);
+    }
+    let mut conn = pool.acquire().await?;
+    let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+    let objects: i64 = sqlx::query("SELECT count(*) FROM sqlite_master")
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+    if objects > 0 {
+        return Ok(false);
+    }
+    sqlx::raw_sql(SQLITE_FRESH).execute(&mut *tx).await?;
+    let table = &SQLITE.table_name;
+    tx.ensure_migrations_table(table)
+        .await
+        .map_err(migrate_error)?;
+    for m in SQLITE
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+    {
+        tx.skip(table, m).await.map_err(migrate_error)?;
+    }
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// On a failure the pool is dropped with the attempt, so sqlx's advisory lock (released only
@@ -104,6 +156,100 @@ mod tests {
         };
         assert_eq!(list(&SQLITE), list(&POSTGRES));
         assert!(SQLITE.version_exists(1));
+    }
+
+    async fn memory_pool() -> sqlx::SqlitePool {
+        sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap()
+    }
+
+    async fn strings(pool: &sqlx::SqlitePool, sql: &str) -> Vec<String> {
+        sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    }
+
+    /// What a database holds, as SQL: every object in creation order, then every row of every
+    /// ordinary table (FTS5's shadow tables follow from their virtual tables).
+    async fn dump(pool: &sqlx::SqlitePool) -> String {
+        let own = "name NOT LIKE 'sqlite_%' AND name != '_sqlx_migrations'";
+        let shadow = "SELECT name FROM pragma_table_list WHERE type = 'shadow'";
+        let mut out = String::new();
+        let objects = format!(
+            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND {own} \
+             AND name NOT IN ({shadow}) ORDER BY rowid"
+        );
+        for sql in strings(pool, &objects).await {
+            out.push_str(&sql);
+            out.push_str(";\n");
+        }
+        let tables = format!(
+            "SELECT name FROM pragma_table_list WHERE type = 'table' AND schema = 'main' AND {own} \
+             ORDER BY name"
+        );
+        for table in strings(pool, &tables).await {
+            let columns = strings(
+                pool,
+                &format!("SELECT name FROM pragma_table_info('{table}') ORDER BY cid"),
+            )
+            .await;
+            let values: Vec<String> = columns.iter().map(|c| format!("quote(\"{c}\")")).collect();
+            let rows = format!(
+                "SELECT 'INSERT INTO \"{table}\" VALUES(' || {} || ');' FROM \"{table}\" ORDER BY rowid",
+                values.join(" || ',' || ")
+            );
+            for row in strings(pool, &rows).await {
+                out.push_str(&row);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// The ledger as text: version, description, success and checksum of every row.
+    async fn ledger(pool: &sqlx::SqlitePool) -> Vec<String> {
+        strings(
+            pool,
+            "SELECT version || ' ' || description || ' ' || success || ' ' || hex(checksum) \
+             FROM _sqlx_migrations ORDER BY version",
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn fresh_schema_is_what_the_migrations_make() {
+        let stepwise = memory_pool().await;
+        SQLITE.run(&stepwise).await.unwrap();
+        let newest = SQLITE.iter().map(|m| m.version).max().unwrap();
+        let want = format!(
+            "-- The schema the SQLite migrations end with, for a new database (src/db/migrations.rs).\n\
+             -- Generated by `UPDATE_SQLITE_SCHEMA=1 cargo test --lib fresh_schema`; do not edit.\n\
+             -- version: {newest}\n{}",
+            dump(&stepwise).await
+        );
+        if std::env::var_os("UPDATE_SQLITE_SCHEMA").is_some() {
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite-fresh.sql");
+            std::fs::write(path, &want).unwrap();
+            return;
+        }
+        assert!(
+            SQLITE_FRESH == want,
+            "migrations/sqlite-fresh.sql is not what the migrations make: \
+             run UPDATE_SQLITE_SCHEMA=1 cargo test --lib fresh_schema"
+        );
+        let fresh = memory_pool().await;
+        assert!(fresh_sqlite(&fresh).await.unwrap(), "an empty database");
+        assert_eq!(dump(&fresh).await, dump(&stepwise).await);
+        assert_eq!(ledger(&fresh).await, ledger(&stepwise).await);
+        // The migrator accepts the ledger (same checksums, nothing left to apply), and a
+        // database that is not empty is never given the schema again.
+        run_sqlite(&fresh).await.unwrap();
+        assert!(!fresh_sqlite(&fresh).await.unwrap());
+        assert_eq!(ledger(&fresh).await, ledger(&stepwise).await);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! HTTP plumbing shared by the resource modules: JSON bodies, client addresses, the security
-//! headers of every answer, and the drain of bodies answered before they were read.
+//! headers of every answer, the drain of bodies answered before they were read, and zero-copy
+//! writes of the embedded files.
 
 pub mod client_ip;
 pub mod headers;
@@ -7,6 +8,7 @@ pub mod json;
 pub mod linger;
 pub mod middleware;
 pub mod routes;
+pub mod zerocopy;
 
 /// The `{id}` of a path. A path that does not even decode (invalid UTF-8 after percent-decoding)
 /// names nothing: 404 like any unknown id, with the contract's error body.

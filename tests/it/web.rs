@@ -430,6 +430,103 @@ async fn a_cdn_base_url_rewrites_the_shell_and_the_export_writes_the_hashed_file
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The hashed files go out with `sendfile` from a sealed in-memory copy (src/http/zerocopy.rs),
+/// their headers with `MSG_MORE`: on one keep-alive connection with every request pipelined,
+/// each answer must still be exactly its file, in every encoding, with a HEAD in between.
+#[tokio::test]
+async fn hashed_files_arrive_byte_for_byte_in_every_encoding_on_one_pipelined_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let html = app.get("/", None).await.text().await.unwrap();
+    let dir = std::env::temp_dir().join(format!("emergence-zc-{}", uuid::Uuid::new_v4()));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_emergence"))
+        .args(["assets", "export"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // (path, method, accept-encoding, expected content-encoding, expected body)
+    type Ask = (
+        String,
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        Vec<u8>,
+    );
+    let mut asks: Vec<Ask> = Vec::new();
+    for url in referenced(&html)
+        .iter()
+        .filter(|u| u.starts_with("/assets/"))
+    {
+        let file = dir.join(url.trim_start_matches('/'));
+        let plain = std::fs::read(&file).unwrap();
+        let br = std::fs::read(format!("{}.br", file.display())).unwrap();
+        let gz = std::fs::read(format!("{}.gz", file.display())).unwrap();
+        asks.push((url.clone(), "GET", "br, gzip", Some("br"), br));
+        asks.push((url.clone(), "HEAD", "br", Some("br"), Vec::new()));
+        asks.push((url.clone(), "GET", "identity", None, plain));
+        asks.push((url.clone(), "GET", "gzip", Some("gzip"), gz));
+    }
+    assert!(asks.len() >= 8, "at least a script and a stylesheet");
+    assert!(
+        asks.iter().any(|a| a.4.len() > 16 << 10),
+        "one body large enough for several segments"
+    );
+    let mut requests = String::new();
+    for (path, method, enc, _, _) in &asks {
+        requests.push_str(&format!(
+            "{method} {path} HTTP/1.1\r\nhost: t\r\naccept-encoding: {enc}\r\n\r\n"
+        ));
+    }
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    conn.write_all(requests.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    for (path, method, _, encoding, body) in &asks {
+        let end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 65536];
+            let n = conn.read(&mut chunk).await.unwrap();
+            assert!(
+                n > 0,
+                "connection closed before the answer to {method} {path}"
+            );
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8(buf[..end].to_vec())
+            .unwrap()
+            .to_lowercase();
+        buf.drain(..end);
+        assert!(head.starts_with("http/1.1 200"), "{method} {path}: {head}");
+        let header = |name: &str| {
+            head.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_string))
+        };
+        assert_eq!(header("content-encoding").as_deref(), *encoding, "{head}");
+        if *method == "HEAD" {
+            continue;
+        }
+        let len: usize = header("content-length").unwrap().parse().unwrap();
+        assert_eq!(len, body.len(), "{method} {path} {encoding:?}");
+        while buf.len() < len {
+            let mut chunk = [0u8; 65536];
+            let n = conn.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "connection closed inside the body of {path}");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let got: Vec<u8> = buf.drain(..len).collect();
+        assert!(
+            got == *body,
+            "{path} {encoding:?}: the bytes served are the file's"
+        );
+    }
+    assert!(buf.is_empty(), "nothing after the last answer");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test]
 async fn websocket_connection_floods_get_503_before_the_upgrade() {
     // One user floods here, so the per-user cap on open sockets (its own test in

@@ -78,6 +78,17 @@ pub enum Scenario {
     /// A fake OpenAI-compatible provider streaming marked chunks at a steady pace (benchmarks).
     #[command(hide = true)]
     FakeProvider(FakeProviderArgs),
+    /// The loopback floor: a broadcast room doing one write per delivery and nothing else
+    /// (benchmarks: the peers' protocol, every text frame to every connection).
+    #[command(hide = true)]
+    FloorRoom(FloorRoomArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FloorRoomArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9003")]
+    pub listen: std::net::SocketAddr,
 }
 
 #[derive(Args, Debug)]
@@ -230,6 +241,10 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     match args.scenario {
         Some(Scenario::Agentstream(a)) => return run_agentstream(a).await,
         Some(Scenario::FakeProvider(a)) => return run_fake_provider(a).await,
+        Some(Scenario::FloorRoom(a)) => {
+            on_own_runtime(0, move || load::floor_room::serve(a.listen)).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
         None => {}
     }
     let threads = args.threads.max(1);

@@ -134,6 +134,7 @@ pub struct Percentiles {
 pub mod agentstream;
 mod client;
 pub mod fake_provider;
+pub mod floor_room;
 mod histogram;
 mod markers;
 mod traffic;
