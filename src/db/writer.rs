@@ -280,13 +280,31 @@ impl MessageWriter {
             .set(p.items.len() as i64);
     }
 
+    /// Store batches until `shutdown`. Pipelined: once a batch has committed, the next batch's
+    /// transaction starts (on its own task) while this one's senders are answered and its
+    /// messages reported, so the database works while the acks go out. The batch in hand was
+    /// committed but is still at the front of the queue: the next batch starts after it.
     async fn run(self, shutdown: CancellationToken) {
         let mut db_state = self.inner.db.watch();
+        // Committed and not yet reported: how many queued messages, and their outcomes.
+        let mut committed: Option<(usize, Vec<InsertOutcome>)> = None;
         loop {
+            let skip = committed.as_ref().map_or(0, |c| c.0);
             let batch: Vec<NewMessage> = {
                 let p = self.lock();
-                p.items.iter().take(self.inner.batch).cloned().collect()
+                p.items
+                    .iter()
+                    .skip(skip)
+                    .take(self.inner.batch)
+                    .cloned()
+                    .collect()
             };
+            if batch.is_empty() || !self.inner.db.is_up() {
+                if let Some((count, outcomes)) = committed.take() {
+                    self.finish(count, outcomes);
+                    continue;
+                }
+            }
             if batch.is_empty() {
                 self.inner.db.set_urgent(false);
                 self.release_memory();
@@ -304,13 +322,21 @@ impl MessageWriter {
                 }
                 continue;
             }
-            let result = self
-                .inner
-                .db
-                .run(|s| async move { s.insert_messages(&batch).await.map(|o| (batch, o)) })
-                .await;
+            let db = self.inner.db.clone();
+            let next = tokio::spawn(async move {
+                db.run(|s| async move { s.insert_messages(&batch).await.map(|o| (batch, o)) })
+                    .await
+            });
+            if let Some((count, outcomes)) = committed.take() {
+                self.finish(count, outcomes);
+            }
+            let result = next.await.unwrap_or_else(|e| {
+                Err(StoreError::Other(anyhow::anyhow!(
+                    "message batch task failed: {e}"
+                )))
+            });
             match result {
-                Ok((batch, outcomes)) => self.finish(batch.len(), outcomes),
+                Ok((batch, outcomes)) => committed = Some((batch.len(), outcomes)),
                 Err(StoreError::Unavailable(_)) => self.tell_queued(),
                 Err(e) => {
                     // A single bad message must not block the queue: write the batch one by one
