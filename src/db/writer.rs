@@ -299,11 +299,11 @@ impl MessageWriter {
                     .cloned()
                     .collect()
             };
-            if batch.is_empty() || !self.inner.db.is_up() {
-                if let Some((count, outcomes)) = committed.take() {
-                    self.finish(count, outcomes);
-                    continue;
-                }
+            if (batch.is_empty() || !self.inner.db.is_up())
+                && let Some((count, outcomes)) = committed.take()
+            {
+                self.finish(count, outcomes);
+                continue;
             }
             if batch.is_empty() {
                 self.inner.db.set_urgent(false);
