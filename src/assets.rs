@@ -168,15 +168,6 @@ impl Encoding {
             Encoding::Identity => None,
         }
     }
-
-    /// The file's body in this encoding (identity where the file has no such copy).
-    fn body(self, file: &'static Embedded) -> &'static [u8] {
-        match self {
-            Encoding::Brotli => file.br.unwrap_or(file.body),
-            Encoding::Gzip => file.gz.unwrap_or(file.body),
-            Encoding::Identity => file.body,
-        }
-    }
 }
 
 /// Pick the best encoding the client accepts (q=0 means refused).
@@ -237,6 +228,17 @@ struct Body<'a> {
     cache: &'static str,
 }
 
+impl Body<'_> {
+    /// The body in `enc` (identity where there is no such copy).
+    fn encoded(&self, enc: Encoding) -> &Bytes {
+        match enc {
+            Encoding::Brotli => self.br.as_ref().unwrap_or(&self.identity),
+            Encoding::Gzip => self.gz.as_ref().unwrap_or(&self.identity),
+            Encoding::Identity => &self.identity,
+        }
+    }
+}
+
 impl Body<'static> {
     fn embedded(file: &'static Embedded) -> Self {
         Body {
@@ -255,32 +257,41 @@ impl Body<'static> {
 }
 
 fn respond(req_headers: &HeaderMap, method: &Method, b: Body<'_>) -> Response {
+    if not_modified(req_headers, b.etag) {
+        return (StatusCode::NOT_MODIFIED, headers_for(&b, None)).into_response();
+    }
+    let enc = negotiate(req_headers, b.br.is_some(), b.gz.is_some());
+    let headers = headers_for(&b, Some(enc));
+    if method == Method::HEAD {
+        return (StatusCode::OK, headers).into_response();
+    }
+    (StatusCode::OK, headers, b.encoded(enc).clone()).into_response()
+}
+
+/// The headers of an answer with `b`: caching and its validator, then, for a `200` in the
+/// encoding `ok` (`None`: a `304`), type, encoding and length.
+fn headers_for(b: &Body<'_>, ok: Option<Encoding>) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(16);
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(b.cache));
     if let Ok(v) = HeaderValue::from_str(b.etag) {
         headers.insert(header::ETAG, v);
     }
     headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    if not_modified(req_headers, b.etag) {
-        return (StatusCode::NOT_MODIFIED, headers).into_response();
-    }
+    let Some(enc) = ok else {
+        return headers;
+    };
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(content_type(b.path)),
     );
-    let (bytes, enc) = match negotiate(req_headers, b.br.is_some(), b.gz.is_some()) {
-        Encoding::Brotli => (b.br.unwrap_or(b.identity), Some("br")),
-        Encoding::Gzip => (b.gz.unwrap_or(b.identity), Some("gzip")),
-        Encoding::Identity => (b.identity, None),
-    };
-    if let Some(enc) = enc {
-        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(enc));
+    if let Some(name) = enc.name() {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(name));
     }
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-    if method == Method::HEAD {
-        return (StatusCode::OK, headers).into_response();
-    }
-    (StatusCode::OK, headers, bytes).into_response()
+    headers.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(b.encoded(enc).len()),
+    );
+    headers
 }
 
 async fn asset(req: Request) -> Response {
@@ -315,22 +326,7 @@ struct Prepared {
 impl Prepared {
     fn new(file: &'static Embedded) -> Self {
         let make = |https: bool, enc: Encoding| {
-            let body = Body::embedded(file);
-            let mut h = HeaderMap::with_capacity(16);
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static(body.cache));
-            h.insert(header::ETAG, HeaderValue::from_static(file.etag));
-            h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(content_type(file.path)),
-            );
-            if let Some(name) = enc.name() {
-                h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(name));
-            }
-            h.insert(
-                header::CONTENT_LENGTH,
-                HeaderValue::from(enc.body(file).len()),
-            );
+            let mut h = headers_for(&Body::embedded(file), Some(enc));
             crate::http::headers::apply(&mut h, https);
             h
         };
@@ -391,7 +387,7 @@ impl FastAssets {
         } else {
             let enc = negotiate(req.headers(), file.br.is_some(), file.gz.is_some());
             let body = match m {
-                0 => axum::body::Body::from(Bytes::from_static(enc.body(file))),
+                0 => axum::body::Body::from(Body::embedded(file).encoded(enc).clone()),
                 _ => axum::body::Body::empty(),
             };
             let mut response = Response::new(body);
