@@ -310,8 +310,6 @@ pub struct FastAssets {
     /// `[GET, HEAD] x [200, 304]`.
     requests: [[Arc<Counter>; 2]; 2],
     duration: [Arc<Histogram>; 2],
-    /// The hashed files' bodies, sent with `sendfile` (crate::http::zerocopy).
-    pages: Option<&'static crate::http::zerocopy::Pages>,
     /// Every hashed file with its answer headers made once, per encoding and scheme.
     prepared: std::collections::HashMap<&'static str, Prepared>,
 }
@@ -352,7 +350,6 @@ impl FastAssets {
                 [c("HEAD", "200"), c("HEAD", "304")],
             ],
             duration: [d("GET"), d("HEAD")],
-            pages: pages(),
             prepared: FILES
                 .iter()
                 .filter(|f| f.path.starts_with("/assets/"))
@@ -363,7 +360,7 @@ impl FastAssets {
 
     /// Where the connections of this listener send the hashed files' bodies from.
     pub fn pages(&self) -> Option<&'static crate::http::zerocopy::Pages> {
-        self.pages
+        pages()
     }
 
     pub fn serve<B>(&self, req: &hyper::Request<B>) -> Option<Response> {
@@ -381,9 +378,9 @@ impl FastAssets {
         let https = crate::auth::served_over_https(req.headers(), &self.settings);
         let file = prepared.file;
         let mut response = if not_modified(req.headers(), file.etag) {
-            let mut response = respond(req.headers(), req.method(), Body::embedded(file));
-            crate::http::headers::apply(response.headers_mut(), https);
-            response
+            let mut headers = headers_for(&Body::embedded(file), None);
+            crate::http::headers::apply(&mut headers, https);
+            (StatusCode::NOT_MODIFIED, headers).into_response()
         } else {
             let enc = negotiate(req.headers(), file.br.is_some(), file.gz.is_some());
             let body = match m {
