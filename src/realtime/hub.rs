@@ -46,6 +46,12 @@ struct Outbox {
     closed: bool,
 }
 
+/// What [`ConnHandle::take_outbound`] took.
+pub(crate) struct Taken {
+    pub frames: usize,
+    pub drained: bool,
+}
+
 /// The hub's handle on one WebSocket connection.
 pub struct ConnHandle {
     pub id: u64,
@@ -160,8 +166,42 @@ impl ConnHandle {
     }
 
     /// The next queued frame, or `None` after registering `waker` to be woken by the next one.
+    #[cfg(test)]
     pub(crate) fn next_outbound(&self, waker: &Waker) -> Option<Outbound> {
         self.take(waker, |o| o.frames.pop_front())
+    }
+
+    /// Move up to `out.len()` queued frames, in order, into `out` under one lock; how many. When
+    /// that empties the queue, `waker` is registered for the next one (the caller need not ask
+    /// again to learn that nothing is left), and `drained` says so.
+    pub(crate) fn take_outbound(&self, waker: &Waker, out: &mut [Option<Outbound>]) -> Taken {
+        let mut o = self.outbox();
+        let mut frames = 0;
+        for slot in out.iter_mut() {
+            match o.frames.pop_front() {
+                Some(m) => *slot = Some(m),
+                None => break,
+            }
+            frames += 1;
+        }
+        let drained = o.frames.is_empty();
+        if drained {
+            match &o.waker {
+                Some(w) if w.will_wake(waker) => {}
+                _ => o.waker = Some(waker.clone()),
+            }
+        }
+        Taken { frames, drained }
+    }
+
+    /// Put frames taken by [`take_outbound`](Self::take_outbound) back at the front of the queue,
+    /// in order (the socket could not take them yet). They were accepted once, so neither a close
+    /// queued since nor the capacity refuses them.
+    pub(crate) fn put_back(&self, frames: impl DoubleEndedIterator<Item = Outbound>) {
+        let mut o = self.outbox();
+        for m in frames.rev() {
+            o.frames.push_front(m);
+        }
     }
 
     /// The next hub request, or `None` after registering `waker`.

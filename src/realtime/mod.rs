@@ -17,6 +17,7 @@ pub mod protocol;
 pub mod redis;
 mod session;
 pub mod streams;
+mod wakes;
 mod wire;
 
 use std::{

@@ -17,7 +17,8 @@ use super::{
     hub::{ConnHandle, Control},
     outcome::Ending,
     protocol::{self, ClientFrame, ErrorFrame},
-    wire::{Io, Wire},
+    wakes::{Others, Woke, poll_woke},
+    wire::Wire,
 };
 use crate::{
     auth::Claims,
@@ -96,13 +97,12 @@ impl Session {
             .min(idle_after / 4)
             .min(Duration::from_secs(5))
             .max(Duration::from_millis(50));
-        // Token expiry is enforced on the open socket, to the second.
-        let expires_in =
-            Duration::from_millis((self.claims.exp - crate::db::now_ms()).max(0) as u64);
-        let expiry = tokio::time::sleep(expires_in);
-        tokio::pin!(expiry);
-        let mut ticker = tokio::time::interval(tick);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Token expiry is enforced on the open socket, to the second: the one timer fires at
+        // the next tick or at expiry, whichever is first.
+        let expires_at = tokio::time::Instant::now()
+            + Duration::from_millis((self.claims.exp - crate::db::now_ms()).max(0) as u64);
+        let timer = tokio::time::sleep_until(expires_at.min(tokio::time::Instant::now() + tick));
+        tokio::pin!(timer);
         let (mut last_seen, mut last_frame, mut last_ping) =
             (Instant::now(), Instant::now(), Instant::now());
         let db = self.state.db.state().as_str();
@@ -115,58 +115,55 @@ impl Session {
         self.warm_membership();
         let frames_in = self.state.metrics.ws_frames.with(&["in"]);
         let kill = self.handle_kill();
+        // Only a full queue kills a connection: the client could not keep up.
+        let killed = kill.cancelled();
+        tokio::pin!(killed);
+        let mut others = Others::new();
         loop {
-            tokio::select! {
-                // Only a full queue kills a connection: the client could not keep up.
-                _ = kill.cancelled() => return Ending::error(None, "slow consumer"),
-                io = std::future::poll_fn(|cx| wire.poll_io(cx)) => {
-                    let frame = match io {
-                        Io::Done => return wire.ending(),
-                        Io::Control(Control::FillGap { thread, from, to }) => {
-                            self.fill_gap(thread, from, to);
-                            continue;
-                        }
-                        Io::Read(frame) => frame,
-                    };
-                    last_seen = Instant::now();
-                    match frame {
-                        None => return Ending::closed(None, "client closed"),
-                        Some(Err(e)) => return self.read_error(e),
-                        Some(Ok(WsMessage::Text(text))) => {
-                            frames_in.inc();
-                            last_frame = Instant::now();
-                            // Boxed: the frame handlers' futures (database reads) would
-                            // otherwise make every idle connection's task as large as they are.
-                            if !wire.pumping(Box::pin(self.on_text(text.as_str()))).await {
-                                return Ending::error(Some(1008), "flooding");
-                            }
-                        }
-                        Some(Ok(WsMessage::Binary(_))) => {
-                            frames_in.inc();
-                            last_frame = Instant::now();
-                            self.error(ErrorFrame::new(ErrorCode::InvalidJson, "binary frames are not accepted; send JSON text"));
-                        }
-                        Some(Ok(WsMessage::Close(frame))) => {
-                            return Ending::closed(frame.map(|f| f.code), "client closed");
-                        }
-                        Some(Ok(_)) => {} // ping/pong: liveness only
-                    }
+            let woke = std::future::poll_fn(|cx| {
+                let acks = self.events_rx.as_mut();
+                poll_woke(
+                    cx,
+                    wire,
+                    &self.handle,
+                    &mut others,
+                    killed.as_mut(),
+                    acks,
+                    timer.as_mut(),
+                )
+            })
+            .await;
+            let frame = match woke {
+                Woke::Done => return wire.ending(),
+                Woke::Killed => return Ending::error(None, "slow consumer"),
+                Woke::Control(Control::FillGap { thread, from, to }) => {
+                    self.fill_gap(thread, from, to);
+                    continue;
                 }
-                Some(event) = next_event(&mut self.events_rx) => {
+                Woke::Ack(event) => {
                     // A commit answers many sends at once: turn them all into frames before
                     // the socket is written, so they leave in one write.
                     self.on_write_event(event);
-                    while let Some(event) = self.events_rx.as_mut().and_then(|rx| rx.try_recv().ok()) {
+                    while let Some(event) =
+                        self.events_rx.as_mut().and_then(|rx| rx.try_recv().ok())
+                    {
                         self.on_write_event(event);
                     }
+                    continue;
                 }
-                () = &mut expiry => {
-                    self.error(ErrorFrame::new(ErrorCode::Unauthorized, "the session has expired"));
-                    self.handle.close(4401, "unauthorized");
-                    return Ending::closed(Some(4401), "session expired");
-                }
-                _ = ticker.tick() => {
+                Woke::Timer => {
                     let now = Instant::now();
+                    if tokio::time::Instant::now() >= expires_at
+                        || self.claims.exp <= crate::db::now_ms()
+                        || self.state.auth.revocations.is_revoked(&self.claims.sid)
+                    {
+                        self.error(ErrorFrame::new(
+                            ErrorCode::Unauthorized,
+                            "the session has expired",
+                        ));
+                        self.handle.close(4401, "unauthorized");
+                        return Ending::closed(Some(4401), "session expired");
+                    }
                     if now.duration_since(last_seen) >= dead_after {
                         tracing::info!("closing dead peer");
                         self.handle.close(1001, "no response to pings");
@@ -176,16 +173,42 @@ impl Session {
                         self.handle.close(4408, "idle timeout");
                         return Ending::closed(Some(4408), "idle timeout");
                     }
-                    if self.claims.exp <= crate::db::now_ms() || self.state.auth.revocations.is_revoked(&self.claims.sid) {
-                        self.error(ErrorFrame::new(ErrorCode::Unauthorized, "the session has expired"));
-                        self.handle.close(4401, "unauthorized");
-                        return Ending::closed(Some(4401), "session expired");
-                    }
                     if now.duration_since(last_ping) >= ping_every {
                         last_ping = now;
                         let _ = self.handle_ping();
                     }
+                    timer
+                        .as_mut()
+                        .reset(expires_at.min(tokio::time::Instant::now() + tick));
+                    continue;
                 }
+                Woke::Read(frame) => frame,
+            };
+            last_seen = Instant::now();
+            match frame {
+                None => return Ending::closed(None, "client closed"),
+                Some(Err(e)) => return self.read_error(e),
+                Some(Ok(WsMessage::Text(text))) => {
+                    frames_in.inc();
+                    last_frame = Instant::now();
+                    // Boxed: the frame handlers' futures (database reads) would otherwise make
+                    // every idle connection's task as large as they are.
+                    if !wire.pumping(Box::pin(self.on_text(text.as_str()))).await {
+                        return Ending::error(Some(1008), "flooding");
+                    }
+                }
+                Some(Ok(WsMessage::Binary(_))) => {
+                    frames_in.inc();
+                    last_frame = Instant::now();
+                    self.error(ErrorFrame::new(
+                        ErrorCode::InvalidJson,
+                        "binary frames are not accepted; send JSON text",
+                    ));
+                }
+                Some(Ok(WsMessage::Close(frame))) => {
+                    return Ending::closed(frame.map(|f| f.code), "client closed");
+                }
+                Some(Ok(_)) => {} // ping/pong: liveness only
             }
         }
     }
@@ -572,14 +595,6 @@ impl Session {
         for t in self.threads.drain() {
             self.state.realtime.unsubscribe(&t, self.handle.id);
         }
-    }
-}
-
-/// The next writer event, or never while no send was made.
-async fn next_event(rx: &mut Option<mpsc::UnboundedReceiver<WriteEvent>>) -> Option<WriteEvent> {
-    match rx {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
     }
 }
 

@@ -14,7 +14,7 @@ use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use futures_util::{Sink, Stream};
 
 use super::{
-    hub::{ConnHandle, Control, Outbound},
+    hub::{ConnHandle, Outbound, Taken},
     outcome::Ending,
 };
 
@@ -24,6 +24,9 @@ pub(super) fn close_message(code: u16, reason: &'static str) -> WsMessage {
         reason: reason.into(),
     }))
 }
+
+/// Frames taken from the queue per lock.
+const TAKE: usize = 16;
 
 /// The socket and its write state, owned by the connection's task.
 pub(super) struct Wire {
@@ -38,14 +41,6 @@ pub(super) struct Wire {
     closed_with: Option<(u16, &'static str)>,
     /// A write or flush failed.
     failed: bool,
-}
-
-/// What the socket has for the connection's task.
-pub(super) enum Io {
-    Read(Option<Result<WsMessage, axum::Error>>),
-    Control(Control),
-    /// The close frame is out, or the socket failed.
-    Done,
 }
 
 impl Wire {
@@ -65,7 +60,7 @@ impl Wire {
         }
     }
 
-    /// How the connection ended when the socket finished first ([`Io::Done`]): a failed write is
+    /// How the connection ended when the socket finished first ([`Woke::Done`](super::wakes::Woke::Done)): a failed write is
     /// an error; otherwise a close frame queued by someone else (draining, a revoked session)
     /// went out.
     pub(super) fn ending(&self) -> Ending {
@@ -78,32 +73,54 @@ impl Wire {
 
     /// Hand everything queued to the socket and flush once (one write for many frames);
     /// `Ready` once the socket is finished (close frame written, or failed).
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        while !self.finished {
+    pub(super) fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        'queue: while !self.finished {
             match Pin::new(&mut self.socket).poll_ready(cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(_)) => return self.fail(),
                 Poll::Pending => break, // woken when the socket drains
             }
-            let Some(m) = self.handle.next_outbound(cx.waker()) else {
-                break; // woken by the next send
-            };
-            let msg = match m {
-                Outbound::Frame(f) => {
-                    self.frames_out.inc();
-                    WsMessage::Text(f)
+            // Taken a few at a time, under one lock each time: a wake-up for one frame locks
+            // the queue once.
+            let mut taken: [Option<Outbound>; TAKE] = Default::default();
+            let Taken { frames, drained } = self.handle.take_outbound(cx.waker(), &mut taken);
+            let mut text = 0;
+            for i in 0..frames {
+                if i > 0 {
+                    match Pin::new(&mut self.socket).poll_ready(cx) {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(_)) => return self.fail(),
+                        Poll::Pending => {
+                            self.frames_out.add(text);
+                            self.handle
+                                .put_back(taken[i..frames].iter_mut().filter_map(Option::take));
+                            break 'queue;
+                        }
+                    }
                 }
-                Outbound::Ping => WsMessage::Ping(Default::default()),
-                Outbound::Close(code, reason) => {
-                    self.finished = true;
-                    self.closed_with = Some((code, reason));
-                    close_message(code, reason)
+                let Some(m) = taken[i].take() else { break };
+                let msg = match m {
+                    Outbound::Frame(f) => {
+                        text += 1;
+                        WsMessage::Text(f)
+                    }
+                    Outbound::Ping => WsMessage::Ping(Default::default()),
+                    Outbound::Close(code, reason) => {
+                        self.finished = true;
+                        self.closed_with = Some((code, reason));
+                        close_message(code, reason)
+                    }
+                };
+                if Pin::new(&mut self.socket).start_send(msg).is_err() {
+                    return self.fail();
                 }
-            };
-            if Pin::new(&mut self.socket).start_send(msg).is_err() {
-                return self.fail();
+                self.unflushed = true;
             }
-            self.unflushed = true;
+            // Counted once per batch: the counter is shared by every connection.
+            self.frames_out.add(text);
+            if drained {
+                break; // woken by the next send
+            }
         }
         if self.unflushed {
             match Pin::new(&mut self.socket).poll_flush(cx) {
@@ -126,14 +143,12 @@ impl Wire {
         Poll::Ready(())
     }
 
-    pub(super) fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<Io> {
-        if self.poll_write(cx).is_ready() {
-            return Poll::Ready(Io::Done);
-        }
-        if let Some(c) = self.handle.next_control(cx.waker()) {
-            return Poll::Ready(Io::Control(c));
-        }
-        Pin::new(&mut self.socket).poll_next(cx).map(Io::Read)
+    /// The next client frame (`None`: the stream ended).
+    pub(super) fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<WsMessage, axum::Error>>> {
+        Pin::new(&mut self.socket).poll_next(cx)
     }
 
     /// Until everything queued is written (or the socket is finished).
