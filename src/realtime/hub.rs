@@ -9,8 +9,11 @@
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
-    sync::{Arc, Mutex, RwLock},
-    task::Waker,
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Wake, Waker},
 };
 
 use tokio_util::sync::CancellationToken;
@@ -42,6 +45,9 @@ struct Outbox {
     frames: VecDeque<Outbound>,
     control: Vec<Control>,
     waker: Option<Waker>,
+    /// The task's waker for everything else it waits for (kept, not taken, by a wake-up):
+    /// see [`ConnHandle`]'s `Wake`.
+    task: Option<Waker>,
     /// A close frame is queued (or the connection is gone): nothing more is accepted.
     closed: bool,
 }
@@ -61,6 +67,21 @@ pub struct ConnHandle {
     capacity: usize,
     kill: CancellationToken,
     metrics: Arc<Metrics>,
+    /// Something other than a delivery woke the task since it last looked (`realtime::wakes`).
+    others_woken: AtomicBool,
+}
+
+/// The waker the connection's task polls everything but its queue with (client frames, acks,
+/// its timer, the kill switch): a wake-up through it is remembered, so a wake-up for a
+/// delivery alone polls none of them (`realtime::wakes`).
+impl Wake for ConnHandle {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref()
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wake_others();
+    }
 }
 
 impl ConnHandle {
@@ -80,7 +101,43 @@ impl ConnHandle {
             capacity: capacity.max(1),
             kill,
             metrics,
+            others_woken: AtomicBool::new(true),
         }
+    }
+
+    fn wake_others(&self) {
+        self.others_woken.store(true, Ordering::Release);
+        if let Some(w) = &self.outbox().task {
+            w.wake_by_ref();
+        }
+    }
+
+    /// Disconnect a client that cannot keep up: the token says so, and the task hears it
+    /// among its other sources.
+    fn kill(&self) {
+        self.kill.cancel();
+        self.wake_others();
+    }
+
+    /// The queue overflowed (or the connection is over).
+    pub(crate) fn is_killed(&self) -> bool {
+        self.kill.is_cancelled()
+    }
+
+    /// Keep `task` as the waker that a wake-up through this handle (as a [`Waker`]) wakes.
+    pub(crate) fn set_task(&self, task: &Waker) {
+        self.outbox().task = Some(task.clone());
+    }
+
+    /// Whether something woke the task through this handle since the last call (the first
+    /// call says yes).
+    pub(crate) fn take_others_woken(&self) -> bool {
+        self.others_woken.swap(false, Ordering::AcqRel)
+    }
+
+    /// Have the next [`take_others_woken`](Self::take_others_woken) say yes.
+    pub(crate) fn others_again(&self) {
+        self.others_woken.store(true, Ordering::Release);
     }
 
     fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
@@ -136,7 +193,7 @@ impl ConnHandle {
                 if !self.kill.is_cancelled() {
                     self.metrics.slow_consumer_disconnects.inc();
                     tracing::info!(conn = self.id, "slow consumer disconnected");
-                    self.kill.cancel();
+                    self.kill();
                 }
                 false
             }
@@ -148,7 +205,7 @@ impl ConnHandle {
     /// closing (a second close, say a revocation seen twice): the first close frame stands.
     pub fn close(&self, code: u16, reason: &'static str) {
         if self.push(Outbound::Close(code, reason)) == Err(true) {
-            self.kill.cancel();
+            self.kill();
         }
     }
 

@@ -11,7 +11,6 @@ use std::{
 
 use axum::extract::ws::Message as WsMessage;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use super::{
     hub::{ConnHandle, Control},
@@ -114,23 +113,11 @@ impl Session {
         ));
         self.warm_membership();
         let frames_in = self.state.metrics.ws_frames.with(&["in"]);
-        let kill = self.handle_kill();
-        // Only a full queue kills a connection: the client could not keep up.
-        let killed = kill.cancelled();
-        tokio::pin!(killed);
-        let mut others = Others::new();
+        let mut others = Others::new(self.handle.clone());
         loop {
             let woke = std::future::poll_fn(|cx| {
                 let acks = self.events_rx.as_mut();
-                poll_woke(
-                    cx,
-                    wire,
-                    &self.handle,
-                    &mut others,
-                    killed.as_mut(),
-                    acks,
-                    timer.as_mut(),
-                )
+                poll_woke(cx, wire, &mut others, acks, timer.as_mut())
             })
             .await;
             let frame = match woke {
@@ -211,10 +198,6 @@ impl Session {
                 Some(Ok(_)) => {} // ping/pong: liveness only
             }
         }
-    }
-
-    fn handle_kill(&self) -> CancellationToken {
-        self.handle.kill_token()
     }
 
     fn handle_ping(&self) -> bool {
