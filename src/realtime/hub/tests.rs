@@ -14,6 +14,7 @@ use crate::{
         memory::{MemoryStore, user_message},
         writer::MessageWriter,
     },
+    metrics::Metrics,
     settings::DatabaseSettings,
 };
 
