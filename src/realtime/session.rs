@@ -140,6 +140,11 @@ impl Session {
                 }
                 Woke::Timer => {
                     let now = Instant::now();
+                    // Expiry by both clocks on purpose: the timer's own (it fired at
+                    // `expires_at`, which the wall clock in whole ms may not show yet: without
+                    // it the timer would be re-armed for an instant already past, again and
+                    // again) and the wall clock the token's `exp` is written in (a host whose
+                    // clock jumped ahead).
                     if tokio::time::Instant::now() >= expires_at
                         || self.claims.exp <= crate::db::now_ms()
                         || self.state.auth.revocations.is_revoked(&self.claims.sid)

@@ -74,54 +74,58 @@ impl Wire {
     /// Hand everything queued to the socket and flush once (one write for many frames);
     /// `Ready` once the socket is finished (close frame written, or failed).
     pub(super) fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        'queue: while !self.finished {
+        // Taken a few at a time, under one lock each time: a wake-up for one frame locks the
+        // queue once. `taken[next..end]` are taken and not yet handed to the socket.
+        let mut taken: [Option<Outbound>; TAKE] = Default::default();
+        let (mut next, mut end, mut drained) = (0, 0, false);
+        let mut text = 0;
+        while !self.finished {
             match Pin::new(&mut self.socket).poll_ready(cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(_)) => return self.fail(),
-                Poll::Pending => break, // woken when the socket drains
-            }
-            // Taken a few at a time, under one lock each time: a wake-up for one frame locks
-            // the queue once.
-            let mut taken: [Option<Outbound>; TAKE] = Default::default();
-            let Taken { frames, drained } = self.handle.take_outbound(cx.waker(), &mut taken);
-            let mut text = 0;
-            for i in 0..frames {
-                if i > 0 {
-                    match Pin::new(&mut self.socket).poll_ready(cx) {
-                        Poll::Ready(Ok(())) => {}
-                        Poll::Ready(Err(_)) => return self.fail(),
-                        Poll::Pending => {
-                            self.frames_out.add(text);
-                            self.handle
-                                .put_back(taken[i..frames].iter_mut().filter_map(Option::take));
-                            break 'queue;
-                        }
+                Poll::Pending => {
+                    // Woken when the socket drains; what was taken goes back, in order.
+                    if next < end {
+                        self.handle
+                            .put_back(taken[next..end].iter_mut().filter_map(Option::take));
                     }
+                    break;
                 }
-                let Some(m) = taken[i].take() else { break };
-                let msg = match m {
-                    Outbound::Frame(f) => {
-                        text += 1;
-                        WsMessage::Text(f)
-                    }
-                    Outbound::Ping => WsMessage::Ping(Default::default()),
-                    Outbound::Close(code, reason) => {
-                        self.finished = true;
-                        self.closed_with = Some((code, reason));
-                        close_message(code, reason)
-                    }
-                };
-                if Pin::new(&mut self.socket).start_send(msg).is_err() {
-                    return self.fail();
+            }
+            if next == end {
+                if drained {
+                    break; // woken by the next send
                 }
-                self.unflushed = true;
+                Taken {
+                    frames: end,
+                    drained,
+                } = self.handle.take_outbound(cx.waker(), &mut taken);
+                next = 0;
+                if end == 0 {
+                    break;
+                }
             }
-            // Counted once per batch: the counter is shared by every connection.
-            self.frames_out.add(text);
-            if drained {
-                break; // woken by the next send
+            let Some(m) = taken[next].take() else { break };
+            next += 1;
+            let msg = match m {
+                Outbound::Frame(f) => {
+                    text += 1;
+                    WsMessage::Text(f)
+                }
+                Outbound::Ping => WsMessage::Ping(Default::default()),
+                Outbound::Close(code, reason) => {
+                    self.finished = true;
+                    self.closed_with = Some((code, reason));
+                    close_message(code, reason)
+                }
+            };
+            if Pin::new(&mut self.socket).start_send(msg).is_err() {
+                return self.fail();
             }
+            self.unflushed = true;
         }
+        // Counted once per wake-up: the counter is shared by every connection.
+        self.frames_out.add(text);
         if self.unflushed {
             match Pin::new(&mut self.socket).poll_flush(cx) {
                 Poll::Ready(Ok(())) => self.unflushed = false,

@@ -39,12 +39,25 @@ pub enum Control {
 struct Outbox {
     frames: VecDeque<Outbound>,
     control: Vec<Control>,
+    /// The task's waker while it waits for a frame or a control: taken (and consumed) by the
+    /// change that wakes it, so a delivery's wake-up costs no reference count of its own. The
+    /// same task's waker is also kept in `task`, which a wake-up does not take.
     waker: Option<Waker>,
     /// The task's waker for everything else it waits for (kept, not taken, by a wake-up):
     /// see [`ConnHandle`]'s `Wake`.
     task: Option<Waker>,
     /// A close frame is queued (or the connection is gone): nothing more is accepted.
     closed: bool,
+}
+
+impl Outbox {
+    /// Have the next change wake `waker` (kept as it is when it already wakes the same task).
+    fn register(&mut self, waker: &Waker) {
+        match &self.waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => self.waker = Some(waker.clone()),
+        }
+    }
 }
 
 /// What [`ConnHandle::take_outbound`] took.
@@ -157,10 +170,7 @@ impl ConnHandle {
         let mut o = self.outbox();
         let next = take(&mut o);
         if next.is_none() {
-            match &o.waker {
-                Some(w) if w.will_wake(waker) => {}
-                _ => o.waker = Some(waker.clone()),
-            }
+            o.register(waker);
         }
         next
     }
@@ -238,10 +248,7 @@ impl ConnHandle {
         }
         let drained = o.frames.is_empty();
         if drained {
-            match &o.waker {
-                Some(w) if w.will_wake(waker) => {}
-                _ => o.waker = Some(waker.clone()),
-            }
+            o.register(waker);
         }
         Taken { frames, drained }
     }
@@ -269,5 +276,90 @@ impl ConnHandle {
     /// Cancelled when the connection must end (slow consumer, closed).
     pub fn kill_token(&self) -> CancellationToken {
         self.kill.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// A waker that counts its wake-ups.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn handle(capacity: usize) -> ConnHandle {
+        let metrics = Arc::new(Metrics::default());
+        let kill = CancellationToken::new();
+        ConnHandle::new(1, "u".into(), "s".into(), capacity, kill, metrics)
+    }
+
+    fn text(m: &Outbound) -> String {
+        match m {
+            Outbound::Frame(f) => f.as_str().to_string(),
+            Outbound::Ping => "ping".into(),
+            Outbound::Close(code, _) => format!("close {code}"),
+        }
+    }
+
+    fn take_all(h: &ConnHandle, waker: &Waker) -> Vec<String> {
+        let mut all = Vec::new();
+        loop {
+            let mut out: [Option<Outbound>; 4] = Default::default();
+            let taken = h.take_outbound(waker, &mut out);
+            all.extend(
+                out[..taken.frames]
+                    .iter()
+                    .map(|m| text(m.as_ref().unwrap())),
+            );
+            if taken.drained {
+                return all;
+            }
+        }
+    }
+
+    /// Frames the socket could not take yet go back in front, in order, even when the queue
+    /// is full or closed meanwhile; a batch that empties the queue registers for the next frame.
+    #[test]
+    fn put_back_keeps_order_past_capacity_and_close() {
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        let h = handle(6);
+        for i in 0..6 {
+            assert!(h.send(Frame::from(format!("f{i}"))));
+        }
+        let mut out: [Option<Outbound>; 4] = Default::default();
+        let taken = h.take_outbound(&waker, &mut out);
+        assert_eq!((taken.frames, taken.drained), (4, false));
+        // The socket took f0 only; f1..f3 go back. Meanwhile the queue fills and a close comes.
+        assert!(h.send(Frame::from("f6".to_string())));
+        assert!(h.send(Frame::from("f7".to_string())));
+        h.close(1000, "bye");
+        h.put_back(out[1..4].iter_mut().filter_map(Option::take));
+        assert!(!h.is_killed(), "putting back is not an overflow");
+        assert!(!h.send(Frame::from("late".to_string())), "closed: refused");
+        let rest = take_all(&h, &waker);
+        assert_eq!(
+            rest,
+            ["f1", "f2", "f3", "f4", "f5", "f6", "f7", "close 1000"]
+        );
+        // Drained: the next frame wakes the task once.
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        let h2 = handle(4);
+        assert!(take_all(&h2, &waker).is_empty());
+        assert!(h2.send(Frame::from("x".to_string())));
+        assert!(h2.send(Frame::from("y".to_string())));
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "one wake-up until taken again"
+        );
     }
 }
