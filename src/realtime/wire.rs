@@ -124,8 +124,11 @@ impl Wire {
             }
             self.unflushed = true;
         }
-        // Counted once per wake-up: the counter is shared by every connection.
-        self.frames_out.add(text);
+        // Counted once per wake-up, and only when frames went out: the counter is shared by
+        // every connection, so a wake-up for anything else leaves its cache line alone.
+        if text > 0 {
+            self.frames_out.add(text);
+        }
         if self.unflushed {
             match Pin::new(&mut self.socket).poll_flush(cx) {
                 Poll::Ready(Ok(())) => self.unflushed = false,
