@@ -272,11 +272,6 @@ impl ConnHandle {
     pub(crate) fn queue_is_empty(&self) -> bool {
         self.outbox().frames.is_empty()
     }
-
-    /// Cancelled when the connection must end (slow consumer, closed).
-    pub fn kill_token(&self) -> CancellationToken {
-        self.kill.clone()
-    }
 }
 
 #[cfg(test)]
