@@ -375,17 +375,19 @@ pub(crate) async fn open_sqlite(
         // A larger page cache (8 MiB per connection, from 2) keeps the index pages that every
         // batch rewrites (the messages' b-trees, the full-text segments) out of pread.
         .pragma("cache_size", "-8192")
-        // Checkpoint every 4,000 pages instead of 1,000: a page rewritten by many batches in
-        // between is copied to the database once (the checkpoint ran inside the writer's
-        // commit, 5 % of its time at 1,000).
-        .pragma("wal_autocheckpoint", "4000");
+        // No connection checkpoints in its own commits: the checkpointer task does, off the
+        // writer's path (`checkpoint`), and the WAL is cut back to this size when it restarts.
+        .pragma("wal_autocheckpoint", "0")
+        .pragma("journal_size_limit", super::checkpoint::JOURNAL_SIZE_LIMIT);
     let pool = SqlitePoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(connect_timeout)
         .test_before_acquire(false)
-        .connect_with(options)
+        .connect_with(options.clone())
         .await?;
-    Ok(SqlStore::new(pool))
+    let store = SqlStore::new(pool);
+    super::checkpoint::spawn(options, super::checkpoint::BOUNDS, store.stop.clone());
+    Ok(store)
 }
 
 /// Open a PostgreSQL pool, directly or through a transaction-mode pooler.

@@ -5,6 +5,7 @@
 //! each engine, in `dialect`.
 
 mod accounts;
+mod checkpoint;
 mod conn;
 mod dialect;
 mod documents;
@@ -53,6 +54,14 @@ pub struct SqlStore<DB: sqlx::Database> {
     pooled: bool,
     /// Where migrations run when the pool goes through a pooler (PostgreSQL itself).
     direct_url: Option<String>,
+    /// Stops the store's own background work (SQLite's checkpointer) on close or drop.
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl<DB: sqlx::Database> Drop for SqlStore<DB> {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 impl<DB: sqlx::Database> SqlStore<DB> {
@@ -61,6 +70,7 @@ impl<DB: sqlx::Database> SqlStore<DB> {
             pool,
             pooled: false,
             direct_url: None,
+            stop: Default::default(),
         }
     }
 }
@@ -95,6 +105,7 @@ where
     }
 
     async fn close(&self) {
+        self.stop.cancel();
         self.pool.close().await
     }
 
