@@ -12,13 +12,15 @@ use tokio_tungstenite::tungstenite::{
     },
 };
 
-use crate::support::spawn_app;
+use crate::support::{spawn_app, spawn_app_with};
 
 use super::{MAX_FRAME, raw::*};
 
 #[tokio::test]
 async fn websocket_connection_floods_from_one_ip_get_503_with_retry_after_before_the_upgrade() {
-    let app = spawn_app().await;
+    // The default refill (300/min, a token every 200 ms) can hand a token back between the
+    // refusal and the next attempt on a loaded machine; at 6/min "right away" means 10 s.
+    let app = spawn_app_with(|s| s.limits.ws_connect_rate_per_min = 6).await;
     let alice = app.register("alice").await;
     let mut open = app.ws(&alice).await; // one token of the burst
     let mut upgraded = 1;
