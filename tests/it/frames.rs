@@ -71,7 +71,7 @@ async fn frames_over_256_kib_close_with_1009_and_smaller_ones_are_read() {
     let big = json!({"type": "ping", "nonce": "x".repeat(200 * 1024)});
     ws.send(big).await;
     assert_eq!(ws.recv().await.unwrap()["type"], "pong");
-    let huge = json!({"type": "ping", "nonce": "x".repeat(256 * 1024 + 1)});
+    let huge = json!({"type": "ping", "nonce": "x".repeat(crate::hardening::MAX_FRAME + 1)});
     let _ = ws.send_raw(Message::Text(huge.to_string().into())).await;
     assert_eq!(ws.close_code().await, Some(1009));
 }

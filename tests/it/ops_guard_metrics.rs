@@ -196,7 +196,7 @@ async fn play_incident(server: &Server) {
         ws.send_raw(raw_text(vec![0xff, 0xfe, 0xfd])).await.unwrap();
         assert_eq!(ws.close_code().await, Some(1007));
         let mut ws = server.ws(&bob).await;
-        let huge = json!({"type": "ping", "nonce": "x".repeat(256 * 1024 + 1)});
+        let huge = json!({"type": "ping", "nonce": "x".repeat(crate::hardening::MAX_FRAME + 1)});
         let _ = ws.send_raw(Message::Text(huge.to_string().into())).await;
         assert_eq!(ws.close_code().await, Some(1009));
     }

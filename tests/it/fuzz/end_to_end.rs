@@ -47,7 +47,7 @@ pub(super) fn wire_frame(thread: String) -> impl Strategy<Value = Message> {
         // Up to eight of its fields may be 64 KiB edge values: keep it under the frame limit.
         4 => near_valid_frame()
             .prop_map(|v| v.to_string())
-            .prop_filter("over 256 KiB", |t| t.len() <= 256 * 1024)
+            .prop_filter("over 256 KiB", |t| t.len() <= crate::hardening::MAX_FRAME)
             .prop_map(|t| Message::Text(t.into())),
         2 => jsonish_text().prop_map(|t| Message::Text(t.into())),
         1 => any::<String>().prop_map(|t| Message::Text(t.into())),

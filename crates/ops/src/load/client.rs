@@ -58,14 +58,57 @@ pub(crate) struct Stats {
     pub(crate) unsent: AtomicU64,
     pub(crate) persisted: AtomicU64,
     pub(crate) queued: AtomicU64,
-    pub(crate) delivered: AtomicU64,
-    pub(crate) last_delivery_us: AtomicU64,
+    /// Deliveries timed (fanout), and the latest receipt time among them: striped per worker
+    /// thread, because every subscriber of both threads counts here a million times a second.
+    pub(crate) delivered: Striped,
     pub(crate) errors: AtomicU64,
     pub(crate) closed_by_server: AtomicU64,
     pub(crate) errors_by_code: Mutex<BTreeMap<String, u64>>,
     pub(crate) latency: Histogram,
     pub(crate) connect: Histogram,
     pub(crate) first_error: Mutex<Option<String>>,
+}
+
+/// A counter and a running maximum written by every worker thread: one cache line per thread,
+/// so two threads counting deliveries do not pass one line back and forth (readers sum them).
+#[derive(Default)]
+pub(crate) struct Striped {
+    lanes: [Lane; STRIPES],
+}
+
+const STRIPES: usize = 16;
+
+#[derive(Default)]
+#[repr(align(128))]
+struct Lane {
+    count: AtomicU64,
+    max: AtomicU64,
+}
+
+impl Striped {
+    /// Count one, and raise the maximum to `value`.
+    pub(crate) fn add(&self, value: u64) {
+        let lane = &self.lanes[super::histogram::shard_index() % STRIPES];
+        lane.count.fetch_add(1, Ordering::Relaxed);
+        if lane.max.load(Ordering::Relaxed) < value {
+            lane.max.fetch_max(value, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn count(&self) -> u64 {
+        self.lanes
+            .iter()
+            .map(|l| l.count.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    pub(crate) fn max(&self) -> u64 {
+        self.lanes
+            .iter()
+            .map(|l| l.max.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 impl Stats {
@@ -89,7 +132,10 @@ impl Stats {
 
 /// The timestamp a load message carries: the digits after `"lg:` in a frame.
 pub(crate) fn stamp(text: &str) -> Option<u64> {
-    let at = text.find("\"lg:")? + 4;
+    // Once per delivery in the generator: a searcher built once, not per call.
+    static LG: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"lg:"));
+    let at = LG.find(text.as_bytes())? + 4;
     let rest = &text.as_bytes()[at..];
     let end = rest.iter().position(|b| !b.is_ascii_digit())?;
     std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
@@ -282,6 +328,26 @@ pub(crate) async fn prepare(cfg: &LoadConfig, target: &Target) -> anyhow::Result
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn striped_counts_sum_and_keep_the_maximum_across_threads() {
+        let striped = std::sync::Arc::new(Striped::default());
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let striped = striped.clone();
+                std::thread::spawn(move || {
+                    for v in 0..1000u64 {
+                        striped.add(t * 10_000 + v);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(striped.count(), 4000);
+        assert_eq!(striped.max(), 30_999);
+    }
+
     use super::*;
     use crate::load::traffic::sent_at;
 

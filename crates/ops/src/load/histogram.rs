@@ -32,8 +32,8 @@ impl Default for Histogram {
     }
 }
 
-/// This thread's shard, assigned on first use.
-fn shard_index() -> usize {
+/// This thread's shard, assigned on first use (shared with [`Striped`](super::client::Striped)).
+pub(crate) fn shard_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;

@@ -120,11 +120,17 @@ pub(crate) async fn hold(
     // Spread the pings so ten thousand clients do not ping in the same millisecond.
     let jitter = Duration::from_millis(u64::from_le_bytes(rand8()) % 5_000);
     let mut next_ping = tokio::time::Instant::now() + APP_PING_EVERY - jitter;
+    // Both made once: a fresh `sleep_until` and `cancelled()` per frame would put a timer into
+    // the wheel and a waiter on the token, and take them out again, for every delivery.
+    let ping = tokio::time::sleep_until(next_ping);
+    let cancelled = stop.cancelled();
+    tokio::pin!(ping, cancelled);
     loop {
         tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tokio::time::sleep_until(next_ping) => {
+            _ = &mut cancelled => break,
+            _ = &mut ping => {
                 next_ping += APP_PING_EVERY;
+                ping.as_mut().reset(next_ping);
                 if ws.send(ping_frame()).await.is_err() {
                     stats.closed_by_server.fetch_add(1, Ordering::Relaxed);
                     break;
@@ -136,8 +142,7 @@ pub(crate) async fn hold(
                     if time && let Some(ts) = stamp(t) {
                         let now = clock.now_us();
                         stats.latency.record(now.saturating_sub(ts));
-                        stats.delivered.fetch_add(1, Ordering::Relaxed);
-                        stats.last_delivery_us.fetch_max(now, Ordering::Relaxed);
+                        stats.delivered.add(now);
                     } else if frame_type(t) == Some("error") {
                         stats.error(field(t, "code").unwrap_or("unknown"));
                     }
@@ -464,7 +469,7 @@ pub(crate) fn spawn_progress(
                 None => format!("[{:24}]", ""),
             };
             let n = match mode {
-                Mode::Fanout => stats.delivered.load(Ordering::Relaxed),
+                Mode::Fanout => stats.delivered.count(),
                 _ => stats.persisted.load(Ordering::Relaxed),
             };
             let dt = last_t.elapsed().as_secs_f64().max(1e-3);
