@@ -328,6 +328,9 @@ pub(crate) async fn prepare(cfg: &LoadConfig, target: &Target) -> anyhow::Result
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::load::traffic::sent_at;
+
     #[test]
     fn striped_counts_sum_and_keep_the_maximum_across_threads() {
         let striped = std::sync::Arc::new(Striped::default());
@@ -347,9 +350,6 @@ mod tests {
         assert_eq!(striped.count(), 4000);
         assert_eq!(striped.max(), 30_999);
     }
-
-    use super::*;
-    use crate::load::traffic::sent_at;
 
     #[test]
     fn load_frames_carry_their_timestamp() {
