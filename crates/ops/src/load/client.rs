@@ -58,57 +58,14 @@ pub(crate) struct Stats {
     pub(crate) unsent: AtomicU64,
     pub(crate) persisted: AtomicU64,
     pub(crate) queued: AtomicU64,
-    /// Deliveries timed (fanout), and the latest receipt time among them: striped per worker
-    /// thread, because every subscriber of both threads counts here a million times a second.
-    pub(crate) delivered: Striped,
     pub(crate) errors: AtomicU64,
     pub(crate) closed_by_server: AtomicU64,
     pub(crate) errors_by_code: Mutex<BTreeMap<String, u64>>,
+    /// Delivery latencies (fanout: one per delivery, so also the delivery count and, through
+    /// `record_at`, the latest receipt time) or ack latencies (persist).
     pub(crate) latency: Histogram,
     pub(crate) connect: Histogram,
     pub(crate) first_error: Mutex<Option<String>>,
-}
-
-/// A counter and a running maximum written by every worker thread: one cache line per thread,
-/// so two threads counting deliveries do not pass one line back and forth (readers sum them).
-#[derive(Default)]
-pub(crate) struct Striped {
-    lanes: [Lane; STRIPES],
-}
-
-const STRIPES: usize = 16;
-
-#[derive(Default)]
-#[repr(align(128))]
-struct Lane {
-    count: AtomicU64,
-    max: AtomicU64,
-}
-
-impl Striped {
-    /// Count one, and raise the maximum to `value`.
-    pub(crate) fn add(&self, value: u64) {
-        let lane = &self.lanes[super::histogram::shard_index() % STRIPES];
-        lane.count.fetch_add(1, Ordering::Relaxed);
-        if lane.max.load(Ordering::Relaxed) < value {
-            lane.max.fetch_max(value, Ordering::Relaxed);
-        }
-    }
-
-    pub(crate) fn count(&self) -> u64 {
-        self.lanes
-            .iter()
-            .map(|l| l.count.load(Ordering::Relaxed))
-            .sum()
-    }
-
-    pub(crate) fn max(&self) -> u64 {
-        self.lanes
-            .iter()
-            .map(|l| l.max.load(Ordering::Relaxed))
-            .max()
-            .unwrap_or(0)
-    }
 }
 
 impl Stats {
@@ -330,26 +287,6 @@ pub(crate) async fn prepare(cfg: &LoadConfig, target: &Target) -> anyhow::Result
 mod tests {
     use super::*;
     use crate::load::traffic::sent_at;
-
-    #[test]
-    fn striped_counts_sum_and_keep_the_maximum_across_threads() {
-        let striped = std::sync::Arc::new(Striped::default());
-        let threads: Vec<_> = (0..4u64)
-            .map(|t| {
-                let striped = striped.clone();
-                std::thread::spawn(move || {
-                    for v in 0..1000u64 {
-                        striped.add(t * 10_000 + v);
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        assert_eq!(striped.count(), 4000);
-        assert_eq!(striped.max(), 30_999);
-    }
 
     #[test]
     fn load_frames_carry_their_timestamp() {

@@ -1,6 +1,8 @@
 //! Latency histogram of the load generator, on `hdrhistogram` (microseconds, 2 significant
 //! digits: at most 1 % error). Every connection task records into it at once, so it is sharded:
-//! each worker thread writes to its own shard (an uncontended lock), and readers merge them.
+//! each worker thread writes to its own shard (an uncontended lock), and readers merge them. A
+//! fan-out run counts its deliveries here too (one recorded latency each), with the latest
+//! receipt time kept per shard.
 
 use std::sync::{
     Mutex,
@@ -15,16 +17,23 @@ const HIGHEST: u64 = 3_600_000_000;
 
 /// A concurrent latency histogram (values in microseconds).
 pub struct Histogram {
-    shards: Vec<Mutex<hdrhistogram::Histogram<u64>>>,
+    shards: Vec<Mutex<Shard>>,
+}
+
+struct Shard {
+    h: hdrhistogram::Histogram<u64>,
+    /// The latest `at` given to [`Histogram::record_at`].
+    last_at: u64,
 }
 
 impl Default for Histogram {
     fn default() -> Self {
         let shard = || {
-            Mutex::new(
-                hdrhistogram::Histogram::new_with_bounds(1, HIGHEST, 2)
+            Mutex::new(Shard {
+                h: hdrhistogram::Histogram::new_with_bounds(1, HIGHEST, 2)
                     .expect("static histogram bounds are valid"),
-            )
+                last_at: 0,
+            })
         };
         Self {
             shards: (0..SHARDS).map(|_| shard()).collect(),
@@ -32,8 +41,8 @@ impl Default for Histogram {
     }
 }
 
-/// This thread's shard, assigned on first use (shared with [`Striped`](super::client::Striped)).
-pub(crate) fn shard_index() -> usize {
+/// This thread's shard, assigned on first use.
+fn shard_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
@@ -43,10 +52,21 @@ pub(crate) fn shard_index() -> usize {
 
 impl Histogram {
     pub fn record(&self, micros: u64) {
-        let mut shard = self.shards[shard_index()]
+        self.shard().h.saturating_record(micros.max(1));
+    }
+
+    /// Record `micros` observed at `at` (any clock, say Unix microseconds), keeping the latest
+    /// `at` ([`Histogram::last_at`]).
+    pub fn record_at(&self, micros: u64, at: u64) {
+        let mut shard = self.shard();
+        shard.h.saturating_record(micros.max(1));
+        shard.last_at = shard.last_at.max(at);
+    }
+
+    fn shard(&self) -> std::sync::MutexGuard<'_, Shard> {
+        self.shards[shard_index()]
             .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        shard.saturating_record(micros.max(1));
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Every shard merged into one.
@@ -55,13 +75,26 @@ impl Histogram {
             .expect("static histogram bounds are valid");
         for shard in &self.shards {
             let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = all.add(&*shard);
+            let _ = all.add(&shard.h);
         }
         all
     }
 
+    /// Values recorded (the shards' counts summed, without merging them).
     pub fn count(&self) -> u64 {
-        self.merged().len()
+        let shards = self.shards.iter();
+        shards
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).h.len())
+            .sum()
+    }
+
+    /// The latest `at` given to [`Histogram::record_at`] (0 when none was).
+    pub fn last_at(&self) -> u64 {
+        let shards = self.shards.iter();
+        shards
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).last_at)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The value at quantile `q` (0..=1), in microseconds.
@@ -158,7 +191,7 @@ mod tests {
                 let h = h.clone();
                 std::thread::spawn(move || {
                     for v in 0..1000u64 {
-                        h.record(t * 1000 + v);
+                        h.record_at(t * 1000 + v, t * 10_000 + v);
                     }
                 })
             })
@@ -167,6 +200,7 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(h.count(), 8000);
+        assert_eq!(h.last_at(), 70_999);
         let coarse: u64 = h.coarse().iter().map(|(_, n)| n).sum();
         assert_eq!(coarse, 8000);
     }

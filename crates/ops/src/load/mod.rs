@@ -293,7 +293,7 @@ pub async fn run(cfg: LoadConfig) -> anyhow::Result<Report> {
         Mode::Idle => 0,
     };
     let got = |s: &Stats| match cfg.mode {
-        Mode::Fanout => s.delivered.count(),
+        Mode::Fanout => s.latency.count(),
         Mode::Persist => {
             s.persisted.load(Ordering::Relaxed)
                 + s.queued.load(Ordering::Relaxed)
@@ -326,7 +326,7 @@ pub async fn run(cfg: LoadConfig) -> anyhow::Result<Report> {
     progress_stop.cancel();
     let _ = progress.await;
 
-    let delivered = stats.delivered.count();
+    let delivered = stats.latency.count();
     let sent = stats.sent.load(Ordering::Relaxed);
     let secs = cfg.duration.as_secs_f64();
     let throughput = match cfg.mode {
@@ -334,7 +334,7 @@ pub async fn run(cfg: LoadConfig) -> anyhow::Result<Report> {
             // Deliveries that arrive after the window stretch the denominator: a server that
             // falls behind gets no credit for catching up later.
             let start_us = clock.unix_us(start.into_std());
-            let last = stats.delivered.max().max(end_us);
+            let last = stats.latency.last_at().max(end_us);
             delivered as f64 / ((last - start_us) as f64 / 1e6).max(secs)
         }
         Mode::Persist => measured_persisted as f64 / secs,

@@ -141,8 +141,7 @@ pub(crate) async fn hold(
                     let t = t.as_str();
                     if time && let Some(ts) = stamp(t) {
                         let now = clock.now_us();
-                        stats.latency.record(now.saturating_sub(ts));
-                        stats.delivered.add(now);
+                        stats.latency.record_at(now.saturating_sub(ts), now);
                     } else if frame_type(t) == Some("error") {
                         stats.error(field(t, "code").unwrap_or("unknown"));
                     }
@@ -469,7 +468,7 @@ pub(crate) fn spawn_progress(
                 None => format!("[{:24}]", ""),
             };
             let n = match mode {
-                Mode::Fanout => stats.delivered.count(),
+                Mode::Fanout => stats.latency.count(),
                 _ => stats.persisted.load(Ordering::Relaxed),
             };
             let dt = last_t.elapsed().as_secs_f64().max(1e-3);
