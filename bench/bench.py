@@ -121,6 +121,13 @@ class Bench:
         return Server("floor", [str(self.load_bin), "load", "floor-room", "--listen", f"127.0.0.1:{port}"],
                       port, {})
 
+    def sweep_floor(self) -> Server:
+        """The coalescing floor: `emergence load floor-room --sweep 0`, every socket's queued frames
+        in one write by one sweeper per core, nothing else (what perfect coalescing allows here)."""
+        port = free_port()
+        return Server("floor-sweep", [str(self.load_bin), "load", "floor-room", "--sweep", "0",
+                                      "--listen", f"127.0.0.1:{port}"], port, {})
+
     # -- load tools ------------------------------------------------------------------------
 
     def load(self, url: str, *extra: str, timeout: float = 300) -> dict:
@@ -208,7 +215,7 @@ class Bench:
         rates = [float(x) for x in self.args.rates.split(",")]
         systems = [self.emergence()] + ([] if self.args.emergence_only else [self.node(), self.fastapi()])
         if not self.args.emergence_only and not self.args.no_floor:
-            systems.append(self.floor())
+            systems += [self.floor(), self.sweep_floor()]
         out: dict = {"clients": clients, "seconds_per_run": secs, "senders": 1, "rates": rates,
                      "steps": {s.name: [] for s in systems}, "last_ok": {}, "first_fail": {}, "capacity": {}}
         active = list(systems)
@@ -612,7 +619,7 @@ def main() -> int:
     ap.add_argument("--load-threads", type=int, default=2, help="worker threads of `emergence load`")
     ap.add_argument("--fanout-clients", type=int, default=1000)
     ap.add_argument("--no-floor", action="store_true",
-                    help="fanout: leave out the loopback floor (`emergence load floor-room`)")
+                    help="fanout: leave out the loopback floors (`emergence load floor-room`, and its `--sweep`)")
     ap.add_argument("--rates", default="10,20,30,50,75,100,150,200,250,300,400,500,750,1000,1500,2000",
                     help="fan-out send rates to ramp through (msg/s)")
     ap.add_argument("--idle-clients", type=int, default=10000)

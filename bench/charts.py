@@ -35,6 +35,7 @@ COLORS = {
     "nginx": "#16a34a",
     "fastapi": "#dc2626",
     "floor": "#6b7280",
+    "floor-sweep": "#111827",
     "sqlite": "#2563eb",
     "postgres": "#7c3aed",
 }

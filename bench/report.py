@@ -93,8 +93,13 @@ def table_rows(sc: dict) -> list[dict]:
             add("(2) context: the machine", "deliveries/s at p99 ≤ 50 ms", d.get("emergence"),
                 "loopback floor (1 write per delivery)", d.get("floor"), ratio(d.get("emergence"), d.get("floor")),
                 "(context)", None)
+        if d.get("floor-sweep") is not None:
+            add("(2) context: the machine", "deliveries/s at p99 ≤ 50 ms", d.get("emergence"),
+                "coalescing floor (a sweeper per core)", d.get("floor-sweep"),
+                ratio(d.get("emergence"), d.get("floor-sweep")), "(context)", None)
         cap = f.get("deliveries_keeping_up") or {}
-        for peer, label in (("node-ws", "Node ws"), ("fastapi", "FastAPI"), ("floor", "loopback floor")):
+        for peer, label in (("node-ws", "Node ws"), ("fastapi", "FastAPI"), ("floor", "loopback floor"),
+                            ("floor-sweep", "coalescing floor")):
             if cap.get(peer) is not None:
                 add("(2) context", "deliveries/s still keeping up (p99 ≤ 1 s, no loss)", cap.get("emergence"), label,
                     cap.get(peer), ratio(cap.get("emergence"), cap.get(peer)), "(context)", None)

@@ -89,6 +89,11 @@ pub struct FloorRoomArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9003")]
     pub listen: std::net::SocketAddr,
+    /// The coalescing floor instead: frames appended to each socket's buffer, one sweeper per
+    /// worker thread writing each socket's whole buffer at once (this many threads; 0: one per
+    /// core).
+    #[arg(long)]
+    pub sweep: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -242,7 +247,17 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         Some(Scenario::Agentstream(a)) => return run_agentstream(a).await,
         Some(Scenario::FakeProvider(a)) => return run_fake_provider(a).await,
         Some(Scenario::FloorRoom(a)) => {
-            on_own_runtime(0, move || load::floor_room::serve(a.listen)).await?;
+            match a.sweep {
+                None => on_own_runtime(0, move || load::floor_room::serve(a.listen)).await?,
+                Some(n) => {
+                    let n = if n == 0 {
+                        std::thread::available_parallelism().map_or(2, |n| n.get())
+                    } else {
+                        n
+                    };
+                    on_own_runtime(n, move || load::floor_sweep::serve(a.listen, n)).await?
+                }
+            }
             return Ok(ExitCode::SUCCESS);
         }
         None => {}

@@ -26,7 +26,7 @@ use tokio::{
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 /// Bytes parked for one slow socket before it is dropped.
-const MAX_PARKED: usize = 16 << 20;
+pub(super) const MAX_PARKED: usize = 16 << 20;
 /// Largest frame accepted from a client.
 const MAX_FRAME: usize = 256 << 10;
 
@@ -127,7 +127,7 @@ async fn connection(mut stream: TcpStream, id: u64, room: Room) {
 
 /// Read the upgrade request (or answer `/readyz` and return `None`). What follows the request
 /// is left in `buf`.
-async fn handshake(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+pub(super) async fn handshake(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
     let end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;
@@ -156,7 +156,7 @@ async fn handshake(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> 
     key
 }
 
-async fn read_more(stream: &TcpStream, buf: &mut Vec<u8>) -> bool {
+pub(super) async fn read_more(stream: &TcpStream, buf: &mut Vec<u8>) -> bool {
     loop {
         if stream.readable().await.is_err() {
             return false;
@@ -184,11 +184,11 @@ async fn read_more(stream: &TcpStream, buf: &mut Vec<u8>) -> bool {
 }
 
 /// A client frame: opcode, unmasked payload, and the bytes it took.
-type Parsed = (u8, Vec<u8>, usize);
+pub(super) type Parsed = (u8, Vec<u8>, usize);
 
 /// The first frame in `buf`: `None` until it is whole, `Err` for what the room does not take
 /// (a fragment, an unmasked or oversized frame).
-fn parse(buf: &[u8]) -> Option<Result<Parsed, ()>> {
+pub(super) fn parse(buf: &[u8]) -> Option<Result<Parsed, ()>> {
     if buf.len() < 2 {
         return None;
     }
@@ -219,7 +219,7 @@ fn parse(buf: &[u8]) -> Option<Result<Parsed, ()>> {
 }
 
 /// A server frame (unmasked, one fragment).
-fn encode(opcode: u8, payload: &[u8]) -> Vec<u8> {
+pub(super) fn encode(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(payload.len() + 10);
     f.push(0x80 | opcode);
     match payload.len() {

@@ -135,6 +135,7 @@ pub mod agentstream;
 mod client;
 pub mod fake_provider;
 pub mod floor_room;
+pub mod floor_sweep;
 mod histogram;
 mod markers;
 mod traffic;

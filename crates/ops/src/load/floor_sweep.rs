@@ -1,0 +1,303 @@
+//! The coalescing floor (`emergence load floor-room --sweep`, hidden: benchmarks only): the least
+//! a WebSocket broadcast room can do per delivery when every socket gets everything queued for it
+//! in one write. A text frame read from one connection is encoded once and appended to every
+//! open connection's buffer (a copy, no syscall); one sweeper per core owns a shard of the
+//! sockets and writes each dirty socket's whole buffer in one `write`, again and again while
+//! frames keep coming. No task wake-up per socket, no JSON, no storage: what it reaches on a
+//! machine is what a server that coalesces perfectly could reach there, the bound beside the
+//! loopback floor's one write per delivery (`floor_room`). Same protocol as the other peers.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use anyhow::Context;
+use tokio::{
+    io::AsyncWriteExt,
+    net::{TcpListener, TcpStream},
+    sync::Notify,
+};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+
+use super::floor_room::{MAX_PARKED, encode, handshake, parse, read_more};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What is waiting to be written to one socket.
+#[derive(Default)]
+struct Out {
+    bytes: Vec<u8>,
+    /// The socket is on its shard's dirty list (or waits to be writable): appending to `bytes`
+    /// is enough, the sweeper will come.
+    queued: bool,
+    /// A write failed or the buffer overflowed: nothing more is taken.
+    dead: bool,
+}
+
+struct Client {
+    stream: TcpStream,
+    out: Mutex<Out>,
+    shard: usize,
+    /// The kernel buffer was full: the client's flusher waits for it to drain.
+    blocked: Notify,
+}
+
+impl Client {
+    /// Append `frame`; `true` when the socket has to be put on its shard's dirty list.
+    fn append(&self, frame: &[u8]) -> bool {
+        let mut out = lock(&self.out);
+        if out.dead {
+            return false;
+        }
+        if out.bytes.len() + frame.len() > MAX_PARKED {
+            out.dead = true;
+            out.bytes = Vec::new();
+            return false;
+        }
+        out.bytes.extend_from_slice(frame);
+        !std::mem::replace(&mut out.queued, true)
+    }
+
+    /// One write of everything queued; what the kernel does not take waits for the flusher.
+    fn write(&self) {
+        let mut out = lock(&self.out);
+        match self.stream.try_write(&out.bytes) {
+            Ok(n) => {
+                out.bytes.drain(..n);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => {
+                out.dead = true;
+                out.bytes = Vec::new();
+            }
+        }
+        if out.bytes.is_empty() {
+            out.queued = false;
+        } else {
+            drop(out);
+            self.blocked.notify_one();
+        }
+    }
+}
+
+/// The sockets one sweeper writes.
+#[derive(Default)]
+struct Shard {
+    dirty: Mutex<Vec<Arc<Client>>>,
+    wake: Notify,
+}
+
+impl Shard {
+    fn push(&self, clients: impl IntoIterator<Item = Arc<Client>>) {
+        lock(&self.dirty).extend(clients);
+        self.wake.notify_one();
+    }
+}
+
+struct Room {
+    clients: Mutex<HashMap<u64, Arc<Client>>>,
+    shards: Vec<Shard>,
+}
+
+impl Room {
+    /// Queue `frame` for every open connection, and wake the sweepers with new dirty sockets.
+    fn broadcast(&self, frame: &[u8]) {
+        let mut dirty: Vec<Vec<Arc<Client>>> = vec![Vec::new(); self.shards.len()];
+        for c in lock(&self.clients).values() {
+            if c.append(frame) {
+                dirty[c.shard].push(c.clone());
+            }
+        }
+        for (shard, clients) in self.shards.iter().zip(dirty) {
+            if !clients.is_empty() {
+                shard.push(clients);
+            }
+        }
+    }
+
+    fn send_to(&self, client: &Arc<Client>, frame: &[u8]) {
+        if client.append(frame) {
+            self.shards[client.shard].push([client.clone()]);
+        }
+    }
+}
+
+/// One shard's writer: every dirty socket gets one write of all it has queued; sockets made
+/// dirty meanwhile are taken on the next pass.
+async fn sweep(room: Arc<Room>, shard: usize) {
+    let mut pass = Vec::new();
+    loop {
+        std::mem::swap(&mut *lock(&room.shards[shard].dirty), &mut pass);
+        if pass.is_empty() {
+            room.shards[shard].wake.notified().await;
+            continue;
+        }
+        for c in pass.drain(..) {
+            c.write();
+        }
+        // The readers (and the other sweeper, on a busy core) get their turn between passes.
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A socket whose kernel buffer was full goes back on its shard's list once it is writable.
+async fn flusher(room: Arc<Room>, client: Arc<Client>) {
+    loop {
+        client.blocked.notified().await;
+        if client.stream.writable().await.is_err() {
+            return;
+        }
+        room.shards[client.shard].push([client.clone()]);
+    }
+}
+
+/// Serve the room on `listen` with one sweeper per worker thread until the process is stopped.
+pub async fn serve(listen: SocketAddr, sweepers: usize) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    eprintln!("coalescing floor room listening on ws://{listen}/ws");
+    let room = Arc::new(Room {
+        clients: Mutex::default(),
+        shards: (0..sweepers.max(1)).map(|_| Shard::default()).collect(),
+    });
+    for shard in 0..room.shards.len() {
+        tokio::spawn(sweep(room.clone(), shard));
+    }
+    let ids = AtomicU64::new(0);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let id = ids.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(connection(stream, id, room.clone()));
+    }
+}
+
+async fn connection(mut stream: TcpStream, id: u64, room: Arc<Room>) {
+    let mut buf = Vec::with_capacity(4096);
+    let Some(key) = handshake(&mut stream, &mut buf).await else {
+        return;
+    };
+    let accept = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n\r\n",
+        derive_accept_key(key.as_bytes())
+    );
+    if stream.write_all(accept.as_bytes()).await.is_err() {
+        return;
+    }
+    let client = Arc::new(Client {
+        stream,
+        out: Mutex::default(),
+        shard: id as usize % room.shards.len(),
+        blocked: Notify::new(),
+    });
+    let flush = tokio::spawn(flusher(room.clone(), client.clone()));
+    lock(&room.clients).insert(id, client.clone());
+    read_frames(&client, buf, &room).await;
+    lock(&room.clients).remove(&id);
+    flush.abort();
+}
+
+async fn read_frames(client: &Arc<Client>, mut buf: Vec<u8>, room: &Room) {
+    loop {
+        while let Some(parsed) = parse(&buf) {
+            let Ok((opcode, payload, used)) = parsed else {
+                return;
+            };
+            buf.drain(..used);
+            match opcode {
+                1 if payload.len() < 64 && payload.starts_with(br#"{"type":"ping""#) => {
+                    room.send_to(client, &encode(1, br#"{"type":"pong","nonce":null}"#));
+                }
+                1 | 2 => room.broadcast(&encode(opcode, &payload)),
+                9 => room.send_to(client, &encode(10, &payload)),
+                8 => {
+                    room.send_to(client, &encode(8, &[]));
+                    return;
+                }
+                _ => {}
+            }
+        }
+        if !read_more(&client.stream, &mut buf).await {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    /// A masked client text frame.
+    fn client_frame(payload: &[u8]) -> Vec<u8> {
+        let mask = [7u8, 1, 9, 3];
+        let mut f = vec![0x81, 0x80 | payload.len() as u8];
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        f
+    }
+
+    async fn open(addr: SocketAddr) -> TcpStream {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).await.unwrap();
+            head.push(b[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"));
+        s
+    }
+
+    /// Every connection, the sender included, gets every frame once and in order, through the
+    /// sweepers' coalesced writes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_frame_reaches_every_connection_in_order() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        tokio::spawn(serve(addr, 2));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut socks = Vec::new();
+        for _ in 0..5 {
+            socks.push(open(addr).await);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let frames: Vec<Vec<u8>> = (0..200).map(|i| format!("m{i:03}").into_bytes()).collect();
+        let mut sender = socks.remove(0);
+        for f in &frames {
+            sender.write_all(&client_frame(f)).await.unwrap();
+        }
+        socks.push(sender);
+        let expected: Vec<u8> = frames.iter().flat_map(|f| encode(1, f)).collect();
+        for s in &mut socks {
+            let mut got = vec![0u8; expected.len()];
+            tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut got))
+                .await
+                .expect("all frames arrive")
+                .unwrap();
+            assert_eq!(got, expected);
+        }
+    }
+}
