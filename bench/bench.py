@@ -9,8 +9,9 @@ and every run is bounded in time.
 Scenarios (pick any, or ``all``):
   static     (1) the hashed JS bundle over keep-alive (brotli), wrk: Emergence, nginx, FastAPI
   fanout     (2) 1,000 subscribers in one thread, rising send rate until p99 > 50 ms:
-                 Emergence, Node ws, FastAPI, and the loopback floor (`emergence load floor-room`:
-                 one write per delivery and nothing else)
+                 Emergence, Node ws, FastAPI, and two loopback floors (`emergence load floor-room`:
+                 one write per delivery and nothing else; with `--sweep 0`: every socket's backlog in
+                 one write from a sweeper per core, and nothing else)
   idle       (3) 10,000 idle authenticated WebSockets: server RSS per connection
   coldstart  (4) exec to first 200 on /readyz, fresh SQLite data dir, 20 runs
   persist    (5) persisted messages/s from many senders, SQLite and PostgreSQL
