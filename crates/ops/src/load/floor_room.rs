@@ -98,19 +98,10 @@ pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
     }
 }
 
-async fn connection(mut stream: TcpStream, id: u64, room: Room) {
-    let mut buf = Vec::with_capacity(4096);
-    let Some(key) = handshake(&mut stream, &mut buf).await else {
+async fn connection(stream: TcpStream, id: u64, room: Room) {
+    let Some((stream, buf)) = upgrade(stream).await else {
         return;
     };
-    let accept = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {}\r\n\r\n",
-        derive_accept_key(key.as_bytes())
-    );
-    if stream.write_all(accept.as_bytes()).await.is_err() {
-        return;
-    }
     let client = Arc::new(Client {
         stream,
         parked: Mutex::new(Vec::new()),
@@ -120,14 +111,52 @@ async fn connection(mut stream: TcpStream, id: u64, room: Room) {
     room.lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(id, client.clone());
-    read_frames(&client, buf, &room).await;
+    let peer = Peer {
+        client: &client,
+        room: &room,
+    };
+    serve_frames(&client.stream, buf, &peer).await;
     room.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
     flusher.abort();
 }
 
+/// The room as the frame loop sees it, from one connection.
+struct Peer<'a> {
+    client: &'a Arc<Client>,
+    room: &'a Room,
+}
+
+impl Frames for Peer<'_> {
+    fn reply(&self, frame: &[u8]) {
+        self.client.send(frame);
+    }
+
+    fn broadcast(&self, frame: &[u8]) {
+        // Writes never block, so they are made under the room's lock; a socket that failed is
+        // dropped by its own reader.
+        for c in self.room.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            let _ = c.send(frame);
+        }
+    }
+}
+
+/// Answer the WebSocket upgrade (or `/readyz`, then `None`): the stream and what the client
+/// sent after its request.
+pub(super) async fn upgrade(mut stream: TcpStream) -> Option<(TcpStream, Vec<u8>)> {
+    let mut buf = Vec::with_capacity(4096);
+    let key = handshake(&mut stream, &mut buf).await?;
+    let accept = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n\r\n",
+        derive_accept_key(key.as_bytes())
+    );
+    stream.write_all(accept.as_bytes()).await.ok()?;
+    Some((stream, buf))
+}
+
 /// Read the upgrade request (or answer `/readyz` and return `None`). What follows the request
 /// is left in `buf`.
-pub(super) async fn handshake(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+async fn handshake(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
     let end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;
@@ -156,7 +185,7 @@ pub(super) async fn handshake(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Opti
     key
 }
 
-pub(super) async fn read_more(stream: &TcpStream, buf: &mut Vec<u8>) -> bool {
+async fn read_more(stream: &TcpStream, buf: &mut Vec<u8>) -> bool {
     loop {
         if stream.readable().await.is_err() {
             return false;
@@ -184,11 +213,11 @@ pub(super) async fn read_more(stream: &TcpStream, buf: &mut Vec<u8>) -> bool {
 }
 
 /// A client frame: opcode, unmasked payload, and the bytes it took.
-pub(super) type Parsed = (u8, Vec<u8>, usize);
+type Parsed = (u8, Vec<u8>, usize);
 
 /// The first frame in `buf`: `None` until it is whole, `Err` for what the room does not take
 /// (a fragment, an unmasked or oversized frame).
-pub(super) fn parse(buf: &[u8]) -> Option<Result<Parsed, ()>> {
+fn parse(buf: &[u8]) -> Option<Result<Parsed, ()>> {
     if buf.len() < 2 {
         return None;
     }
@@ -237,7 +266,16 @@ pub(super) fn encode(opcode: u8, payload: &[u8]) -> Vec<u8> {
     f
 }
 
-async fn read_frames(client: &Arc<Client>, mut buf: Vec<u8>, room: &Room) {
+/// Where a connection's frames go: a reply to this connection, or every open connection.
+pub(super) trait Frames {
+    fn reply(&self, frame: &[u8]);
+    fn broadcast(&self, frame: &[u8]);
+}
+
+/// Read one connection's frames until it closes or sends what the room does not take: a text
+/// `{"type":"ping"` gets a pong, other text and binary frames go to every connection, a ping
+/// its pong, a close its close.
+pub(super) async fn serve_frames(stream: &TcpStream, mut buf: Vec<u8>, to: &impl Frames) {
     loop {
         while let Some(parsed) = parse(&buf) {
             let Ok((opcode, payload, used)) = parsed else {
@@ -246,27 +284,18 @@ async fn read_frames(client: &Arc<Client>, mut buf: Vec<u8>, room: &Room) {
             buf.drain(..used);
             match opcode {
                 1 if payload.len() < 64 && payload.starts_with(br#"{"type":"ping""#) => {
-                    client.send(&encode(1, br#"{"type":"pong","nonce":null}"#));
+                    to.reply(&encode(1, br#"{"type":"pong","nonce":null}"#));
                 }
-                1 | 2 => {
-                    let frame = encode(opcode, &payload);
-                    // Writes never block, so they are made under the room's lock; a socket that
-                    // failed is dropped by its own reader.
-                    for c in room.lock().unwrap_or_else(|e| e.into_inner()).values() {
-                        let _ = c.send(&frame);
-                    }
-                }
-                9 => {
-                    client.send(&encode(10, &payload));
-                }
+                1 | 2 => to.broadcast(&encode(opcode, &payload)),
+                9 => to.reply(&encode(10, &payload)),
                 8 => {
-                    client.send(&encode(8, &[]));
+                    to.reply(&encode(8, &[]));
                     return;
                 }
                 _ => {}
             }
         }
-        if !read_more(&client.stream, &mut buf).await {
+        if !read_more(stream, &mut buf).await {
             return;
         }
     }

@@ -18,13 +18,11 @@ use std::{
 
 use anyhow::Context;
 use tokio::{
-    io::AsyncWriteExt,
     net::{TcpListener, TcpStream},
     sync::Notify,
 };
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
-use super::floor_room::{MAX_PARKED, encode, handshake, parse, read_more};
+use super::floor_room::{Frames, MAX_PARKED, serve_frames, upgrade};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -121,12 +119,6 @@ impl Room {
             }
         }
     }
-
-    fn send_to(&self, client: &Arc<Client>, frame: &[u8]) {
-        if client.append(frame) {
-            self.shards[client.shard].push([client.clone()]);
-        }
-    }
 }
 
 /// One shard's writer: every dirty socket gets one write of all it has queued; sockets made
@@ -180,19 +172,10 @@ pub async fn serve(listen: SocketAddr, sweepers: usize) -> anyhow::Result<()> {
     }
 }
 
-async fn connection(mut stream: TcpStream, id: u64, room: Arc<Room>) {
-    let mut buf = Vec::with_capacity(4096);
-    let Some(key) = handshake(&mut stream, &mut buf).await else {
+async fn connection(stream: TcpStream, id: u64, room: Arc<Room>) {
+    let Some((stream, buf)) = upgrade(stream).await else {
         return;
     };
-    let accept = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {}\r\n\r\n",
-        derive_accept_key(key.as_bytes())
-    );
-    if stream.write_all(accept.as_bytes()).await.is_err() {
-        return;
-    }
     let client = Arc::new(Client {
         stream,
         out: Mutex::default(),
@@ -201,34 +184,30 @@ async fn connection(mut stream: TcpStream, id: u64, room: Arc<Room>) {
     });
     let flush = tokio::spawn(flusher(room.clone(), client.clone()));
     lock(&room.clients).insert(id, client.clone());
-    read_frames(&client, buf, &room).await;
+    let peer = Peer {
+        client: &client,
+        room: &room,
+    };
+    serve_frames(&client.stream, buf, &peer).await;
     lock(&room.clients).remove(&id);
     flush.abort();
 }
 
-async fn read_frames(client: &Arc<Client>, mut buf: Vec<u8>, room: &Room) {
-    loop {
-        while let Some(parsed) = parse(&buf) {
-            let Ok((opcode, payload, used)) = parsed else {
-                return;
-            };
-            buf.drain(..used);
-            match opcode {
-                1 if payload.len() < 64 && payload.starts_with(br#"{"type":"ping""#) => {
-                    room.send_to(client, &encode(1, br#"{"type":"pong","nonce":null}"#));
-                }
-                1 | 2 => room.broadcast(&encode(opcode, &payload)),
-                9 => room.send_to(client, &encode(10, &payload)),
-                8 => {
-                    room.send_to(client, &encode(8, &[]));
-                    return;
-                }
-                _ => {}
-            }
+/// The room as the frame loop sees it, from one connection.
+struct Peer<'a> {
+    client: &'a Arc<Client>,
+    room: &'a Room,
+}
+
+impl Frames for Peer<'_> {
+    fn reply(&self, frame: &[u8]) {
+        if self.client.append(frame) {
+            self.room.shards[self.client.shard].push([self.client.clone()]);
         }
-        if !read_more(&client.stream, &mut buf).await {
-            return;
-        }
+    }
+
+    fn broadcast(&self, frame: &[u8]) {
+        self.room.broadcast(frame);
     }
 }
 
@@ -236,9 +215,9 @@ async fn read_frames(client: &Arc<Client>, mut buf: Vec<u8>, room: &Room) {
 mod tests {
     use std::time::Duration;
 
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    use super::*;
+    use super::{super::floor_room::encode, *};
 
     /// A masked client text frame.
     fn client_frame(payload: &[u8]) -> Vec<u8> {
@@ -267,17 +246,17 @@ mod tests {
         s
     }
 
-    /// Every connection, the sender included, gets every frame once and in order, through the
-    /// sweepers' coalesced writes.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn every_frame_reaches_every_connection_in_order() {
+    fn free_addr() -> SocketAddr {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        tokio::spawn(serve(addr, 2));
+        ([127, 0, 0, 1], port).into()
+    }
+
+    /// Every connection, the sender included, gets every frame once and in order.
+    async fn every_frame_reaches_every_connection(addr: SocketAddr) {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let mut socks = Vec::new();
         for _ in 0..5 {
@@ -299,5 +278,21 @@ mod tests {
                 .unwrap();
             assert_eq!(got, expected);
         }
+    }
+
+    /// Through the sweepers' coalesced writes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_coalescing_floor_delivers_every_frame_in_order() {
+        let addr = free_addr();
+        tokio::spawn(serve(addr, 2));
+        every_frame_reaches_every_connection(addr).await;
+    }
+
+    /// Through one write per delivery.
+    #[tokio::test]
+    async fn the_one_write_floor_delivers_every_frame_in_order() {
+        let addr = free_addr();
+        tokio::spawn(super::super::floor_room::serve(addr));
+        every_frame_reaches_every_connection(addr).await;
     }
 }
