@@ -11,10 +11,7 @@
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex},
 };
 
 use anyhow::Context;
@@ -80,7 +77,9 @@ impl Client {
     }
 }
 
-type Room = Arc<Mutex<HashMap<u64, Arc<Client>>>>;
+/// The open connections.
+#[derive(Default)]
+struct Room(Mutex<HashMap<u64, Arc<Client>>>);
 
 /// Serve the room on `listen` until the process is stopped.
 pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
@@ -88,17 +87,27 @@ pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {listen}"))?;
     eprintln!("floor room listening on ws://{listen}/ws");
-    let room: Room = Arc::default();
-    let ids = AtomicU64::new(0);
-    loop {
-        let (stream, _) = listener.accept().await?;
-        let _ = stream.set_nodelay(true);
-        let id = ids.fetch_add(1, Ordering::Relaxed);
+    let room = Arc::new(Room::default());
+    accept_each(listener, |stream, id| {
         tokio::spawn(connection(stream, id, room.clone()));
-    }
+    })
+    .await
 }
 
-async fn connection(stream: TcpStream, id: u64, room: Room) {
+/// Accept connections until the listener fails, numbering them, with Nagle off.
+pub(super) async fn accept_each(
+    listener: TcpListener,
+    mut each: impl FnMut(TcpStream, u64),
+) -> anyhow::Result<()> {
+    for id in 0.. {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        each(stream, id);
+    }
+    Ok(())
+}
+
+async fn connection(stream: TcpStream, id: u64, room: Arc<Room>) {
     let Some((stream, buf)) = upgrade(stream).await else {
         return;
     };
@@ -108,33 +117,26 @@ async fn connection(stream: TcpStream, id: u64, room: Room) {
         wake: Notify::new(),
     });
     let flusher = tokio::spawn(client.clone().flush_parked());
-    room.lock()
+    room.0
+        .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(id, client.clone());
-    let peer = Peer {
-        client: &client,
-        room: &room,
-    };
-    serve_frames(&client.stream, buf, &peer).await;
-    room.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    serve_frames(&*room, &client, &client.stream, buf).await;
+    room.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
     flusher.abort();
 }
 
-/// The room as the frame loop sees it, from one connection.
-struct Peer<'a> {
-    client: &'a Arc<Client>,
-    room: &'a Room,
-}
+impl Frames for Room {
+    type Client = Client;
 
-impl Frames for Peer<'_> {
-    fn reply(&self, frame: &[u8]) {
-        self.client.send(frame);
+    fn reply(&self, to: &Client, frame: &[u8]) {
+        to.send(frame);
     }
 
     fn broadcast(&self, frame: &[u8]) {
         // Writes never block, so they are made under the room's lock; a socket that failed is
         // dropped by its own reader.
-        for c in self.room.lock().unwrap_or_else(|e| e.into_inner()).values() {
+        for c in self.0.lock().unwrap_or_else(|e| e.into_inner()).values() {
             let _ = c.send(frame);
         }
     }
@@ -266,16 +268,22 @@ pub(super) fn encode(opcode: u8, payload: &[u8]) -> Vec<u8> {
     f
 }
 
-/// Where a connection's frames go: a reply to this connection, or every open connection.
+/// Where a connection's frames go: a reply to that connection, or every open connection.
 pub(super) trait Frames {
-    fn reply(&self, frame: &[u8]);
+    type Client;
+    fn reply(&self, to: &Self::Client, frame: &[u8]);
     fn broadcast(&self, frame: &[u8]);
 }
 
 /// Read one connection's frames until it closes or sends what the room does not take: a text
 /// `{"type":"ping"` gets a pong, other text and binary frames go to every connection, a ping
 /// its pong, a close its close.
-pub(super) async fn serve_frames(stream: &TcpStream, mut buf: Vec<u8>, to: &impl Frames) {
+pub(super) async fn serve_frames<R: Frames>(
+    room: &R,
+    client: &R::Client,
+    stream: &TcpStream,
+    mut buf: Vec<u8>,
+) {
     loop {
         while let Some(parsed) = parse(&buf) {
             let Ok((opcode, payload, used)) = parsed else {
@@ -284,12 +292,12 @@ pub(super) async fn serve_frames(stream: &TcpStream, mut buf: Vec<u8>, to: &impl
             buf.drain(..used);
             match opcode {
                 1 if payload.len() < 64 && payload.starts_with(br#"{"type":"ping""#) => {
-                    to.reply(&encode(1, br#"{"type":"pong","nonce":null}"#));
+                    room.reply(client, &encode(1, br#"{"type":"pong","nonce":null}"#));
                 }
-                1 | 2 => to.broadcast(&encode(opcode, &payload)),
-                9 => to.reply(&encode(10, &payload)),
+                1 | 2 => room.broadcast(&encode(opcode, &payload)),
+                9 => room.reply(client, &encode(10, &payload)),
                 8 => {
-                    to.reply(&encode(8, &[]));
+                    room.reply(client, &encode(8, &[]));
                     return;
                 }
                 _ => {}

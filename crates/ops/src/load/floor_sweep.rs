@@ -10,10 +10,7 @@
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    sync::{
-        Arc, Mutex, MutexGuard,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex, MutexGuard},
 };
 
 use anyhow::Context;
@@ -22,7 +19,7 @@ use tokio::{
     sync::Notify,
 };
 
-use super::floor_room::{Frames, MAX_PARKED, serve_frames, upgrade};
+use super::floor_room::{Frames, MAX_PARKED, accept_each, serve_frames, upgrade};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -104,7 +101,15 @@ struct Room {
     shards: Vec<Shard>,
 }
 
-impl Room {
+impl Frames for Room {
+    type Client = Arc<Client>;
+
+    fn reply(&self, to: &Arc<Client>, frame: &[u8]) {
+        if to.append(frame) {
+            self.shards[to.shard].push([to.clone()]);
+        }
+    }
+
     /// Queue `frame` for every open connection, and wake the sweepers with new dirty sockets.
     fn broadcast(&self, frame: &[u8]) {
         let mut dirty: Vec<Vec<Arc<Client>>> = vec![Vec::new(); self.shards.len()];
@@ -163,13 +168,10 @@ pub async fn serve(listen: SocketAddr, sweepers: usize) -> anyhow::Result<()> {
     for shard in 0..room.shards.len() {
         tokio::spawn(sweep(room.clone(), shard));
     }
-    let ids = AtomicU64::new(0);
-    loop {
-        let (stream, _) = listener.accept().await?;
-        let _ = stream.set_nodelay(true);
-        let id = ids.fetch_add(1, Ordering::Relaxed);
+    accept_each(listener, |stream, id| {
         tokio::spawn(connection(stream, id, room.clone()));
-    }
+    })
+    .await
 }
 
 async fn connection(stream: TcpStream, id: u64, room: Arc<Room>) {
@@ -184,31 +186,9 @@ async fn connection(stream: TcpStream, id: u64, room: Arc<Room>) {
     });
     let flush = tokio::spawn(flusher(room.clone(), client.clone()));
     lock(&room.clients).insert(id, client.clone());
-    let peer = Peer {
-        client: &client,
-        room: &room,
-    };
-    serve_frames(&client.stream, buf, &peer).await;
+    serve_frames(&*room, &client, &client.stream, buf).await;
     lock(&room.clients).remove(&id);
     flush.abort();
-}
-
-/// The room as the frame loop sees it, from one connection.
-struct Peer<'a> {
-    client: &'a Arc<Client>,
-    room: &'a Room,
-}
-
-impl Frames for Peer<'_> {
-    fn reply(&self, frame: &[u8]) {
-        if self.client.append(frame) {
-            self.room.shards[self.client.shard].push([self.client.clone()]);
-        }
-    }
-
-    fn broadcast(&self, frame: &[u8]) {
-        self.room.broadcast(frame);
-    }
 }
 
 #[cfg(test)]
