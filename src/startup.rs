@@ -351,6 +351,9 @@ async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
+        // Shared with the realtime sweepers once the connection is a WebSocket.
+        let socket = Arc::new(crate::http::socket::Socket::new(stream));
+        let upgradable = socket.clone();
         let app = app.clone();
         // A connection must send its first request within the header timeout: silent sockets and
         // clients dribbling the HTTP/2 preface are dropped (protocol detection has no deadline
@@ -371,6 +374,13 @@ async fn serve(
                 return Either::Left(std::future::ready(Ok(response)));
             }
             req.extensions_mut().insert(ConnectInfo(peer));
+            // An HTTP/1 upgrade takes the whole connection: `/ws` writes frames to it directly.
+            if req.version() <= hyper::Version::HTTP_11
+                && req.headers().contains_key(hyper::header::UPGRADE)
+            {
+                req.extensions_mut()
+                    .insert(crate::http::socket::Upgradable(upgradable.clone()));
+            }
             let (req, announced) = drain.wrap(req, linger);
             Either::Right(app.clone().oneshot(req).map_ok(move |mut response| {
                 if linger {
@@ -380,7 +390,7 @@ async fn serve(
             }))
         });
         let conn = builder.serve_connection_with_upgrades(
-            TokioIo::new(crate::http::zerocopy::Conn::new(stream, pages)),
+            TokioIo::new(crate::http::zerocopy::Conn::new(socket.clone(), pages)),
             TowerToHyperService::new(service),
         );
         let conn = graceful.watch(conn.into_owned());

@@ -8,6 +8,7 @@ pub mod json;
 pub mod linger;
 pub mod middleware;
 pub mod routes;
+pub mod socket;
 pub mod zerocopy;
 
 /// The `{id}` of a path. A path that does not even decode (invalid UTF-8 after percent-decoding)

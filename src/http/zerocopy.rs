@@ -6,17 +6,20 @@
 //! headers and body still leave in one segment. Every other write is a plain write.
 //!
 //! Linux only; where the file cannot be made (or on other systems) every write is a plain write.
+//!
+//! Once a connection carries WebSocket frames, its writes go through [`Socket::write`] instead:
+//! they never wait and never split a frame (see [`super::socket`]).
 
 use std::{
     io,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
 };
 
-use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
-    net::TcpStream,
-};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::socket::{Socket, Written};
 
 /// Bodies smaller than this are written as usual: below it a copy costs less than the second
 /// system call that sending headers and body apart needs.
@@ -110,18 +113,30 @@ fn build(_: impl Iterator<Item = &'static [u8]>) -> io::Result<Pages> {
 
 /// A server-side TCP connection whose writes of registered bodies use `sendfile`.
 pub struct Conn {
-    stream: TcpStream,
+    socket: Arc<Socket>,
     pages: Option<&'static Pages>,
     /// Bytes sent from the file so far.
     from_file: u64,
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, pages: Option<&'static Pages>) -> Self {
+    pub fn new(socket: Arc<Socket>, pages: Option<&'static Pages>) -> Self {
         Self {
-            stream,
+            socket,
             pages,
             from_file: 0,
+        }
+    }
+
+    fn stream(&self) -> &tokio::net::TcpStream {
+        &self.socket.stream
+    }
+
+    /// A write once the connection carries frames: taken whole, now or parked.
+    fn write_frames(&self, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.socket.write(buf) {
+            Written::Failed => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+            Written::All | Written::Parked => Poll::Ready(Ok(buf.len())),
         }
     }
 
@@ -146,13 +161,13 @@ impl Conn {
             return Poll::Ready(Err(io::Error::other("no registered bodies")));
         };
         loop {
-            std::task::ready!(self.stream.poll_write_ready(cx))?;
-            let sent = self.stream.try_io(tokio::io::Interest::WRITABLE, || {
+            std::task::ready!(self.stream().poll_write_ready(cx))?;
+            let sent = self.stream().try_io(tokio::io::Interest::WRITABLE, || {
                 let mut off = at as libc::off_t;
                 // SAFETY: both descriptors are open for the call; `off` is a valid pointer.
                 let n = unsafe {
                     libc::sendfile(
-                        self.stream.as_raw_fd(),
+                        self.stream().as_raw_fd(),
                         pages.file.as_raw_fd(),
                         &mut off,
                         buf.len(),
@@ -185,8 +200,8 @@ impl Conn {
     ) -> Poll<io::Result<usize>> {
         use std::os::fd::AsRawFd;
         loop {
-            std::task::ready!(self.stream.poll_write_ready(cx))?;
-            let sent = self.stream.try_io(tokio::io::Interest::WRITABLE, || {
+            std::task::ready!(self.stream().poll_write_ready(cx))?;
+            let sent = self.stream().try_io(tokio::io::Interest::WRITABLE, || {
                 // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix; the slices outlive
                 // the call and the kernel only reads them.
                 let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -195,7 +210,7 @@ impl Conn {
                 // SAFETY: an open socket and a valid message header.
                 let n = unsafe {
                     libc::sendmsg(
-                        self.stream.as_raw_fd(),
+                        self.stream().as_raw_fd(),
                         &msg,
                         libc::MSG_MORE | libc::MSG_NOSIGNAL,
                     )
@@ -220,7 +235,25 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+        let stream = self.stream();
+        loop {
+            std::task::ready!(stream.poll_read_ready(cx))?;
+            // SAFETY: the kernel only writes into the spare capacity (never reads it), and
+            // exactly the `n` bytes it wrote are then marked initialised and filled (what
+            // tokio's own `TcpStream` does).
+            let read = unsafe {
+                let unfilled = &mut *(buf.unfilled_mut() as *mut [_] as *mut [u8]);
+                stream.try_read(unfilled).inspect(|&n| buf.assume_init(n))
+            };
+            match read {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
     }
 }
 
@@ -230,11 +263,21 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.socket.carries_frames() {
+            return self.write_frames(buf);
+        }
         #[cfg(target_os = "linux")]
         if let Some(at) = self.lookup(buf) {
             return self.get_mut().poll_sendfile(cx, buf, at);
         }
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let stream = self.stream();
+        loop {
+            std::task::ready!(stream.poll_write_ready(cx))?;
+            match stream.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return Poll::Ready(other),
+            }
+        }
     }
 
     fn poll_write_vectored(
@@ -242,6 +285,14 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.socket.carries_frames() {
+            // Rare (the WebSocket library writes one buffer): one write per slice, in order.
+            let mut n = 0;
+            for b in bufs {
+                n += std::task::ready!(self.write_frames(b))?;
+            }
+            return Poll::Ready(Ok(n));
+        }
         #[cfg(target_os = "linux")]
         if let Some(first) = bufs.iter().position(|b| !b.is_empty()) {
             // A registered body first: sendfile it. Bytes before one: send them with MSG_MORE.
@@ -252,26 +303,41 @@ impl AsyncWrite for Conn {
                 return self.poll_send_more(cx, &bufs[first..body]);
             }
         }
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let stream = self.stream();
+        loop {
+            std::task::ready!(stream.poll_write_ready(cx))?;
+            match stream.try_write_vectored(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return Poll::Ready(other),
+            }
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
         true
     }
 
+    /// Once frames are carried, a flush waits until nothing is parked.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+        if self.socket.carries_frames() {
+            return self.socket.poll_flush_parked(cx).map_ok(|_| ());
+        }
+        Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.as_mut().poll_flush(cx))?;
+        Poll::Ready(self.socket.shutdown())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpStream,
+    };
 
     static BODY: [u8; 3 * MIN_LEN] = {
         let mut b = [0u8; 3 * MIN_LEN];
@@ -299,7 +365,7 @@ mod tests {
             got
         });
         let (server, _) = listener.accept().await.unwrap();
-        let mut conn = Conn::new(server, Some(pages));
+        let mut conn = Conn::new(Arc::new(Socket::new(server)), Some(pages));
         let head = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
         // Headers, a registered body from its middle (as after a partial write), plain bytes.
         let tail = b"tail".to_vec();

@@ -1,11 +1,12 @@
 //! The WebSocket endpoint `GET /ws`: admission before the upgrade (rate limit, capacity,
 //! cross-origin cookies), then one session per socket.
 //!
-//! Each socket has one task, which owns the socket unsplit: it reads client frames, owns the
-//! subscriptions, turns writer events into acks ([`Session`]), and drains the connection's queue
-//! ([`ConnHandle`]) into the socket ([`Wire`]), coalescing whatever is queued into one flush.
-//! Deliveries keep flowing while a frame's handling waits (a subscribe reading the database). A
-//! client that cannot keep up fills its queue and is disconnected; nobody else waits for it.
+//! Each socket has one task: it reads client frames, owns the subscriptions, turns writer events
+//! into acks ([`Session`]), and runs the closing handshake ([`Wire`]). What is queued for the
+//! connection ([`ConnHandle`]) is written by its shard's sweeper (`realtime::sweep`), whatever
+//! is queued in one write, without waking the task; deliveries keep flowing while a frame's
+//! handling waits (a subscribe reading the database). A client that cannot keep up fills its
+//! queue and is disconnected; nobody else waits for it.
 //! Nothing here needs the database to accept or keep a connection. Every attempt is counted once,
 //! by how it ended ([`outcome`](super::outcome)).
 
@@ -29,7 +30,7 @@ use futures_util::SinkExt;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    hub::ConnHandle,
+    hub::{ConnHandle, Writer},
     outcome::{self, Connection, Ending},
     protocol::ErrorFrame,
     session::Session,
@@ -39,7 +40,10 @@ use crate::{
     auth::{AuthError, Claims, Source, credential, origin_allowed},
     contract::{ErrorBody, ErrorCode, ErrorDetail},
     error::ApiError,
-    http::client_ip::ClientIp,
+    http::{
+        client_ip::ClientIp,
+        socket::{Socket, Upgradable},
+    },
     limits::{CapExceeded, ConnectionSlot, client_key, count_rate_limited, retry_after_secs},
     state::AppState,
 };
@@ -107,6 +111,7 @@ pub(crate) async fn upgrade(
     headers: HeaderMap,
     uri: axum::http::Uri,
     Query(query): Query<HashMap<String, String>>,
+    upgradable: Option<axum::Extension<Upgradable>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let metrics = &state.metrics;
@@ -160,9 +165,9 @@ pub(crate) async fn upgrade(
         Ok(slot) => slot,
         Err(cap) => return refuse_over_cap(&state, cap),
     };
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(_) => {
+    let (ws, tcp) = match (ws, upgradable) {
+        (Ok(ws), Some(axum::Extension(Upgradable(tcp)))) => (ws, tcp),
+        _ => {
             outcome::record(
                 metrics,
                 Ending::refused(400, "not an upgrade request"),
@@ -183,7 +188,11 @@ pub(crate) async fn upgrade(
             tracing::debug!(error = %e, "websocket upgrade failed");
             outcome::record(&failed, Ending::error(None, "upgrade failed"), None);
         })
-        .on_upgrade(move |socket| run(state, socket, auth, slot))
+        .on_upgrade(move |socket| {
+            // From here on the connection carries frames: the sweepers write to it too.
+            tcp.to_frames();
+            run(state, socket, tcp, auth, slot)
+        })
 }
 
 /// Too many sockets open for this user (429) or from this address (503, like a connection flood).
@@ -225,6 +234,7 @@ fn refuse_over_cap(state: &AppState, cap: CapExceeded) -> Response {
 async fn run(
     state: AppState,
     mut socket: WebSocket,
+    tcp: Arc<Socket>,
     auth: Result<Claims, AuthError>,
     slot: ConnectionSlot,
 ) {
@@ -274,20 +284,23 @@ async fn run(
     let opened = Instant::now();
     state.metrics.ws_active.inc();
     let kill = CancellationToken::new();
+    let id = state.realtime.next_conn_id();
+    let writer = Writer {
+        socket: tcp,
+        shard: state.realtime.sweepers.shard(id),
+        frames_out: state.metrics.ws_frames.with(&["out"]),
+    };
     let handle = Arc::new(ConnHandle::new(
-        state.realtime.next_conn_id(),
+        id,
         claims.uid.clone(),
         claims.sid.clone(),
         state.settings.realtime.socket_queue,
         kill.clone(),
         state.metrics.clone(),
+        Some(writer),
     ));
     state.realtime.register(handle.clone());
-    let mut wire = Wire::new(
-        socket,
-        handle.clone(),
-        state.metrics.ws_frames.with(&["out"]),
-    );
+    let mut wire = Wire::new(socket, handle.clone());
     let span = tracing::info_span!("ws", connection_id = handle.id, user_id = %claims.uid);
     let user_id = claims.uid.clone();
     let mut session = Session::new(state.clone(), handle.clone(), claims);

@@ -17,8 +17,7 @@ use crate::db::Message;
 
 mod conn;
 
-pub(crate) use conn::Taken;
-pub use conn::{ConnHandle, Control, Outbound};
+pub use conn::{ConnHandle, Control, Outbound, Writer};
 
 enum SubState {
     Pending(Vec<(i64, Frame)>),

@@ -17,6 +17,7 @@ pub mod protocol;
 pub mod redis;
 mod session;
 pub mod streams;
+pub(crate) mod sweep;
 mod wakes;
 mod wire;
 
@@ -219,6 +220,8 @@ pub struct Realtime {
     auth: Arc<Auth>,
     members: Arc<Membership>,
     pub metrics: Arc<Metrics>,
+    /// The writers of every socket's deliveries.
+    pub sweepers: sweep::Sweepers,
 }
 
 impl Realtime {
@@ -240,6 +243,7 @@ impl Realtime {
             auth,
             members,
             metrics,
+            sweepers: sweep::Sweepers::default(),
         }
     }
 

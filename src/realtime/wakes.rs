@@ -1,12 +1,12 @@
 //! Why a connection's task woke up, and what it polls because of it.
 //!
-//! A delivery (a frame queued for the socket, a request from the hub) wakes the task directly.
-//! Everything else the task waits for (client frames, the writer's acks, its one timer, the
-//! kill switch) wakes it through the connection's handle used as a waker ([`Others`]), which
-//! remembers that it did. A wake-up for a delivery then writes and goes back to sleep without
-//! polling the rest: under fan-out that is almost every wake-up, and each skipped poll is work
-//! off the delivery path (a read attempt costs a zero-filled read buffer in tungstenite, a timer
-//! poll its registration).
+//! Deliveries do not wake the task at all: the sweeper writes them (`realtime::sweep`). It wakes
+//! the task only for what the task writes itself (bytes a sweep parked, the close frame a sweep
+//! reached), and a request from the hub wakes it directly. Everything else the task waits for
+//! (client frames, the writer's acks, its one timer, the kill switch) wakes it through the
+//! connection's handle used as a waker ([`Others`]), which remembers that it did: a wake-up for
+//! the writing side polls none of them (a read attempt costs a zero-filled read buffer in
+//! tungstenite, a timer poll its registration).
 
 use std::{
     future::Future,

@@ -1,7 +1,8 @@
-//! The socket side of one WebSocket connection: what is queued for it goes out in coalesced
-//! writes (one flush for many frames), and the connection's task reads client frames and hub
-//! requests through it. It remembers how the socket finished (a close frame out, or a failed
-//! write), which decides the connection's outcome.
+//! The socket side of one WebSocket connection, as its task sees it: deliveries are written by
+//! the sweeper (`realtime::sweep`); the task reads client frames through the WebSocket library,
+//! writes what a sweep parked once the socket is writable, and sends the close frame a sweep
+//! reached. It remembers how the socket finished (a close frame out, or a failed write), which
+//! decides the connection's outcome.
 
 use std::{
     future::Future,
@@ -13,10 +14,7 @@ use std::{
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use futures_util::{Sink, Stream};
 
-use super::{
-    hub::{ConnHandle, Outbound, Taken},
-    outcome::Ending,
-};
+use super::{hub::ConnHandle, outcome::Ending};
 
 pub(super) fn close_message(code: u16, reason: &'static str) -> WsMessage {
     WsMessage::Close(Some(CloseFrame {
@@ -25,35 +23,27 @@ pub(super) fn close_message(code: u16, reason: &'static str) -> WsMessage {
     }))
 }
 
-/// Frames taken from the queue per lock.
-const TAKE: usize = 16;
-
-/// The socket and its write state, owned by the connection's task.
+/// The socket as the connection's task sees it: the WebSocket library (reads, the close
+/// frame, the closing handshake) over the shared socket the sweeper writes deliveries to.
 pub(super) struct Wire {
     pub(super) socket: WebSocket,
     handle: Arc<ConnHandle>,
-    frames_out: Arc<crate::metrics::Counter>,
-    /// Frames were handed to the socket since its last flush.
-    unflushed: bool,
-    /// A close frame was handed to the socket, or the socket failed: nothing more goes out.
+    /// The close frame the sweep reached, not yet handed to the library.
+    close: Option<(u16, &'static str)>,
+    /// A close frame was handed to the library, or the socket failed: nothing more goes out.
     finished: bool,
-    /// The close frame handed to the socket, if one was.
+    /// The close frame handed to the library, if one was.
     closed_with: Option<(u16, &'static str)>,
-    /// A write or flush failed.
+    /// A write failed.
     failed: bool,
 }
 
 impl Wire {
-    pub(super) fn new(
-        socket: WebSocket,
-        handle: Arc<ConnHandle>,
-        frames_out: Arc<crate::metrics::Counter>,
-    ) -> Wire {
+    pub(super) fn new(socket: WebSocket, handle: Arc<ConnHandle>) -> Wire {
         Wire {
             socket,
             handle,
-            frames_out,
-            unflushed: false,
+            close: None,
             finished: false,
             closed_with: None,
             failed: false,
@@ -71,82 +61,56 @@ impl Wire {
         }
     }
 
-    /// Hand everything queued to the socket and flush once (one write for many frames);
-    /// `Ready` once the socket is finished (close frame written, or failed).
+    /// The task's part of writing: the bytes a sweep parked (once the socket is writable; the
+    /// sweeper then resumes the queue), and the close frame a sweep reached. `Ready` once the
+    /// socket is finished (close frame handed over, or failed).
     pub(super) fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        // Taken a few at a time, under one lock each time: a wake-up for one frame locks the
-        // queue once. `taken[next..end]` are taken and not yet handed to the socket.
-        let mut taken: [Option<Outbound>; TAKE] = Default::default();
-        let (mut next, mut end, mut drained) = (0, 0, false);
-        let mut text = 0;
-        while !self.finished {
-            match Pin::new(&mut self.socket).poll_ready(cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(_)) => return self.fail(),
-                Poll::Pending => {
-                    // Woken when the socket drains; what was taken goes back, in order.
-                    if next < end {
-                        self.handle
-                            .put_back(taken[next..end].iter_mut().filter_map(Option::take));
-                    }
-                    break;
-                }
-            }
-            if next == end {
-                if drained {
-                    break; // woken by the next send
-                }
-                Taken {
-                    frames: end,
-                    drained,
-                } = self.handle.take_outbound(cx.waker(), &mut taken);
-                next = 0;
-                if end == 0 {
-                    break;
-                }
-            }
-            let Some(m) = taken[next].take() else { break };
-            next += 1;
-            let msg = match m {
-                Outbound::Frame(f) => {
-                    text += 1;
-                    WsMessage::Text(f)
-                }
-                Outbound::Ping => WsMessage::Ping(Default::default()),
-                Outbound::Close(code, reason) => {
-                    self.finished = true;
-                    self.closed_with = Some((code, reason));
-                    close_message(code, reason)
-                }
-            };
-            if Pin::new(&mut self.socket).start_send(msg).is_err() {
-                return self.fail();
-            }
-            self.unflushed = true;
+        if self.failed {
+            return Poll::Ready(());
         }
-        // Counted once per wake-up, and only when frames went out: the counter is shared by
-        // every connection, so a wake-up for anything else leaves its cache line alone.
-        if text > 0 {
-            self.frames_out.add(text);
-        }
-        if self.unflushed {
-            match Pin::new(&mut self.socket).poll_flush(cx) {
-                Poll::Ready(Ok(())) => self.unflushed = false,
-                Poll::Ready(Err(_)) => return self.fail(),
-                Poll::Pending => return Poll::Pending,
-            }
+        let Some(writer) = self.handle.writer() else {
+            return Poll::Pending;
+        };
+        // Nothing parked (any more: this call or the library's last flush wrote it): frames a
+        // sweep left alone meanwhile go back to the sweeper.
+        match writer.socket.poll_flush_parked(cx) {
+            Poll::Ready(Ok(_)) => self.handle.resume(),
+            Poll::Pending => {}
+            Poll::Ready(Err(_)) => return self.fail(),
         }
         if self.finished {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
+            return Poll::Ready(());
         }
+        if self.close.is_none() {
+            self.close = self.handle.take_closing();
+        }
+        let Some((code, reason)) = self.close else {
+            return Poll::Pending;
+        };
+        match Pin::new(&mut self.socket).poll_ready(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(_)) => return self.fail(),
+            Poll::Pending => return Poll::Pending,
+        }
+        self.close = None;
+        self.finished = true;
+        self.closed_with = Some((code, reason));
+        if Pin::new(&mut self.socket)
+            .start_send(close_message(code, reason))
+            .is_err()
+        {
+            return self.fail();
+        }
+        // Written, or parked behind what is parked (flushed by the next call).
+        if let Poll::Ready(Err(_)) = Pin::new(&mut self.socket).poll_flush(cx) {
+            return self.fail();
+        }
+        Poll::Ready(())
     }
 
     fn fail(&mut self) -> Poll<()> {
         self.failed = true;
         self.finished = true;
-        self.unflushed = false;
         Poll::Ready(())
     }
 
@@ -158,11 +122,12 @@ impl Wire {
         Pin::new(&mut self.socket).poll_next(cx)
     }
 
-    /// Until everything queued is written (or the socket is finished).
+    /// Until everything queued is written, parked bytes included (or the socket failed).
     pub(super) async fn drain(&mut self) {
         std::future::poll_fn(|cx| {
-            let done = self.poll_write(cx).is_ready();
-            if done || (!self.unflushed && self.handle.queue_is_empty()) {
+            let _ = self.poll_write(cx);
+            let parked = self.handle.writer().is_some_and(|w| w.socket.is_parked());
+            if self.failed || (!parked && self.handle.written_out(cx.waker())) {
                 Poll::Ready(())
             } else {
                 Poll::Pending

@@ -1,6 +1,6 @@
 //! One connection's side of the hub: its outgoing queue ([`ConnHandle`]), filled by whoever
-//! sends to it and drained by the connection's one task, and the handle used as the waker of
-//! the task's other sources (`realtime::wakes`).
+//! sends to it and written by its shard's sweeper (`realtime::sweep`), and the handle used as
+//! the waker of the connection task's sources (`realtime::wakes`).
 
 use std::{
     collections::VecDeque,
@@ -13,8 +13,18 @@ use std::{
 
 use tokio_util::sync::CancellationToken;
 
-use super::super::protocol::Frame;
-use crate::metrics::Metrics;
+use super::super::{protocol::Frame, sweep::Shard};
+use crate::{
+    http::socket::{self, Socket, Written},
+    metrics::{Counter, Metrics},
+};
+
+/// Where a connection's frames are written: its socket, by its shard's sweeper.
+pub struct Writer {
+    pub socket: Arc<Socket>,
+    pub shard: Arc<Shard>,
+    pub frames_out: Arc<Counter>,
+}
 
 /// What a connection's task writes to its socket.
 #[derive(Debug)]
@@ -32,22 +42,29 @@ pub enum Control {
 }
 
 /// A connection's outgoing queue: filled by whoever sends to it (the hub, streams, the
-/// connection itself), drained by the connection's one task. A plain locked queue plus the
-/// task's waker: no channel blocks are allocated for an idle socket, and a send is a push and
-/// at most one wake-up.
+/// connection itself), written by its sweeper. A plain locked queue: no channel blocks are
+/// allocated for an idle socket, and a send is a push and, when the connection was clean, a
+/// place on its shard's dirty list.
 #[derive(Default)]
 struct Outbox {
     frames: VecDeque<Outbound>,
     control: Vec<Control>,
-    /// The task's waker while it waits for a frame or a control: taken (and consumed) by the
-    /// change that wakes it, so a delivery's wake-up costs no reference count of its own. The
-    /// same task's waker is also kept in `task`, which a wake-up does not take.
+    /// The task's waker while it waits for a control: taken (and consumed) by the change that
+    /// wakes it. The same task's waker is also kept in `task`, which a wake-up does not take.
     waker: Option<Waker>,
     /// The task's waker for everything else it waits for (kept, not taken, by a wake-up):
     /// see [`ConnHandle`]'s `Wake`.
     task: Option<Waker>,
+    /// The task's waker while it waits for the queue to be written out (the end of a session).
+    drained: Option<Waker>,
     /// A close frame is queued (or the connection is gone): nothing more is accepted.
     closed: bool,
+    /// On the shard's dirty list: the sweeper will come.
+    queued: bool,
+    /// The sweep reached the close frame: the task sends it.
+    closing: Option<(u16, &'static str)>,
+    /// A sweeper is writing what it took.
+    sweeping: bool,
 }
 
 impl Outbox {
@@ -58,12 +75,6 @@ impl Outbox {
             _ => self.waker = Some(waker.clone()),
         }
     }
-}
-
-/// What [`ConnHandle::take_outbound`] took.
-pub(crate) struct Taken {
-    pub frames: usize,
-    pub drained: bool,
 }
 
 /// The hub's handle on one WebSocket connection.
@@ -77,6 +88,8 @@ pub struct ConnHandle {
     metrics: Arc<Metrics>,
     /// Something other than a delivery woke the task since it last looked (`realtime::wakes`).
     others_woken: AtomicBool,
+    /// `None` only in unit tests, which take the queue themselves.
+    writer: Option<Writer>,
 }
 
 /// The waker the connection's task polls everything but its queue with (client frames, acks,
@@ -100,6 +113,7 @@ impl ConnHandle {
         capacity: usize,
         kill: CancellationToken,
         metrics: Arc<Metrics>,
+        writer: Option<Writer>,
     ) -> Self {
         Self {
             id,
@@ -110,7 +124,12 @@ impl ConnHandle {
             kill,
             metrics,
             others_woken: AtomicBool::new(true),
+            writer,
         }
+    }
+
+    pub(crate) fn writer(&self) -> Option<&Writer> {
+        self.writer.as_ref()
     }
 
     fn wake_others(&self) {
@@ -175,9 +194,11 @@ impl ConnHandle {
         next
     }
 
-    /// Queue `m` unless a close is already queued; `Err(true)` when the queue is full.
-    fn push(&self, m: Outbound) -> Result<(), bool> {
-        self.notify(|o| {
+    /// Queue `m` unless a close is already queued, and put the connection on its shard's dirty
+    /// list if it was clean; `Err(true)` when the queue is full.
+    fn push(self: &Arc<Self>, m: Outbound) -> Result<(), bool> {
+        let schedule = {
+            let mut o = self.outbox();
             if o.closed {
                 return Err(false);
             }
@@ -186,12 +207,100 @@ impl ConnHandle {
             }
             o.closed = matches!(m, Outbound::Close(..));
             o.frames.push_back(m);
-            Ok(())
-        })
+            self.writer.is_some() && !std::mem::replace(&mut o.queued, true)
+        };
+        if let (true, Some(w)) = (schedule, &self.writer) {
+            w.shard.push(self.clone());
+        }
+        Ok(())
+    }
+
+    /// Back on the dirty list if frames wait (the parked bytes were written: the sweeper had
+    /// left this queue alone meanwhile).
+    pub(crate) fn resume(self: &Arc<Self>) {
+        let schedule = {
+            let mut o = self.outbox();
+            !o.frames.is_empty() && !std::mem::replace(&mut o.queued, true)
+        };
+        if let (true, Some(w)) = (schedule, &self.writer) {
+            w.shard.push(self.clone());
+        }
+    }
+
+    /// Write everything queued in one write (the sweeper's part), up to a close frame, which
+    /// is left to the task once what precedes it is written. A connection with parked bytes is
+    /// skipped: its task resumes it once they are written.
+    pub(crate) fn sweep(&self, buf: &mut Vec<u8>) {
+        let Some(w) = &self.writer else { return };
+        let mut o = self.outbox();
+        o.queued = false;
+        if w.socket.is_parked() {
+            return;
+        }
+        buf.clear();
+        let (mut text, mut close) = (0, None);
+        while let Some(m) = o.frames.pop_front() {
+            match m {
+                Outbound::Frame(f) => {
+                    socket::encode(buf, socket::TEXT, f.as_str().as_bytes());
+                    text += 1;
+                }
+                Outbound::Ping => socket::encode(buf, socket::PING, &[]),
+                Outbound::Close(code, reason) => {
+                    close = Some((code, reason));
+                    break;
+                }
+            }
+        }
+        if buf.is_empty() && close.is_none() {
+            return;
+        }
+        o.sweeping = true;
+        drop(o);
+        let written = if buf.is_empty() {
+            Written::All
+        } else {
+            w.socket.write_swept(buf)
+        };
+        // Counted once per sweep: the counter is shared by every connection.
+        if text > 0 {
+            w.frames_out.add(text);
+        }
+        let (drained, task) = {
+            let mut o = self.outbox();
+            o.sweeping = false;
+            if close.is_some() {
+                o.closing = close;
+            }
+            let wake = close.is_some() || written != Written::All;
+            (o.drained.take(), wake.then(|| o.task.clone()).flatten())
+        };
+        if let Some(t) = task {
+            t.wake();
+        }
+        if let Some(d) = drained {
+            d.wake();
+        }
+    }
+
+    /// The close frame the sweep reached, for the task to send.
+    pub(crate) fn take_closing(&self) -> Option<(u16, &'static str)> {
+        self.outbox().closing.take()
+    }
+
+    /// Whether everything queued is written (or handed to the task); if not, `waker` is woken
+    /// after the next sweep.
+    pub(crate) fn written_out(&self, waker: &Waker) -> bool {
+        let mut o = self.outbox();
+        let done = o.frames.is_empty() && o.closing.is_none() && !o.sweeping;
+        if !done {
+            o.drained = Some(waker.clone());
+        }
+        done
     }
 
     /// Queue a frame; a full queue means a slow consumer, which is disconnected.
-    pub fn send(&self, frame: Frame) -> bool {
+    pub fn send(self: &Arc<Self>, frame: Frame) -> bool {
         match self.push(Outbound::Frame(frame)) {
             Ok(()) => true,
             Err(true) => {
@@ -208,14 +317,14 @@ impl ConnHandle {
 
     /// Close the connection with a WebSocket close code (after what is already queued). Already
     /// closing (a second close, say a revocation seen twice): the first close frame stands.
-    pub fn close(&self, code: u16, reason: &'static str) {
+    pub fn close(self: &Arc<Self>, code: u16, reason: &'static str) {
         if self.push(Outbound::Close(code, reason)) == Err(true) {
             self.kill();
         }
     }
 
     /// Queue a WebSocket ping (liveness of the peer).
-    pub fn ping(&self) -> bool {
+    pub fn ping(self: &Arc<Self>) -> bool {
         self.push(Outbound::Ping).is_ok()
     }
 
@@ -233,128 +342,129 @@ impl ConnHandle {
         self.take(waker, |o| o.frames.pop_front())
     }
 
-    /// Move up to `out.len()` queued frames, in order, into `out` under one lock; how many. When
-    /// that empties the queue, `waker` is registered for the next one (the caller need not ask
-    /// again to learn that nothing is left), and `drained` says so.
-    pub(crate) fn take_outbound(&self, waker: &Waker, out: &mut [Option<Outbound>]) -> Taken {
-        let mut o = self.outbox();
-        let mut frames = 0;
-        for slot in out.iter_mut() {
-            match o.frames.pop_front() {
-                Some(m) => *slot = Some(m),
-                None => break,
-            }
-            frames += 1;
-        }
-        let drained = o.frames.is_empty();
-        if drained {
-            o.register(waker);
-        }
-        Taken { frames, drained }
-    }
-
-    /// Put frames taken by [`take_outbound`](Self::take_outbound) back at the front of the queue,
-    /// in order (the socket could not take them yet). They were accepted once, so neither a close
-    /// queued since nor the capacity refuses them.
-    pub(crate) fn put_back(&self, frames: impl DoubleEndedIterator<Item = Outbound>) {
-        let mut o = self.outbox();
-        for m in frames.rev() {
-            o.frames.push_front(m);
-        }
-    }
-
     /// The next hub request, or `None` after registering `waker`.
     pub(crate) fn next_control(&self, waker: &Waker) -> Option<Control> {
         self.take(waker, |o| o.control.pop())
-    }
-
-    /// Nothing is waiting to be written.
-    pub(crate) fn queue_is_empty(&self) -> bool {
-        self.outbox().frames.is_empty()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use tokio::{
+        io::AsyncReadExt,
+        net::{TcpListener, TcpStream},
+    };
 
     use super::*;
 
-    /// A waker that counts its wake-ups.
-    #[derive(Default)]
-    struct Count(AtomicUsize);
-
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn handle(capacity: usize) -> ConnHandle {
+    async fn pair() -> (Arc<ConnHandle>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let socket = Arc::new(Socket::new(server));
+        socket.to_frames();
+        let writer = Writer {
+            socket,
+            shard: Arc::new(Shard::default()),
+            frames_out: Arc::new(Counter::default()),
+        };
         let metrics = Arc::new(Metrics::default());
         let kill = CancellationToken::new();
-        ConnHandle::new(1, "u".into(), "s".into(), capacity, kill, metrics)
+        let h = ConnHandle::new(1, "u".into(), "s".into(), 4, kill, metrics, Some(writer));
+        (Arc::new(h), client)
     }
 
-    fn text(m: &Outbound) -> String {
-        match m {
-            Outbound::Frame(f) => f.as_str().to_string(),
-            Outbound::Ping => "ping".into(),
-            Outbound::Close(code, _) => format!("close {code}"),
+    fn expect_frames(frames: &[&str], ping: bool) -> Vec<u8> {
+        let mut want = Vec::new();
+        for f in frames {
+            socket::encode(&mut want, socket::TEXT, f.as_bytes());
         }
-    }
-
-    fn take_all(h: &ConnHandle, waker: &Waker) -> Vec<String> {
-        let mut all = Vec::new();
-        loop {
-            let mut out: [Option<Outbound>; 4] = Default::default();
-            let taken = h.take_outbound(waker, &mut out);
-            all.extend(
-                out[..taken.frames]
-                    .iter()
-                    .map(|m| text(m.as_ref().unwrap())),
-            );
-            if taken.drained {
-                return all;
-            }
+        if ping {
+            socket::encode(&mut want, socket::PING, &[]);
         }
+        want
     }
 
-    /// Frames the socket could not take yet go back in front, in order, even when the queue
-    /// is full or closed meanwhile; a batch that empties the queue registers for the next frame.
-    #[test]
-    fn put_back_keeps_order_past_capacity_and_close() {
-        let count = Arc::new(Count::default());
-        let waker = Waker::from(count.clone());
-        let h = handle(6);
-        for i in 0..6 {
+    /// A send puts the connection on its shard's list once; one sweep writes the whole queue as
+    /// WebSocket frames in order and stops at the close frame, which goes to the task only
+    /// after what precedes it is written.
+    #[tokio::test]
+    async fn one_sweep_writes_the_queue_and_hands_the_close_to_the_task() {
+        let (h, mut client) = pair().await;
+        let shard = h.writer().unwrap().shard.clone();
+        assert!(h.send(Frame::from("a".to_string())));
+        assert!(h.send(Frame::from("b".to_string())));
+        assert!(h.ping());
+        let dirty = shard.take_dirty();
+        assert_eq!(dirty.len(), 1, "listed once however many frames wait");
+        h.close(1000, "bye");
+        assert!(shard.take_dirty().is_empty(), "still listed: not again");
+        assert!(!h.send(Frame::from("late".to_string())), "closed: refused");
+        assert!(!h.written_out(Waker::noop()));
+        let mut buf = Vec::new();
+        dirty[0].sweep(&mut buf);
+        assert_eq!(h.take_closing(), Some((1000, "bye")));
+        assert!(h.written_out(Waker::noop()));
+        let want = expect_frames(&["a", "b"], true);
+        let mut got = vec![0u8; want.len()];
+        tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, want);
+        assert_eq!(h.writer().unwrap().frames_out.get(), 2);
+    }
+
+    /// While bytes are parked the sweeper leaves the queue alone (so a slow reader fills it and
+    /// is disconnected); once they are written, `resume` lists the connection again.
+    #[tokio::test]
+    async fn a_parked_socket_is_skipped_until_resumed_and_overflow_kills() {
+        let (h, mut client) = pair().await;
+        let w = h.writer().unwrap();
+        let shard = w.shard.clone();
+        socket2::SockRef::from(&w.socket.stream)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        socket2::SockRef::from(&client)
+            .set_recv_buffer_size(4096)
+            .unwrap();
+        let big = "x".repeat(256 * 1024);
+        let mut buf = Vec::new();
+        assert!(h.send(Frame::from(big.clone())));
+        shard.take_dirty()[0].sweep(&mut buf);
+        assert!(w.socket.is_parked(), "256 KiB into small buffers: parked");
+        for i in 0..4 {
             assert!(h.send(Frame::from(format!("f{i}"))));
         }
-        let mut out: [Option<Outbound>; 4] = Default::default();
-        let taken = h.take_outbound(&waker, &mut out);
-        assert_eq!((taken.frames, taken.drained), (4, false));
-        // The socket took f0 only; f1..f3 go back. Meanwhile the queue fills and a close comes.
-        assert!(h.send(Frame::from("f6".to_string())));
-        assert!(h.send(Frame::from("f7".to_string())));
-        h.close(1000, "bye");
-        h.put_back(out[1..4].iter_mut().filter_map(Option::take));
-        assert!(!h.is_killed(), "putting back is not an overflow");
-        assert!(!h.send(Frame::from("late".to_string())), "closed: refused");
-        let rest = take_all(&h, &waker);
-        assert_eq!(
-            rest,
-            ["f1", "f2", "f3", "f4", "f5", "f6", "f7", "close 1000"]
-        );
-        // Drained: the next frame wakes the task once.
-        assert_eq!(count.0.load(Ordering::SeqCst), 0);
-        let h2 = handle(4);
-        assert!(take_all(&h2, &waker).is_empty());
-        assert!(h2.send(Frame::from("x".to_string())));
-        assert!(h2.send(Frame::from("y".to_string())));
-        assert_eq!(
-            count.0.load(Ordering::SeqCst),
-            1,
-            "one wake-up until taken again"
-        );
+        let listed = shard.take_dirty();
+        listed[0].sweep(&mut buf);
+        assert!(!h.written_out(Waker::noop()), "skipped: still queued");
+        assert!(!h.send(Frame::from("over".to_string())), "capacity 4: full");
+        assert!(h.is_killed(), "a full queue disconnects the slow consumer");
+        // The reader catches up: the parked bytes go, then the queue is listed again.
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut got)).await;
+            got
+        });
+        std::future::poll_fn(|cx| w.socket.poll_flush_parked(cx))
+            .await
+            .unwrap();
+        h.resume();
+        let listed = shard.take_dirty();
+        assert_eq!(listed.len(), 1);
+        listed[0].sweep(&mut buf);
+        assert!(h.written_out(Waker::noop()));
+        w.socket.shutdown().unwrap();
+        let got = reader.await.unwrap();
+        let mut want = expect_frames(&[&big], false);
+        want.extend(expect_frames(&["f0", "f1", "f2", "f3"], false));
+        assert_eq!(got.len(), want.len());
+        assert!(got == want, "every frame once, in order");
     }
 }

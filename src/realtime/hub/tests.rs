@@ -27,6 +27,7 @@ fn conn(id: u64) -> Arc<ConnHandle> {
         10_000,
         CancellationToken::new(),
         metrics,
+        None,
     ))
 }
 
