@@ -132,6 +132,22 @@ impl Conn {
         &self.socket.stream
     }
 
+    /// A plain write (`write` on the stream), waiting for the socket to be writable.
+    fn poll_plain(
+        &self,
+        cx: &mut Context<'_>,
+        write: impl Fn(&tokio::net::TcpStream) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        let stream = self.stream();
+        loop {
+            std::task::ready!(stream.poll_write_ready(cx))?;
+            match write(stream) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
     /// A write once the connection carries frames: taken whole, now or parked.
     fn write_frames(&self, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.socket.write(buf) {
@@ -270,14 +286,7 @@ impl AsyncWrite for Conn {
         if let Some(at) = self.lookup(buf) {
             return self.get_mut().poll_sendfile(cx, buf, at);
         }
-        let stream = self.stream();
-        loop {
-            std::task::ready!(stream.poll_write_ready(cx))?;
-            match stream.try_write(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                other => return Poll::Ready(other),
-            }
-        }
+        self.poll_plain(cx, |s| s.try_write(buf))
     }
 
     fn poll_write_vectored(
@@ -286,12 +295,10 @@ impl AsyncWrite for Conn {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         if self.socket.carries_frames() {
-            // Rare (the WebSocket library writes one buffer): one write per slice, in order.
-            let mut n = 0;
-            for b in bufs {
-                n += std::task::ready!(self.write_frames(b))?;
-            }
-            return Poll::Ready(Ok(n));
+            // Rare (the WebSocket library writes one buffer): joined, so the write holds whole
+            // frames as `Socket::write` expects.
+            let joined: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            return self.write_frames(&joined);
         }
         #[cfg(target_os = "linux")]
         if let Some(first) = bufs.iter().position(|b| !b.is_empty()) {
@@ -303,14 +310,7 @@ impl AsyncWrite for Conn {
                 return self.poll_send_more(cx, &bufs[first..body]);
             }
         }
-        let stream = self.stream();
-        loop {
-            std::task::ready!(stream.poll_write_ready(cx))?;
-            match stream.try_write_vectored(bufs) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                other => return Poll::Ready(other),
-            }
-        }
+        self.poll_plain(cx, |s| s.try_write_vectored(bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
