@@ -42,8 +42,6 @@ pub enum Written {
 #[derive(Default)]
 struct Out {
     parked: Vec<u8>,
-    /// A write failed, or the parked bytes overflowed.
-    failed: bool,
     /// The closing frame went out: a sweeper's late frames are dropped.
     sealed: bool,
 }
@@ -55,6 +53,8 @@ pub struct Socket {
     frames: AtomicBool,
     /// `out.parked` is not empty (changed under its lock; read without it by the sweepers).
     parked: AtomicBool,
+    /// A write failed, or the parked bytes overflowed (set under the lock of `out`).
+    failed: AtomicBool,
 }
 
 impl Socket {
@@ -64,6 +64,7 @@ impl Socket {
             out: Mutex::default(),
             frames: AtomicBool::new(false),
             parked: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
         }
     }
 
@@ -103,7 +104,7 @@ impl Socket {
     /// Write `bytes` now, or park what the kernel does not take; never partly dropped, never
     /// reordered with another write.
     fn write_locked(&self, out: &mut Out, bytes: &[u8]) -> Written {
-        if out.failed {
+        if self.failed() {
             return Written::Failed;
         }
         if bytes.is_empty() {
@@ -119,8 +120,7 @@ impl Socket {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
                 Err(_) => {
-                    out.failed = true;
-                    out.parked = Vec::new();
+                    self.fail(out);
                     return Written::Failed;
                 }
             }
@@ -128,24 +128,29 @@ impl Socket {
             0
         };
         if out.parked.len() + bytes.len() - from > MAX_PARKED {
-            out.failed = true;
-            out.parked = Vec::new();
-            self.parked.store(false, Ordering::Release);
+            self.fail(out);
             return Written::Failed;
         }
         out.parked.extend_from_slice(&bytes[from..]);
-        self.parked.store(true, Ordering::Release);
+        self.parked.store(true, Ordering::SeqCst);
         Written::Parked
     }
 
     /// Whether bytes wait for the socket to be writable.
     pub fn is_parked(&self) -> bool {
-        self.parked.load(Ordering::Acquire)
+        self.parked.load(Ordering::SeqCst)
     }
 
     /// Whether a write failed.
     pub fn failed(&self) -> bool {
-        self.out().failed
+        self.failed.load(Ordering::Acquire)
+    }
+
+    /// Nothing more goes out (called under the lock of `out`).
+    fn fail(&self, out: &mut Out) {
+        self.failed.store(true, Ordering::Release);
+        out.parked = Vec::new();
+        self.parked.store(false, Ordering::SeqCst);
     }
 
     /// Nothing more from the sweepers: the closing frame is being written.
@@ -161,7 +166,7 @@ impl Socket {
         let mut wrote = false;
         loop {
             let mut out = self.out();
-            if out.failed {
+            if self.failed() {
                 return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
             }
             if out.parked.is_empty() {
@@ -171,16 +176,14 @@ impl Socket {
                 Ok(n) => {
                     out.parked.drain(..n);
                     if out.parked.is_empty() {
-                        self.parked.store(false, Ordering::Release);
+                        self.parked.store(false, Ordering::SeqCst);
                     }
                     wrote = true;
                     continue;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => {
-                    out.failed = true;
-                    out.parked = Vec::new();
-                    self.parked.store(false, Ordering::Release);
+                    self.fail(&mut out);
                     return Poll::Ready(Err(e));
                 }
             }

@@ -297,7 +297,7 @@ async fn run(
         state.settings.realtime.socket_queue,
         kill.clone(),
         state.metrics.clone(),
-        Some(writer),
+        writer,
     ));
     state.realtime.register(handle.clone());
     let mut wire = Wire::new(socket, handle.clone());

@@ -12,7 +12,10 @@ use std::{
     sync::{Arc, Mutex, RwLock},
 };
 
-use super::protocol::{Frame, message_frame};
+use super::{
+    protocol::{Frame, message_frame},
+    sweep::Listing,
+};
 use crate::db::Message;
 
 mod conn;
@@ -38,13 +41,13 @@ struct Sub {
 
 impl Sub {
     /// Send the waiting changes that no longer wait for a message.
-    fn flush_changes(&mut self) {
+    fn flush_changes(&mut self, listing: &mut Listing) {
         let SubState::Live { last, .. } = &self.state else {
             return;
         };
         while self.changes.front().is_some_and(|(at, _)| *at <= *last) {
             if let Some((_, frame)) = self.changes.pop_front() {
-                self.conn.send(frame);
+                self.conn.send_listed(frame, listing);
             }
         }
     }
@@ -115,11 +118,13 @@ impl Hub {
     /// Fan out a stored message to the thread's subscribers, in `seq` order, once each.
     pub fn publish(&self, message: &Message) {
         let frame = message_frame(message);
+        // Declared first, so dropped (listing every connection made dirty) after the room lock.
+        let mut listing = Listing::default();
         let room = self.room(&message.thread_id);
         let mut room = room.lock().unwrap_or_else(|e| e.into_inner());
         room.remember(message.seq, &frame, self.ring_size);
         for sub in room.subs.values_mut() {
-            deliver(sub, &message.thread_id, message.seq, &frame);
+            deliver(sub, &message.thread_id, message.seq, &frame, &mut listing);
         }
     }
 
@@ -139,6 +144,7 @@ impl Hub {
 
     /// The replay is sent up to `last`: deliver what was buffered after it and go live.
     pub fn activate(&self, thread: &str, conn_id: u64, last: i64) {
+        let mut listing = Listing::default();
         let Some(room) = self.existing(thread) else {
             return;
         };
@@ -158,13 +164,14 @@ impl Hub {
             SubState::Live { .. } => Vec::new(),
         };
         for (seq, frame) in buffered {
-            deliver(sub, thread, seq, &frame);
+            deliver(sub, thread, seq, &frame, &mut listing);
         }
-        sub.flush_changes();
+        sub.flush_changes(&mut listing);
     }
 
     /// Messages fetched from the database to fill a gap.
     pub fn fill(&self, thread: &str, conn_id: u64, messages: &[Message]) {
+        let mut listing = Listing::default();
         let Some(room) = self.existing(thread) else {
             return;
         };
@@ -176,20 +183,21 @@ impl Hub {
             *filling = false;
         }
         for m in messages {
-            deliver(sub, thread, m.seq, &message_frame(m));
+            deliver(sub, thread, m.seq, &message_frame(m), &mut listing);
         }
     }
 
     /// Fan out a change of the thread (title, agents, members) that happened after message
     /// `at_seq`: each subscriber gets it right after that message, once.
     pub fn publish_change(&self, thread: &str, at_seq: i64, frame: &Frame) {
+        let mut listing = Listing::default();
         let Some(room) = self.existing(thread) else {
             return;
         };
         let mut room = room.lock().unwrap_or_else(|e| e.into_inner());
         for sub in room.subs.values_mut() {
             sub.changes.push_back((at_seq, frame.clone()));
-            sub.flush_changes();
+            sub.flush_changes(&mut listing);
         }
     }
 
@@ -332,7 +340,7 @@ impl Hub {
     }
 }
 
-fn deliver(sub: &mut Sub, thread: &str, seq: i64, frame: &Frame) {
+fn deliver(sub: &mut Sub, thread: &str, seq: i64, frame: &Frame, listing: &mut Listing) {
     match &mut sub.state {
         SubState::Pending(buffer) => buffer.push((seq, frame.clone())),
         SubState::Live {
@@ -355,20 +363,20 @@ fn deliver(sub: &mut Sub, thread: &str, seq: i64, frame: &Frame) {
                 }
                 return;
             }
-            sub.conn.send(frame.clone());
+            sub.conn.send_listed(frame.clone(), listing);
             *last = seq;
             while let Some(entry) = held.first_entry() {
                 if *entry.key() <= *last {
                     entry.remove();
                 } else if *entry.key() == *last + 1 {
                     let f = entry.remove();
-                    sub.conn.send(f);
+                    sub.conn.send_listed(f, listing);
                     *last += 1;
                 } else {
                     break;
                 }
             }
-            sub.flush_changes();
+            sub.flush_changes(listing);
         }
     }
 }

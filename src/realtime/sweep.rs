@@ -41,6 +41,57 @@ impl Shard {
             self.wake.notify_one();
         }
     }
+
+    /// Put every connection of `conns` on the dirty list (taking them), waking the sweeper if
+    /// the list was empty.
+    fn push_all(&self, conns: &mut Vec<Arc<ConnHandle>>) {
+        let first = {
+            let mut dirty = lock(&self.dirty);
+            let first = dirty.is_empty();
+            if first {
+                std::mem::swap(&mut *dirty, conns);
+            } else {
+                dirty.append(conns);
+            }
+            first
+        };
+        if first {
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// The connections one fan-out made dirty, by shard: listed at once when it is over (one lock
+/// and at most one wake-up per shard, not one per connection).
+#[derive(Default)]
+pub struct Listing {
+    shards: Vec<(Arc<Shard>, Vec<Arc<ConnHandle>>)>,
+}
+
+impl Listing {
+    /// `conn` was clean and now has frames: list it with the others of its shard.
+    pub fn add(&mut self, conn: &Arc<ConnHandle>) {
+        let shard = &conn.writer().shard;
+        match self.shards.iter_mut().find(|(s, _)| Arc::ptr_eq(s, shard)) {
+            Some((_, conns)) => conns.push(conn.clone()),
+            None => self.shards.push((shard.clone(), vec![conn.clone()])),
+        }
+    }
+
+    /// List them all.
+    pub fn flush(&mut self) {
+        for (shard, conns) in &mut self.shards {
+            if !conns.is_empty() {
+                shard.push_all(conns);
+            }
+        }
+    }
+}
+
+impl Drop for Listing {
+    fn drop(&mut self) {
+        self.flush();
+    }
 }
 
 #[cfg(test)]

@@ -28,8 +28,6 @@ pub(super) fn close_message(code: u16, reason: &'static str) -> WsMessage {
 pub(super) struct Wire {
     pub(super) socket: WebSocket,
     handle: Arc<ConnHandle>,
-    /// The close frame the sweep reached, not yet handed to the library.
-    close: Option<(u16, &'static str)>,
     /// A close frame was handed to the library, or the socket failed: nothing more goes out.
     finished: bool,
     /// The close frame handed to the library, if one was.
@@ -43,7 +41,6 @@ impl Wire {
         Wire {
             socket,
             handle,
-            close: None,
             finished: false,
             closed_with: None,
             failed: false,
@@ -68,23 +65,23 @@ impl Wire {
         if self.failed {
             return Poll::Ready(());
         }
-        let Some(writer) = self.handle.writer() else {
-            return Poll::Pending;
-        };
+        let socket = &self.handle.writer().socket;
+        if socket.is_parked() || socket.failed() {
+            match socket.poll_flush_parked(cx) {
+                Poll::Ready(Ok(_)) => {}
+                Poll::Pending => {}
+                Poll::Ready(Err(_)) => return self.fail(),
+            }
+        }
         // Nothing parked (any more: this call or the library's last flush wrote it): frames a
-        // sweep left alone meanwhile go back to the sweeper.
-        match writer.socket.poll_flush_parked(cx) {
-            Poll::Ready(Ok(_)) => self.handle.resume(),
-            Poll::Pending => {}
-            Poll::Ready(Err(_)) => return self.fail(),
+        // sweep left alone meanwhile go back to the sweeper (one atomic load when none did).
+        if !socket.is_parked() {
+            self.handle.resume();
         }
         if self.finished {
             return Poll::Ready(());
         }
-        if self.close.is_none() {
-            self.close = self.handle.take_closing();
-        }
-        let Some((code, reason)) = self.close else {
+        let Some((code, reason)) = self.handle.closing() else {
             return Poll::Pending;
         };
         match Pin::new(&mut self.socket).poll_ready(cx) {
@@ -92,7 +89,7 @@ impl Wire {
             Poll::Ready(Err(_)) => return self.fail(),
             Poll::Pending => return Poll::Pending,
         }
-        self.close = None;
+        self.handle.take_closing();
         self.finished = true;
         self.closed_with = Some((code, reason));
         if Pin::new(&mut self.socket)
@@ -126,7 +123,7 @@ impl Wire {
     pub(super) async fn drain(&mut self) {
         std::future::poll_fn(|cx| {
             let _ = self.poll_write(cx);
-            let parked = self.handle.writer().is_some_and(|w| w.socket.is_parked());
+            let parked = self.handle.writer().socket.is_parked();
             if self.failed || (!parked && self.handle.written_out(cx.waker())) {
                 Poll::Ready(())
             } else {

@@ -13,7 +13,10 @@ use std::{
 
 use tokio_util::sync::CancellationToken;
 
-use super::super::{protocol::Frame, sweep::Shard};
+use super::super::{
+    protocol::Frame,
+    sweep::{Listing, Shard},
+};
 use crate::{
     http::socket::{self, Socket, Written},
     metrics::{Counter, Metrics},
@@ -88,8 +91,10 @@ pub struct ConnHandle {
     metrics: Arc<Metrics>,
     /// Something other than a delivery woke the task since it last looked (`realtime::wakes`).
     others_woken: AtomicBool,
-    /// `None` only in unit tests, which take the queue themselves.
-    writer: Option<Writer>,
+    /// A sweep found the socket parked and left the queue alone: the task lists it again once
+    /// the parked bytes are written ([`resume`](Self::resume)).
+    skipped: AtomicBool,
+    writer: Writer,
 }
 
 /// The waker the connection's task polls everything but its queue with (client frames, acks,
@@ -113,7 +118,7 @@ impl ConnHandle {
         capacity: usize,
         kill: CancellationToken,
         metrics: Arc<Metrics>,
-        writer: Option<Writer>,
+        writer: Writer,
     ) -> Self {
         Self {
             id,
@@ -124,12 +129,13 @@ impl ConnHandle {
             kill,
             metrics,
             others_woken: AtomicBool::new(true),
+            skipped: AtomicBool::new(false),
             writer,
         }
     }
 
-    pub(crate) fn writer(&self) -> Option<&Writer> {
-        self.writer.as_ref()
+    pub(crate) fn writer(&self) -> &Writer {
+        &self.writer
     }
 
     fn wake_others(&self) {
@@ -194,36 +200,33 @@ impl ConnHandle {
         next
     }
 
-    /// Queue `m` unless a close is already queued, and put the connection on its shard's dirty
-    /// list if it was clean; `Err(true)` when the queue is full.
-    fn push(self: &Arc<Self>, m: Outbound) -> Result<(), bool> {
-        let schedule = {
-            let mut o = self.outbox();
-            if o.closed {
-                return Err(false);
-            }
-            if o.frames.len() >= self.capacity {
-                return Err(true);
-            }
-            o.closed = matches!(m, Outbound::Close(..));
-            o.frames.push_back(m);
-            self.writer.is_some() && !std::mem::replace(&mut o.queued, true)
-        };
-        if let (true, Some(w)) = (schedule, &self.writer) {
-            w.shard.push(self.clone());
+    /// Queue `m` unless a close is already queued; `Ok(true)` when the connection was clean and
+    /// must now be listed on its shard (see [`Listing`]); `Err(true)` when the queue is full.
+    fn push(&self, m: Outbound) -> Result<bool, bool> {
+        let mut o = self.outbox();
+        if o.closed {
+            return Err(false);
         }
-        Ok(())
+        if o.frames.len() >= self.capacity {
+            return Err(true);
+        }
+        o.closed = matches!(m, Outbound::Close(..));
+        o.frames.push_back(m);
+        Ok(!std::mem::replace(&mut o.queued, true))
     }
 
-    /// Back on the dirty list if frames wait (the parked bytes were written: the sweeper had
-    /// left this queue alone meanwhile).
+    /// Back on the dirty list if a sweep skipped it (parked bytes) and frames wait: call once
+    /// the parked bytes are written. Cheap when no sweep skipped it: one atomic load.
     pub(crate) fn resume(self: &Arc<Self>) {
-        let schedule = {
+        if !self.skipped.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let list = {
             let mut o = self.outbox();
             !o.frames.is_empty() && !std::mem::replace(&mut o.queued, true)
         };
-        if let (true, Some(w)) = (schedule, &self.writer) {
-            w.shard.push(self.clone());
+        if list {
+            self.writer.shard.push(self.clone());
         }
     }
 
@@ -231,11 +234,16 @@ impl ConnHandle {
     /// is left to the task once what precedes it is written. A connection with parked bytes is
     /// skipped: its task resumes it once they are written.
     pub(crate) fn sweep(&self, buf: &mut Vec<u8>) {
-        let Some(w) = &self.writer else { return };
+        let w = &self.writer;
         let mut o = self.outbox();
         o.queued = false;
         if w.socket.is_parked() {
-            return;
+            // Said before looking again: either the task, writing the parked bytes, sees this
+            // and resumes the queue, or this sweep sees them written and goes on.
+            self.skipped.store(true, Ordering::SeqCst);
+            if w.socket.is_parked() {
+                return;
+            }
         }
         buf.clear();
         let (mut text, mut close) = (0, None);
@@ -283,9 +291,15 @@ impl ConnHandle {
         }
     }
 
-    /// The close frame the sweep reached, for the task to send.
-    pub(crate) fn take_closing(&self) -> Option<(u16, &'static str)> {
-        self.outbox().closing.take()
+    /// The close frame the sweep reached, for the task to send (it stays here until the task
+    /// [takes](Self::take_closing) it, so the queue is not written out before it is sent).
+    pub(crate) fn closing(&self) -> Option<(u16, &'static str)> {
+        self.outbox().closing
+    }
+
+    /// The close frame is handed to the WebSocket library.
+    pub(crate) fn take_closing(&self) {
+        self.outbox().closing = None;
     }
 
     /// Whether everything queued is written (or handed to the task); if not, `waker` is woken
@@ -301,8 +315,23 @@ impl ConnHandle {
 
     /// Queue a frame; a full queue means a slow consumer, which is disconnected.
     pub fn send(self: &Arc<Self>, frame: Frame) -> bool {
+        self.send_then(frame, |conn| conn.list(true))
+    }
+
+    /// [`send`](Self::send), leaving the shard listing to `listing` (a fan-out lists every
+    /// connection it made dirty at once, one lock per shard).
+    pub fn send_listed(self: &Arc<Self>, frame: Frame, listing: &mut Listing) -> bool {
+        self.send_then(frame, |conn| listing.add(conn))
+    }
+
+    fn send_then(self: &Arc<Self>, frame: Frame, list: impl FnOnce(&Arc<Self>)) -> bool {
         match self.push(Outbound::Frame(frame)) {
-            Ok(()) => true,
+            Ok(listed) => {
+                if listed {
+                    list(self);
+                }
+                true
+            }
             Err(true) => {
                 if !self.kill.is_cancelled() {
                     self.metrics.slow_consumer_disconnects.inc();
@@ -318,14 +347,24 @@ impl ConnHandle {
     /// Close the connection with a WebSocket close code (after what is already queued). Already
     /// closing (a second close, say a revocation seen twice): the first close frame stands.
     pub fn close(self: &Arc<Self>, code: u16, reason: &'static str) {
-        if self.push(Outbound::Close(code, reason)) == Err(true) {
-            self.kill();
+        match self.push(Outbound::Close(code, reason)) {
+            Ok(list) => self.list(list),
+            Err(true) => self.kill(),
+            Err(false) => {}
         }
     }
 
     /// Queue a WebSocket ping (liveness of the peer).
     pub fn ping(self: &Arc<Self>) -> bool {
-        self.push(Outbound::Ping).is_ok()
+        self.push(Outbound::Ping)
+            .map(|list| self.list(list))
+            .is_ok()
+    }
+
+    fn list(self: &Arc<Self>, list: bool) {
+        if list {
+            self.writer.shard.push(self.clone());
+        }
     }
 
     /// Ask the connection's task to fill a delivery gap.
@@ -336,7 +375,8 @@ impl ConnHandle {
         });
     }
 
-    /// The next queued frame, or `None` after registering `waker` to be woken by the next one.
+    /// The next queued frame, or `None` after registering `waker` to be woken by the next one
+    /// (a test reading the queue instead of a sweeper).
     #[cfg(test)]
     pub(crate) fn next_outbound(&self, waker: &Waker) -> Option<Outbound> {
         self.take(waker, |o| o.frames.pop_front())
@@ -348,34 +388,43 @@ impl ConnHandle {
     }
 }
 
+/// A writer onto a real loopback socket whose peer is `peer` (call within a Tokio runtime), on
+/// a shard of its own that no sweeper sweeps: a test sweeps it, or reads the queue, itself.
+#[cfg(test)]
+pub(crate) fn test_writer() -> (Writer, std::net::TcpStream) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    server.set_nonblocking(true).unwrap();
+    let socket = Arc::new(Socket::new(
+        tokio::net::TcpStream::from_std(server).unwrap(),
+    ));
+    socket.to_frames();
+    let writer = Writer {
+        socket,
+        shard: Arc::new(Shard::default()),
+        frames_out: Arc::new(Counter::default()),
+    };
+    (writer, peer)
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use tokio::{
-        io::AsyncReadExt,
-        net::{TcpListener, TcpStream},
-    };
+    use tokio::{io::AsyncReadExt, net::TcpStream};
 
     use super::*;
 
     async fn pair() -> (Arc<ConnHandle>, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        let socket = Arc::new(Socket::new(server));
-        socket.to_frames();
-        let writer = Writer {
-            socket,
-            shard: Arc::new(Shard::default()),
-            frames_out: Arc::new(Counter::default()),
-        };
+        let (writer, peer) = test_writer();
+        peer.set_nonblocking(true).unwrap();
+        // Until the reactor has seen the new socket writable, a `try_write` would park.
+        writer.socket.stream.writable().await.unwrap();
         let metrics = Arc::new(Metrics::default());
         let kill = CancellationToken::new();
-        let h = ConnHandle::new(1, "u".into(), "s".into(), 4, kill, metrics, Some(writer));
-        (Arc::new(h), client)
+        let h = ConnHandle::new(1, "u".into(), "s".into(), 4, kill, metrics, writer);
+        (Arc::new(h), TcpStream::from_std(peer).unwrap())
     }
 
     fn expect_frames(frames: &[&str], ping: bool) -> Vec<u8> {
@@ -395,7 +444,7 @@ mod tests {
     #[tokio::test]
     async fn one_sweep_writes_the_queue_and_hands_the_close_to_the_task() {
         let (h, mut client) = pair().await;
-        let shard = h.writer().unwrap().shard.clone();
+        let shard = h.writer().shard.clone();
         assert!(h.send(Frame::from("a".to_string())));
         assert!(h.send(Frame::from("b".to_string())));
         assert!(h.ping());
@@ -407,7 +456,12 @@ mod tests {
         assert!(!h.written_out(Waker::noop()));
         let mut buf = Vec::new();
         dirty[0].sweep(&mut buf);
-        assert_eq!(h.take_closing(), Some((1000, "bye")));
+        assert_eq!(h.closing(), Some((1000, "bye")));
+        assert!(
+            !h.written_out(Waker::noop()),
+            "not out until the task sends the close"
+        );
+        h.take_closing();
         assert!(h.written_out(Waker::noop()));
         let want = expect_frames(&["a", "b"], true);
         let mut got = vec![0u8; want.len()];
@@ -416,7 +470,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(got, want);
-        assert_eq!(h.writer().unwrap().frames_out.get(), 2);
+        assert_eq!(h.writer().frames_out.get(), 2);
     }
 
     /// While bytes are parked the sweeper leaves the queue alone (so a slow reader fills it and
@@ -424,7 +478,7 @@ mod tests {
     #[tokio::test]
     async fn a_parked_socket_is_skipped_until_resumed_and_overflow_kills() {
         let (h, mut client) = pair().await;
-        let w = h.writer().unwrap();
+        let w = h.writer();
         let shard = w.shard.clone();
         socket2::SockRef::from(&w.socket.stream)
             .set_send_buffer_size(4096)

@@ -18,8 +18,10 @@ use crate::{
     settings::DatabaseSettings,
 };
 
+/// A connection on a real loopback socket; the test reads its queue (nothing sweeps it).
 fn conn(id: u64) -> Arc<ConnHandle> {
     let metrics = Arc::new(Metrics::default());
+    let (writer, _peer) = conn::test_writer();
     Arc::new(ConnHandle::new(
         id,
         format!("user{id}"),
@@ -27,7 +29,7 @@ fn conn(id: u64) -> Arc<ConnHandle> {
         10_000,
         CancellationToken::new(),
         metrics,
-        None,
+        writer,
     ))
 }
 
