@@ -214,9 +214,10 @@ impl Hub {
             .filter(|(_, s)| user.is_none_or(|u| s.conn.user_id == u))
             .map(|(id, _)| *id)
             .collect();
+        let mut listing = Listing::default();
         for id in &ended {
             if let Some(sub) = room.subs.remove(id) {
-                sub.conn.send(frame.clone());
+                sub.conn.send_listed(frame.clone(), &mut listing);
             }
         }
         if user.is_none() {

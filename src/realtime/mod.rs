@@ -46,6 +46,7 @@ use crate::{
     threads::Membership,
 };
 use streams::{Follow, StreamEvent, Streams};
+use sweep::Listing;
 
 /// Something every instance must learn.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -364,8 +365,9 @@ impl Realtime {
                     document: document.clone(),
                     deleted: *deleted,
                 });
+                let mut listing = Listing::default();
                 for conn in self.hub.live_subscribers(thread_id) {
-                    conn.send(frame.clone());
+                    conn.send_listed(frame.clone(), &mut listing);
                 }
             }
             Event::Stream(e) => {
@@ -460,8 +462,9 @@ impl Realtime {
 
     /// Send a frame to every connection (status changes).
     pub fn broadcast_all(&self, frame: &Frame) {
+        let mut listing = Listing::default();
         for c in self.all() {
-            c.send(frame.clone());
+            c.send_listed(frame.clone(), &mut listing);
         }
     }
 
@@ -516,12 +519,15 @@ impl Realtime {
         }
         let mut following = self.hub.subscriber_ids(thread);
         following.extend(told);
-        let mut out = None;
+        let (mut out, mut listing) = (None, Listing::default());
         for c in self.all() {
             if following.contains(&c.id) || !users.iter().any(|u| *u == c.user_id) {
                 continue;
             }
-            c.send(out.get_or_insert_with(|| protocol::frame(frame)).clone());
+            c.send_listed(
+                out.get_or_insert_with(|| protocol::frame(frame)).clone(),
+                &mut listing,
+            );
         }
     }
 

@@ -15,6 +15,7 @@ use crate::contract::{AgentErrorClass, AgentRef, DebateRole, MessageView, Server
 use crate::realtime::{
     hub::{ConnHandle, Hub},
     protocol::{Frame, frame},
+    sweep::Listing,
 };
 
 mod cancel;
@@ -258,8 +259,9 @@ impl Streams {
                 // either is among them or finds the stream when it attaches.
                 let frame = stream.start_frame();
                 let mut st = stream.state.lock().unwrap_or_else(|e| e.into_inner());
+                let mut listing = Listing::default();
                 for conn in hub.live_subscribers(thread) {
-                    if conn.send(frame.clone()) {
+                    if conn.send_listed(frame.clone(), &mut listing) {
                         st.watchers.insert(conn.id, conn);
                     }
                 }
@@ -292,7 +294,7 @@ impl Streams {
                     offset: *offset,
                     delta: delta.clone(),
                 });
-                st.watchers.retain(|_, c| c.send(frame.clone()));
+                send_watchers(&mut st.watchers, &frame);
                 Follow::None
             }
             StreamEvent::Reasoning {
@@ -352,10 +354,10 @@ impl Streams {
                         offset: from,
                         delta,
                     });
-                    st.watchers.retain(|_, c| c.send(frame.clone()));
+                    send_watchers(&mut st.watchers, &frame);
                 } else if st.stale {
                     let frame = snapshot_frame(thread, stream_id, text, chars, reasoning);
-                    st.watchers.retain(|_, c| c.send(frame.clone()));
+                    send_watchers(&mut st.watchers, &frame);
                 }
                 st.text = text.clone();
                 st.chars = chars;
@@ -413,7 +415,7 @@ impl Streams {
                         error_class: *error_class,
                     });
                     let mut st = stream.state.lock().unwrap_or_else(|e| e.into_inner());
-                    st.watchers.retain(|_, c| c.send(frame.clone()));
+                    send_watchers(&mut st.watchers, &frame);
                     let wait = RetryWait {
                         attempt: *attempt,
                         retry_in_ms: *retry_in_ms,
@@ -431,7 +433,7 @@ impl Streams {
                     *stream.model.write().unwrap_or_else(|e| e.into_inner()) = Some(model.clone());
                     let frame = stream.start_frame();
                     let mut st = stream.state.lock().unwrap_or_else(|e| e.into_inner());
-                    st.watchers.retain(|_, c| c.send(frame.clone()));
+                    send_watchers(&mut st.watchers, &frame);
                 }
                 Follow::None
             }
@@ -456,9 +458,7 @@ impl Streams {
             .remove(stream_id);
         if let Some(stream) = stream {
             let mut st = stream.state.lock().unwrap_or_else(|e| e.into_inner());
-            for c in st.watchers.values() {
-                c.send(frame.clone());
-            }
+            send_watchers(&mut st.watchers, frame);
             st.watchers.clear();
         }
     }
@@ -497,6 +497,13 @@ impl Streams {
                 .remove(&conn_id);
         }
     }
+}
+
+/// Send `frame` to every watcher, forgetting those whose connection is over (or too slow); the
+/// connections it made dirty are listed on their shards at once (`realtime::sweep`).
+fn send_watchers(watchers: &mut HashMap<u64, Arc<ConnHandle>>, frame: &Frame) {
+    let mut listing = Listing::default();
+    watchers.retain(|_, c| c.send_listed(frame.clone(), &mut listing));
 }
 
 fn snapshot_frame(

@@ -32,27 +32,27 @@ pub struct Shard {
 impl Shard {
     /// Put `conn` on the dirty list (the caller saw it was not on it).
     pub fn push(&self, conn: Arc<ConnHandle>) {
-        let first = {
-            let mut dirty = lock(&self.dirty);
-            dirty.push(conn);
-            dirty.len() == 1
-        };
-        if first {
-            self.wake.notify_one();
-        }
+        self.add(|dirty| dirty.push(conn));
     }
 
-    /// Put every connection of `conns` on the dirty list (taking them), waking the sweeper if
-    /// the list was empty.
+    /// Put every connection of `conns` on the dirty list (taking them).
     fn push_all(&self, conns: &mut Vec<Arc<ConnHandle>>) {
-        let first = {
-            let mut dirty = lock(&self.dirty);
-            let first = dirty.is_empty();
-            if first {
-                std::mem::swap(&mut *dirty, conns);
+        self.add(|dirty| {
+            if dirty.is_empty() {
+                std::mem::swap(dirty, conns);
             } else {
                 dirty.append(conns);
             }
+        });
+    }
+
+    /// Add to the dirty list under its lock, waking the sweeper if the list was empty (it
+    /// sleeps only then).
+    fn add(&self, add: impl FnOnce(&mut Vec<Arc<ConnHandle>>)) {
+        let first = {
+            let mut dirty = lock(&self.dirty);
+            let first = dirty.is_empty();
+            add(&mut dirty);
             first
         };
         if first {
@@ -78,8 +78,8 @@ impl Listing {
         }
     }
 
-    /// List them all.
-    pub fn flush(&mut self) {
+    /// List them all (when the fan-out is over: the listing is dropped).
+    fn flush(&mut self) {
         for (shard, conns) in &mut self.shards {
             if !conns.is_empty() {
                 shard.push_all(conns);

@@ -66,12 +66,10 @@ impl Wire {
             return Poll::Ready(());
         }
         let socket = &self.handle.writer().socket;
-        if socket.is_parked() || socket.failed() {
-            match socket.poll_flush_parked(cx) {
-                Poll::Ready(Ok(_)) => {}
-                Poll::Pending => {}
-                Poll::Ready(Err(_)) => return self.fail(),
-            }
+        if (socket.is_parked() || socket.failed())
+            && let Poll::Ready(Err(_)) = socket.poll_flush_parked(cx)
+        {
+            return self.fail();
         }
         // Nothing parked (any more: this call or the library's last flush wrote it): frames a
         // sweep left alone meanwhile go back to the sweeper (one atomic load when none did).

@@ -2,7 +2,7 @@
 //! like the answer's chunks (`stream_reasoning` frames), kept so that a socket attaching later
 //! gets it in its `stream_snapshot`, and mirrored across instances like the text.
 
-use super::{Follow, StreamState, Streams};
+use super::{Follow, StreamState, Streams, send_watchers};
 use crate::contract::ServerFrame;
 use crate::realtime::protocol::frame;
 
@@ -36,7 +36,7 @@ impl Streams {
             offset,
             delta: delta.to_string(),
         });
-        st.watchers.retain(|_, c| c.send(f.clone()));
+        send_watchers(&mut st.watchers, &f);
         Follow::None
     }
 }
@@ -51,7 +51,7 @@ pub(super) fn catch_up(st: &mut StreamState, thread: &str, stream_id: &str, reas
             offset: st.reasoning_chars,
             delta: reasoning.chars().skip(st.reasoning_chars).collect(),
         });
-        st.watchers.retain(|_, c| c.send(f.clone()));
+        send_watchers(&mut st.watchers, &f);
     }
     if st.stale || chars > st.reasoning_chars {
         st.reasoning = reasoning.to_string();
