@@ -198,14 +198,19 @@ pub(crate) async fn connect_many(
             )
             .await;
             drop(permit);
-            let _ = done.send(());
+            // Counted before `done`: the caller reads `connected` as the number of subscribers
+            // every message must reach, so a connection counted late would hide its losses.
             match ws {
                 Ok(ws) => {
                     stats.connect.record(started.elapsed().as_micros() as u64);
                     stats.connected.fetch_add(1, Ordering::Relaxed);
+                    let _ = done.send(());
                     hold(ws, stats, clock, stop, time).await;
                 }
-                Err(e) => stats.connect_failed(format!("{e:#}")),
+                Err(e) => {
+                    stats.connect_failed(format!("{e:#}"));
+                    let _ = done.send(());
+                }
             }
         }));
     }
