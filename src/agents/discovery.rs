@@ -54,12 +54,13 @@ impl LocalModels {
         changed
     }
 
-    /// Probe now and then every `interval` until `stop`; `on_change` runs after each probe
-    /// that changed the list.
+    /// Probe once `after` is done, then every `interval` until `stop`; `on_change` runs after
+    /// each probe that changed the list.
     pub fn watch(
         self: &Arc<Self>,
         providers: super::providers::Providers,
         settings: ProviderSettings,
+        after: impl Future<Output = ()> + Send + 'static,
         stop: CancellationToken,
         on_change: impl Fn(&[LocalModel]) + Send + 'static,
     ) {
@@ -68,7 +69,12 @@ impl LocalModels {
         }
         let me = self.clone();
         tokio::spawn(async move {
-            // The client is built off the async workers: it reads the CA certificates.
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = after => {}
+            }
+            // The client is built off the async workers: it reads the CA certificates (about
+            // 3 ms of CPU here, which a cold start would otherwise share with its database).
             let Ok(http) = tokio::task::spawn_blocking(move || providers.http().clone()).await
             else {
                 return;

@@ -182,9 +182,11 @@ impl Agents {
         stop: CancellationToken,
     ) {
         let me = self.clone();
+        let db = self.db.clone();
         self.local.watch(
             self.providers.clone(),
             self.settings.clone(),
+            async move { db.first_attempt().await },
             stop.clone(),
             move |_| me.register_metric_labels(),
         );

@@ -62,6 +62,8 @@ struct Inner {
     /// Set when the first connection attempt has ended, either way: until then `Down` only means
     /// "not tried yet" (`/readyz` says `starting`, not `degraded`).
     first_attempt_ended: AtomicBool,
+    /// Woken when the first attempt ends ([`Database::first_attempt`]).
+    first_attempt_done: Notify,
     /// When the first attempt must have ended (its own timeout), even if it was cancelled.
     first_attempt_deadline: Instant,
     metrics: Arc<Metrics>,
@@ -125,6 +127,7 @@ impl Database {
                 urgent: AtomicBool::new(false),
                 connected_once: AtomicBool::new(false),
                 first_attempt_ended: AtomicBool::new(false),
+                first_attempt_done: Notify::new(),
                 first_attempt_deadline: Instant::now() + attempt_timeout(&settings),
                 metrics,
             }),
@@ -145,6 +148,29 @@ impl Database {
     pub fn first_attempt_ended(&self) -> bool {
         self.inner.first_attempt_ended.load(Ordering::Acquire)
             || Instant::now() >= self.inner.first_attempt_deadline
+    }
+
+    /// Wait until the first connection attempt has ended (or its time is up): work that can
+    /// wait (local model discovery) stays out of the way of a cold start.
+    pub async fn first_attempt(&self) {
+        let done = self.inner.first_attempt_done.notified();
+        tokio::pin!(done);
+        // Registered before the flag is read, so an attempt ending in between still wakes it.
+        done.as_mut().enable();
+        if self.first_attempt_ended() {
+            return;
+        }
+        let deadline = tokio::time::Instant::from_std(self.inner.first_attempt_deadline);
+        tokio::select! {
+            _ = done => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+
+    fn end_first_attempt(&self) {
+        if !self.inner.first_attempt_ended.swap(true, Ordering::AcqRel) {
+            self.inner.first_attempt_done.notify_waiters();
+        }
     }
 
     /// Follow state changes.
@@ -255,9 +281,7 @@ impl Database {
             self.inner.connected_once.store(true, Ordering::Relaxed);
             self.inner.metrics.db_up.set(1);
             self.inner.state.send_replace(DbState::Up);
-            self.inner
-                .first_attempt_ended
-                .store(true, Ordering::Release);
+            self.end_first_attempt();
             // Watch for trouble: a failed operation wakes us, the heartbeat catches idle outages.
             loop {
                 tokio::select! {
@@ -400,9 +424,7 @@ impl Database {
         // A success is published by the supervisor once the state is `Up`, so readiness goes
         // from `starting` to `ready` with nothing between.
         if result.is_err() {
-            self.inner
-                .first_attempt_ended
-                .store(true, Ordering::Release);
+            self.end_first_attempt();
         }
         result
     }
@@ -442,5 +464,53 @@ mod tests {
         let samples: std::collections::HashSet<_> =
             (0..50).map(|_| backoff_delay(10, 100, 5_000)).collect();
         assert!(samples.len() > 10, "full jitter spreads delays");
+    }
+
+    fn sqlite_at(path: &str) -> DatabaseSettings {
+        DatabaseSettings {
+            url: crate::settings::Secret::new(format!("sqlite://{path}")),
+            // A deadline far past the test's own wait: only the attempt's end can wake it.
+            connect_timeout_ms: 30_000,
+            ..DatabaseSettings::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn first_attempt_wakes_its_waiters_when_the_first_connection_ends_either_way() {
+        let shutdown = CancellationToken::new();
+        let _stop = shutdown.clone().drop_guard();
+        let metrics = Arc::new(Metrics::default());
+        let dir = std::env::temp_dir().join(format!("emergence-first-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let wait = Duration::from_secs(20);
+
+        let up = Database::start(
+            sqlite_at(&format!("{}/e.db", dir.display())),
+            metrics.clone(),
+            shutdown.clone(),
+        );
+        tokio::time::timeout(wait, up.first_attempt())
+            .await
+            .expect("a database that opens ends the first attempt");
+        assert!(
+            up.is_up(),
+            "the success is published before the waiters wake"
+        );
+
+        // A file where a directory must be: SQLite cannot open it, at once and every time.
+        let file = dir.join("file");
+        std::fs::write(&file, b"").unwrap();
+        let down = Database::start(
+            sqlite_at(&format!("{}/e.db", file.display())),
+            metrics,
+            shutdown.clone(),
+        );
+        tokio::time::timeout(wait, down.first_attempt())
+            .await
+            .expect("a failed first attempt wakes the waiters too");
+        assert!(!down.is_up());
+        assert!(down.first_attempt_ended());
+        shutdown.cancel();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
