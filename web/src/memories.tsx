@@ -2,7 +2,7 @@
 // (newest first, a page at a time), inline edit, delete, delete all, and add by hand. The list
 // reloads whenever a `memory` frame says an item changed (a fact captured from one of my
 // messages, a thread summary, a change made in another tab). Same chunk as the account page.
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, errorText } from './api';
 import type { Chat } from './chat';
 import type { MemoryList, MemorySettingsView, MemoryView } from './contract';
@@ -53,10 +53,19 @@ export function MemoryPanel({ chat }: { chat?: Chat }) {
   const [error, setError] = useState<string | null>(null);
   const [version, setVersion] = useState(chat?.memoryVersion ?? 0);
 
+  // Each reload and each change takes a number; a reload's answers are shown only if nothing
+  // newer began since (an answer that left the server before a change would undo it on screen).
+  const latest = useRef(0);
   const reload = () => {
-    void api<MemorySettingsView>('GET', '/api/memories/settings').then(setSettings, (e) => setError(errorText(e)));
+    const mine = ++latest.current;
+    const current = () => mine === latest.current;
+    void api<MemorySettingsView>('GET', '/api/memories/settings').then(
+      (s) => current() && setSettings(s),
+      (e) => setError(errorText(e)),
+    );
     void api<MemoryList>('GET', '/api/memories').then(
       (l) => {
+        if (!current()) return;
         setItems(l.memories);
         setNext(l.next_before);
       },
@@ -68,6 +77,7 @@ export function MemoryPanel({ chat }: { chat?: Chat }) {
 
   /** Runs `op`, then reloads; true when it succeeded (a failure is shown). */
   const run = async (op: () => Promise<unknown>): Promise<boolean> => {
+    latest.current += 1;
     setError(null);
     let ok = true;
     try {
@@ -108,9 +118,13 @@ export function MemoryPanel({ chat }: { chat?: Chat }) {
               type="checkbox"
               data-testid="memory-enabled"
               checked={settings.enabled}
-              onChange={(e) =>
-                void run(() => api('PUT', '/api/memories/settings', { enabled: (e.target as HTMLInputElement).checked }))
-              }
+              onChange={(e) => {
+                const enabled = (e.target as HTMLInputElement).checked;
+                // Shown at once: a render before the server answers keeps the box as clicked
+                // (the reload after the change shows what the server kept).
+                setSettings({ ...settings, enabled });
+                void run(() => api('PUT', '/api/memories/settings', { enabled }));
+              }}
             />{' '}
             {t('mem.enabled')}
           </label>{' '}
