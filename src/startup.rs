@@ -10,7 +10,7 @@ use std::{
 use anyhow::Context;
 use axum::{
     Router,
-    extract::{ConnectInfo, Request, State},
+    extract::{ConnectInfo, State},
     http::header,
     middleware,
     response::{IntoResponse, Response},
@@ -24,10 +24,7 @@ use hyper_util::{
 use tokio::{net::TcpListener, sync::mpsc};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
-use tower_http::{
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    trace::TraceLayer,
-};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::{
     agents::Agents,
@@ -533,14 +530,12 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
     }
     app.fallback(crate::assets::fallback)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), crate::http::middleware::record_metrics))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::http::middleware::record_metrics,
+        ))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-                tracing::info_span!("http", request_id = %id, method = %req.method(), path = %req.uri().path())
-            }),
-        )
+        .layer(crate::http::trace::layer())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -1,6 +1,6 @@
 //! HTTP plumbing shared by the resource modules: JSON bodies, client addresses, the security
 //! headers of every answer, the drain of bodies answered before they were read, and zero-copy
-//! writes of the embedded files.
+//! writes of the embedded files, and the span and failure line of every answer.
 
 pub mod client_ip;
 pub mod headers;
@@ -9,6 +9,7 @@ pub mod linger;
 pub mod middleware;
 pub mod routes;
 pub mod socket;
+pub mod trace;
 pub mod zerocopy;
 
 /// The `{id}` of a path. A path that does not even decode (invalid UTF-8 after percent-decoding)

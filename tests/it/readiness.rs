@@ -181,3 +181,84 @@ async fn with_a_blackholed_database_readyz_says_starting_until_the_connect_timeo
     );
     assert!(s.after < Duration::from_millis(1200 + 1500), "{s:?}");
 }
+
+/// A 503 is the instance saying "not now": while the database's first attempt runs, `/readyz`
+/// answers 503 `starting`, and the `response failed` line of each answer (which `emergence
+/// guard` counts as a 5xx) is a warning, not an error an operator's alert would page on. The
+/// database is a listener that accepts and never answers, so the attempt lasts its timeout.
+#[tokio::test]
+async fn readiness_503s_while_starting_are_logged_as_warnings_not_errors() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let scratch = TestDb::sqlite();
+    let dir = scratch.sqlite_dir().unwrap();
+    let config = dir.join("emergence.toml");
+    std::fs::write(&config, "[database]\nconnect_timeout_ms = 15000\n").unwrap();
+    let log = dir.join("server.log");
+    let port = free_port();
+    let server = KillOnDrop(
+        std::process::Command::new(BUILT)
+            .arg("serve")
+            .env("PORT", port.to_string())
+            .env("EMERGENCE_HOST", "127.0.0.1")
+            .env(
+                "DATABASE_URL",
+                format!("postgres://emergence@127.0.0.1:{silent_port}/emergence"),
+            )
+            .env("EMERGENCE_CONFIG", &config)
+            .env("EMERGENCE_LOG", "info")
+            .env("EMERGENCE_LOG_FORMAT", "json")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("the emergence binary starts"),
+    );
+    let started = Instant::now();
+    let mut starting = 0;
+    while starting < 3 {
+        assert!(started.elapsed() < Duration::from_secs(10), "no answers");
+        match probe(port).await {
+            None => tokio::time::sleep(Duration::from_millis(20)).await,
+            Some((status, body)) => {
+                assert_eq!(
+                    (status, &body["status"]),
+                    (503, &json!("starting")),
+                    "{body}"
+                );
+                starting += 1;
+            }
+        }
+    }
+    drop(server);
+    held.abort();
+
+    let lines: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let failed: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "response failed")
+        .collect();
+    assert_eq!(failed.len(), 3, "one line per 503: {failed:?}");
+    for line in &failed {
+        assert_eq!(line["severity"], "WARNING", "{line}");
+        assert_eq!(
+            line["classification"], "Status code: 503 Service Unavailable",
+            "{line}"
+        );
+        assert!(
+            line["latency"].as_str().is_some_and(|l| l.ends_with(" ms")),
+            "{line}"
+        );
+    }
+    let errors: Vec<&Value> = lines.iter().filter(|l| l["severity"] == "ERROR").collect();
+    assert!(errors.is_empty(), "no error lines: {errors:?}");
+}
