@@ -73,10 +73,7 @@ impl LocalModels {
                 _ = stop.cancelled() => return,
                 _ = after => {}
             }
-            // The client is built off the async workers: it reads the CA certificates (about
-            // 3 ms of CPU here, which a cold start would otherwise share with its database).
-            let Ok(http) = tokio::task::spawn_blocking(move || providers.http().clone()).await
-            else {
+            let Some(http) = probe_client(&providers, &settings).await else {
                 return;
             };
             loop {
@@ -98,6 +95,29 @@ impl LocalModels {
             }
         });
     }
+}
+
+/// The client the probes use. Local servers are usually plain HTTP (Ollama's default is
+/// `http://127.0.0.1:11434`): then a client without CA certificates does, which builds in
+/// microseconds; the shared client reads the system's certificates (a stat and a PEM parse per
+/// file, 2-3 ms of CPU here, on a cold start's path to readiness) and is built on first use,
+/// off the async workers, only when a probe URL is HTTPS.
+async fn probe_client(
+    providers: &super::providers::Providers,
+    settings: &ProviderSettings,
+) -> Option<reqwest::Client> {
+    let mut urls = settings.ollama_url.iter().chain(&settings.local_urls);
+    if urls.all(|u| u.starts_with("http://")) {
+        return reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .connect_timeout(PROBE_TIMEOUT)
+            .build()
+            .ok();
+    }
+    let providers = providers.clone();
+    tokio::task::spawn_blocking(move || providers.http().clone())
+        .await
+        .ok()
 }
 
 /// Every chat model of every local server, Ollama first, each in the server's order.

@@ -15,11 +15,18 @@
 //! from the migrations (`UPDATE_SQLITE_SCHEMA=1 cargo test --lib fresh_schema`) and a test
 //! checks that both ways give the same database; a file behind the newest migration is not used.
 //!
+//! A new SQLite *file* is not even made by running that schema: it is written from a template,
+//! `migrations/sqlite-fresh.db`, the database the fresh schema and its ledger make, in WAL mode
+//! (generated with the schema, and checked by the same test). SQLite's parsing of the schema's
+//! statements and the file's creation were most of what remained of a cold start.
+//!
 //! Databases created before sqlx ran the migrations kept their own ledger,
 //! `emergence_migrations (version, applied_at)`. It is read on every start: its versions are
 //! recorded in `_sqlx_migrations` (with the embedded files' checksums) before the migrator runs,
 //! so such a database upgrades in place. The old table is left as it is (an older binary can
 //! still start on the database).
+
+use std::{io::Write, path::Path};
 
 use sqlx::{
     Row,
@@ -36,28 +43,37 @@ static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
 const LEGACY_VERSION: &str = "SELECT max(version) FROM emergence_migrations";
 
 pub async fn run_sqlite(pool: &sqlx::SqlitePool) -> Result<(), StoreError> {
-    if fresh_sqlite(pool).await? {
+    // One connection for every step: a connection handed back goes back to the pool
+    // asynchronously, so each step's own checkout would often open a new connection (a thread,
+    // and SQLite parsing the whole schema again) on a cold start's path to readiness.
+    let mut conn = pool.acquire().await?;
+    if fresh_sqlite(&mut conn).await? {
         return Ok(());
     }
     let legacy: i64 = sqlx::query(
         "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'emergence_migrations'",
     )
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await?
     .try_get(0)?;
     if legacy > 0 {
         let version = sqlx::query(LEGACY_VERSION)
-            .fetch_one(pool)
+            .fetch_one(&mut *conn)
             .await?
             .try_get(0)?;
         if let Some(version) = adoptable(&SQLITE, version)? {
             SQLITE
-                .skip(pool, Some(version))
+                .run_direct(Some(version), &mut *conn, true)
                 .await
                 .map_err(migrate_error)?;
         }
     }
-    SQLITE.run(pool).await.map_err(migrate_error)
+    // `run`/`skip` on the connection itself, as sqlx offers it for a borrowed connection
+    // (`run(&mut *conn)` is refused in a `Send` future: "`Acquire` is not general enough").
+    SQLITE
+        .run_direct(None, &mut *conn, false)
+        .await
+        .map_err(migrate_error)
 }
 
 /// The schema the SQLite migrations end with (generated: see the module's comment).
@@ -71,15 +87,72 @@ fn fresh_version() -> Option<i64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// The database file `SQLITE_FRESH` and its ledger make, with WAL mode set in its header
+/// (generated: see the module's comment).
+const SQLITE_TEMPLATE: &[u8] = include_bytes!("../../migrations/sqlite-fresh.db");
+
+/// Create the SQLite database at `path` from the template when neither it nor a WAL of it
+/// exists; `false` when nothing was done (the file exists, or the file system refused, in
+/// which case SQLite creates the file as before). Written to a temporary file, synced and then
+/// linked into place, so a crash leaves either no database or the whole template, and two
+/// processes starting together cannot replace each other's file.
+pub fn create_sqlite_from_template(path: &Path) -> bool {
+    let wal = path.with_file_name(format!(
+        "{}-wal",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    if path.symlink_metadata().is_ok() || wal.symlink_metadata().is_ok() {
+        return false;
+    }
+    let tmp = path.with_file_name(format!(
+        ".{}.new-{}",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        file.write_all(SQLITE_TEMPLATE)?;
+        file.sync_all()?;
+        std::fs::hard_link(&tmp, path)
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    if let Err(e) = written {
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            tracing::info!(error = %e, path = %path.display(), "the database is created without its template");
+        }
+        return false;
+    }
+    // The new name is durable before anything is written to the database through it.
+    if let Some(dir) = path.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    true
+}
+
+/// A database made from the template records when it was made, not when the template was.
+pub async fn stamp_template(pool: &sqlx::SqlitePool) -> Result<(), StoreError> {
+    sqlx::query("UPDATE _sqlx_migrations SET installed_on = CURRENT_TIMESTAMP")
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// Give an empty SQLite database the final schema and record every migration, in one
 /// transaction; `false` (nothing done) when the database is not empty.
-async fn fresh_sqlite(pool: &sqlx::SqlitePool) -> Result<bool, StoreError> {
+async fn fresh_sqlite(conn: &mut sqlx::SqliteConnection) -> Result<bool, StoreError> {
     let newest = SQLITE.iter().map(|m| m.version).max();
     if fresh_version() != newest {
         return Ok(false);
     }
-    let mut conn = pool.acquire().await?;
-    let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+    let mut tx = sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await?;
     let objects: i64 = sqlx::query("SELECT count(*) FROM sqlite_master")
         .fetch_one(&mut *tx)
         .await?
@@ -234,6 +307,43 @@ mod tests {
         if std::env::var_os("UPDATE_SQLITE_SCHEMA").is_some() {
             let path = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite-fresh.sql");
             std::fs::write(path, &want).unwrap();
+            // The template: the file a server makes of an empty database (the new schema and
+            // the ledger in one transaction), in WAL mode, checkpointed and closed.
+            let dir = scratch_dir();
+            let out = dir.join("template.db");
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&out)
+                .create_if_missing(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+            let file = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options)
+                .await
+                .unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(want.clone()))
+                .execute(&file)
+                .await
+                .unwrap();
+            let mut tx = file.begin().await.unwrap();
+            tx.ensure_migrations_table(&SQLITE.table_name)
+                .await
+                .unwrap();
+            for m in SQLITE
+                .iter()
+                .filter(|m| !m.migration_type.is_down_migration())
+            {
+                tx.skip(&SQLITE.table_name, m).await.unwrap();
+            }
+            tx.commit().await.unwrap();
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&file)
+                .await
+                .unwrap();
+            file.close().await;
+            let bytes = std::fs::read(&out).unwrap();
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite-fresh.db");
+            std::fs::write(path, bytes).unwrap();
+            std::fs::remove_dir_all(dir).unwrap();
             return;
         }
         assert!(
@@ -242,14 +352,88 @@ mod tests {
              run UPDATE_SQLITE_SCHEMA=1 cargo test --lib fresh_schema"
         );
         let fresh = memory_pool().await;
-        assert!(fresh_sqlite(&fresh).await.unwrap(), "an empty database");
+        assert!(
+            fresh_sqlite(&mut fresh.acquire().await.unwrap())
+                .await
+                .unwrap(),
+            "an empty database"
+        );
         assert_eq!(dump(&fresh).await, dump(&stepwise).await);
         assert_eq!(ledger(&fresh).await, ledger(&stepwise).await);
         // The migrator accepts the ledger (same checksums, nothing left to apply), and a
         // database that is not empty is never given the schema again.
         run_sqlite(&fresh).await.unwrap();
-        assert!(!fresh_sqlite(&fresh).await.unwrap());
+        assert!(
+            !fresh_sqlite(&mut fresh.acquire().await.unwrap())
+                .await
+                .unwrap()
+        );
         assert_eq!(ledger(&fresh).await, ledger(&stepwise).await);
+    }
+
+    fn scratch_dir() -> std::path::PathBuf {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("emergence-migrations-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// The template is the database the migrations make, in WAL mode; a file made from it is
+    /// complete for the migrator, and a file is only ever made where none (and no WAL) exists.
+    #[tokio::test]
+    async fn the_template_is_what_the_migrations_make() {
+        assert_eq!(&SQLITE_TEMPLATE[..16], b"SQLite format 3\0");
+        assert_eq!(
+            (SQLITE_TEMPLATE[18], SQLITE_TEMPLATE[19]),
+            (2, 2),
+            "the template is in WAL mode"
+        );
+        let stepwise = memory_pool().await;
+        SQLITE.run(&stepwise).await.unwrap();
+        let dir = scratch_dir();
+        let path = dir.join("db").join("emergence.db");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        assert!(create_sqlite_from_template(&path), "a new file");
+        assert!(
+            !create_sqlite_from_template(&path),
+            "never over an existing file"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), SQLITE_TEMPLATE);
+        let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers, [std::ffi::OsString::from("emergence.db")]);
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        assert_eq!(
+            dump(&pool).await,
+            dump(&stepwise).await,
+            "migrations/sqlite-fresh.db is not what the migrations make: \
+             run UPDATE_SQLITE_SCHEMA=1 cargo test --lib fresh_schema"
+        );
+        assert_eq!(ledger(&pool).await, ledger(&stepwise).await);
+        stamp_template(&pool).await.unwrap();
+        run_sqlite(&pool).await.unwrap();
+        assert_eq!(ledger(&pool).await, ledger(&stepwise).await);
+        pool.close().await;
+
+        // A WAL left without its database is not given a template to replay onto.
+        let orphan = dir.join("orphan.db");
+        std::fs::write(dir.join("orphan.db-wal"), b"").unwrap();
+        assert!(!create_sqlite_from_template(&orphan));
+        assert!(!orphan.exists());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -379,12 +379,20 @@ pub(crate) async fn open_sqlite(
         // writer's path (`checkpoint`), and the WAL is cut back to this size when it restarts.
         .pragma("wal_autocheckpoint", "0")
         .pragma("journal_size_limit", super::checkpoint::JOURNAL_SIZE_LIMIT);
+    // A new file is written from the template (the final schema, its ledger, WAL mode).
+    let templated = may_create
+        && path != ":memory:"
+        && !path.starts_with("file:")
+        && migrations::create_sqlite_from_template(std::path::Path::new(path));
     let pool = SqlitePoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(connect_timeout)
         .test_before_acquire(false)
         .connect_with(options.clone())
         .await?;
+    if templated {
+        migrations::stamp_template(&pool).await?;
+    }
     let store = SqlStore::new(pool);
     super::checkpoint::spawn(options, super::checkpoint::BOUNDS, store.stop.clone());
     Ok(store)
