@@ -141,7 +141,7 @@ impl Application {
             crate::documents::embed::Embedder::from_settings(&settings, metrics.clone()),
         )?);
         documents.files.check().await?;
-        let state = AppState {
+        let state = AppState::new(crate::state::Services {
             settings: settings.clone(),
             db,
             writer,
@@ -155,7 +155,7 @@ impl Application {
             web: Arc::new(crate::assets::WebUi::new(&settings)),
             documents,
             memories,
-        };
+        });
         spawn_background(&state, background.clone());
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&addr)

@@ -16,9 +16,28 @@ use crate::{
     threads::Membership,
 };
 
-/// Everything a request handler may need.
+/// Everything a request handler may need. The router clones it for every request (and for
+/// every route it is built with), so it is one shared allocation: a clone is one reference
+/// count, not one per service (a cold start spent about 1 ms cloning and dropping the fields).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services behind [`AppState`].
+pub struct Services {
     pub settings: Arc<Settings>,
     pub db: Database,
     pub writer: MessageWriter,
