@@ -152,6 +152,15 @@ async fn fresh_sqlite(conn: &mut sqlx::SqliteConnection) -> Result<bool, StoreEr
     if fresh_version() != newest {
         return Ok(false);
     }
+    give_schema(conn, SQLITE_FRESH).await
+}
+
+/// In one transaction, when the database is empty: run `schema` and record every migration as
+/// applied (`false` when it was not empty). Also how the template is made (the tests).
+async fn give_schema(
+    conn: &mut sqlx::SqliteConnection,
+    schema: impl sqlx::SqlSafeStr,
+) -> Result<bool, StoreError> {
     let mut tx = sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await?;
     let objects: i64 = sqlx::query("SELECT count(*) FROM sqlite_master")
         .fetch_one(&mut *tx)
@@ -160,7 +169,7 @@ async fn fresh_sqlite(conn: &mut sqlx::SqliteConnection) -> Result<bool, StoreEr
     if objects > 0 {
         return Ok(false);
     }
-    sqlx::raw_sql(SQLITE_FRESH).execute(&mut *tx).await?;
+    sqlx::raw_sql(schema).execute(&mut *tx).await?;
     let table = &SQLITE.table_name;
     tx.ensure_migrations_table(table)
         .await
@@ -320,21 +329,16 @@ mod tests {
                 .connect_with(options)
                 .await
                 .unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(want.clone()))
+            let mut conn = file.acquire().await.unwrap();
+            let schema = sqlx::AssertSqlSafe(want.clone());
+            assert!(give_schema(&mut conn, schema).await.unwrap());
+            drop(conn);
+            // A file made from the template is stamped when it is made (`stamp_template`); a
+            // fixed time here makes the template the same bytes every time it is generated.
+            sqlx::query("UPDATE _sqlx_migrations SET installed_on = '1970-01-01 00:00:00'")
                 .execute(&file)
                 .await
                 .unwrap();
-            let mut tx = file.begin().await.unwrap();
-            tx.ensure_migrations_table(&SQLITE.table_name)
-                .await
-                .unwrap();
-            for m in SQLITE
-                .iter()
-                .filter(|m| !m.migration_type.is_down_migration())
-            {
-                tx.skip(&SQLITE.table_name, m).await.unwrap();
-            }
-            tx.commit().await.unwrap();
             sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
                 .execute(&file)
                 .await
@@ -372,10 +376,8 @@ mod tests {
     }
 
     fn scratch_dir() -> std::path::PathBuf {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir =
-            std::env::temp_dir().join(format!("emergence-migrations-{}-{n}", std::process::id()));
+            std::env::temp_dir().join(format!("emergence-migrations-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }
