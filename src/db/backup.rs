@@ -236,7 +236,8 @@ fn url_label(dsn: &str) -> String {
     dsn.split('?').next().unwrap_or(dsn).to_string()
 }
 
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
+/// `path` with `suffix` appended to its file name (`emergence.db` → `emergence.db-wal`).
+pub(super) fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)

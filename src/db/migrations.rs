@@ -97,18 +97,11 @@ const SQLITE_TEMPLATE: &[u8] = include_bytes!("../../migrations/sqlite-fresh.db"
 /// linked into place, so a crash leaves either no database or the whole template, and two
 /// processes starting together cannot replace each other's file.
 pub fn create_sqlite_from_template(path: &Path) -> bool {
-    let wal = path.with_file_name(format!(
-        "{}-wal",
-        path.file_name().unwrap_or_default().to_string_lossy()
-    ));
+    let wal = super::backup::sibling(path, "-wal");
     if path.symlink_metadata().is_ok() || wal.symlink_metadata().is_ok() {
         return false;
     }
-    let tmp = path.with_file_name(format!(
-        ".{}.new-{}",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
+    let tmp = super::backup::sibling(path, &format!(".new-{}", std::process::id()));
     let written = (|| {
         let mut file = std::fs::OpenOptions::new()
             .write(true)
