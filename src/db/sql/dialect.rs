@@ -393,7 +393,16 @@ pub(crate) async fn open_sqlite(
     if templated {
         migrations::stamp_template(&pool).await?;
     }
-    let store = SqlStore::new(pool);
+    let mut store = SqlStore::new(pool);
+    // The writer's own connection, opened at its first batch (not before readiness) and kept:
+    // its page cache is what makes it worth having (`SqlStore::writer`).
+    store.writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(connect_timeout)
+        .test_before_acquire(false)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_lazy_with(options.clone());
     super::checkpoint::spawn(options, super::checkpoint::BOUNDS, store.stop.clone());
     Ok(store)
 }

@@ -101,7 +101,7 @@ where
         &self,
         batch: &[NewMessage],
     ) -> Result<Vec<InsertOutcome>> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.writer.acquire().await?;
         let outcomes = insert_batch::<DB>(&mut conn, batch, !self.pooled).await;
         if batch.len() > 64 {
             // A backlog batch (after an outage) grows the connection's buffers to its size;

@@ -49,6 +49,12 @@ type Result<T> = std::result::Result<T, StoreError>;
 /// One engine's connection pool; the queries are the same for both engines.
 pub struct SqlStore<DB: sqlx::Database> {
     pool: Pool<DB>,
+    /// Where the message writer's batches run. PostgreSQL: the pool. SQLite: a pool of one
+    /// connection of its own, so its page cache stays warm: SQLite drops a connection's whole
+    /// cache when another connection has written since its last transaction, and the pool lends
+    /// its connections in turn, so every batch used to start on a cold cache (reading back the
+    /// index pages the previous batch wrote, on another connection).
+    writer: Pool<DB>,
     /// Behind a transaction-mode pooler (`database.pooler = "transaction"`): every operation
     /// runs in an explicit transaction, its statements unnamed (not cached per connection).
     pooled: bool,
@@ -67,6 +73,7 @@ impl<DB: sqlx::Database> Drop for SqlStore<DB> {
 impl<DB: sqlx::Database> SqlStore<DB> {
     fn new(pool: Pool<DB>) -> Self {
         SqlStore {
+            writer: pool.clone(),
             pool,
             pooled: false,
             direct_url: None,
@@ -106,6 +113,7 @@ where
 
     async fn close(&self) {
         self.stop.cancel();
+        self.writer.close().await;
         self.pool.close().await
     }
 

@@ -54,9 +54,19 @@ fn every_statement_can_run_behind_a_transaction_mode_pooler() {
         let code = source.split("#[cfg(test)]").next().unwrap();
         // Migrations through the pool happen only without a pooler (else `direct_url`).
         let code = code.replace("DB::migrate(&self.pool)", "");
-        for bypass in ["(&self.pool)", "self.pool.acquire()"] {
+        // Only `conn()` itself takes a pool connection, and the writer's batch (`messages.rs`)
+        // its own, which runs in a transaction on any backend.
+        for bypass in [
+            "(&self.pool)",
+            "self.pool.acquire()",
+            "self.writer.acquire()",
+        ] {
             let uses = code.matches(bypass).count();
-            let allowed = usize::from(bypass == "self.pool.acquire()");
+            let allowed = usize::from(matches!(
+                (bypass, file),
+                ("self.pool.acquire()", "sql/conn.rs")
+                    | ("self.writer.acquire()", "sql/messages.rs")
+            ));
             assert!(
                 uses <= allowed,
                 "{file}: {bypass} bypasses `self.conn()`, which runs the operation in a \
@@ -92,4 +102,72 @@ fn thread_queries_read_the_thread_columns_in_order() {
             .replace("t.", "")
             .starts_with(&format!("SELECT {THREAD_COLUMNS} FROM threads"))
     );
+}
+
+/// SQLite's batches run on the writer's one connection (its page cache stays warm), opened at
+/// the first batch, not at start; concurrent batches still give every message its own gapless
+/// `seq`, and what they stored is read back through the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_batches_run_on_the_writers_own_connection() {
+    use crate::db::{Store, Thread, memory::user_message};
+    let dir = std::env::temp_dir().join(format!("emergence-writer-{}", uuid::Uuid::new_v4()));
+    let path = dir.join("e.db");
+    let store = dialect::open_sqlite(
+        path.to_str().unwrap(),
+        4,
+        std::time::Duration::from_secs(5),
+        true,
+    )
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(
+        store.writer.size(),
+        0,
+        "opened at the first batch, not at start"
+    );
+    sqlx::query("INSERT INTO users (id, username, username_key, password_hash, created_at) VALUES ('alice', 'alice', 'alice', 'x', 1)")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    for id in ["t1", "t2"] {
+        let thread = Thread {
+            id: id.into(),
+            title: id.into(),
+            owner_id: "alice".into(),
+            agents: vec![],
+            created_at: 1,
+            last_seq: 0,
+        };
+        store.create_thread(&thread, 1).await.unwrap();
+    }
+    let store = std::sync::Arc::new(store);
+    let batches = (0..16).map(|b| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let batch: Vec<_> = (0..10)
+                .map(|i| {
+                    let thread = if i % 2 == 0 { "t1" } else { "t2" };
+                    user_message(thread, &format!("c{b}-{i}"), "alice", "hello")
+                })
+                .collect();
+            store.insert_messages(&batch).await.unwrap()
+        })
+    });
+    for batch in batches.collect::<Vec<_>>() {
+        assert_eq!(batch.await.unwrap().len(), 10);
+    }
+    assert_eq!(store.writer.size(), 1, "one connection for every batch");
+    for thread in ["t1", "t2"] {
+        let seqs: Vec<i64> = store
+            .messages(thread, crate::db::Page::After(0), 1000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.seq)
+            .collect();
+        assert_eq!(seqs, (1..=80).collect::<Vec<_>>(), "{thread}");
+    }
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
