@@ -10,7 +10,9 @@
 
 /// The allocator: jemalloc, whose background thread returns freed memory to the system after a
 /// burst (glibc malloc keeps it; mimalloc costs more per idle connection): measured side by side
-/// in docs/performance.md. `--no-default-features` builds with the system allocator.
+/// in docs/performance.md. It is also the process's `malloc` (unprefixed), so SQLite, which
+/// allocates through `malloc`, uses it too: glibc's malloc was 7 % of the server's CPU under the
+/// persist bench. `--no-default-features` builds with the system allocator.
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -18,7 +20,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// jemalloc's options, read before `main`: a background thread purges freed pages (after
 /// `dirty_decay_ms`) even while the process is idle, so RSS returns to its baseline.
 #[cfg(feature = "jemalloc")]
-#[unsafe(export_name = "_rjem_malloc_conf")]
+#[unsafe(export_name = "malloc_conf")]
 #[allow(non_upper_case_globals)]
 pub static malloc_conf: Option<&'static std::ffi::c_char> =
     Some(unsafe { &*c"background_thread:true,dirty_decay_ms:5000,muzzy_decay_ms:0".as_ptr() });

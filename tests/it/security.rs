@@ -52,6 +52,16 @@ async fn two_hundred_failed_logins_with_1_mb_usernames_leave_rss_within_5_mib() 
     let _machine = crate::support::heavy().await;
     let server = spawn_ready_on_sqlite().await;
     let (port, pid) = (server.port, server.pid());
+    // The server's allocator options were read (`malloc_conf` in src/lib.rs): its purging
+    // background thread runs.
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .collect();
+    assert!(
+        threads.iter().any(|c| c.trim() == "jemalloc_bg_thd"),
+        "no jemalloc background thread: {threads:?}"
+    );
     let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/api/auth/login");
     let huge = "a".repeat(1_000_000);
