@@ -254,8 +254,12 @@ impl MessageWriter {
                     reason: Rejection::NoThread,
                 },
             };
-            for r in replies {
-                let _ = r.send(event.clone());
+            // Almost always one sender: the event is moved to the last, cloned for the others.
+            if let Some((last, others)) = replies.split_last() {
+                for r in others {
+                    let _ = r.send(event.clone());
+                }
+                let _ = last.send(event);
             }
         }
     }
