@@ -82,11 +82,10 @@ def table_rows(sc: dict) -> list[dict]:
         d = f["deliveries_at_50ms"]
         for peer, label, want in (("node-ws", "Node ws", 3.0), ("fastapi", "FastAPI", 15.0)):
             r = ratio(d.get("emergence"), d.get(peer)) if d.get(peer) else None
-            met = None
-            if d.get("emergence") and not d.get(peer):
-                met = True  # the peer never kept p99 under 50 ms: any positive figure beats it
-            elif r is not None:
-                met = r >= want
+            # A peer that never kept p99 under 50 ms leaves no ratio to judge: at the lowest
+            # rate that is as likely the machine's noise as the peer (FastAPI missed by 2 ms at
+            # 10 msg/s and kept 41 ms at 20 on 12-03), so it is "n/a", not a win.
+            met = r >= want if r is not None else None
             add("(2) fan-out, 1,000 subscribers", "deliveries/s at p99 ≤ 50 ms", d.get("emergence"), label,
                 d.get(peer), r, f"≥ {want:g}× {label}", met)
         if d.get("floor") is not None:
