@@ -393,16 +393,16 @@ pub(crate) async fn open_sqlite(
     if templated {
         migrations::stamp_template(&pool).await?;
     }
-    let mut store = SqlStore::new(pool);
     // The writer's own connection, opened at its first batch (not before readiness) and kept:
     // its page cache is what makes it worth having (`SqlStore::writer`).
-    store.writer = SqlitePoolOptions::new()
+    let writer = SqlitePoolOptions::new()
         .max_connections(1)
         .acquire_timeout(connect_timeout)
         .test_before_acquire(false)
         .idle_timeout(None)
         .max_lifetime(None)
         .connect_lazy_with(options.clone());
+    let store = SqlStore::new(pool, writer);
     super::checkpoint::spawn(options, super::checkpoint::BOUNDS, store.stop.clone());
     Ok(store)
 }
@@ -439,7 +439,8 @@ pub(crate) async fn open_postgres(
         .test_before_acquire(true)
         .connect_with(options)
         .await?;
-    let mut store = SqlStore::new(pool);
+    // PostgreSQL's shared buffers serve every connection: the writer takes the pool's.
+    let mut store = SqlStore::new(pool.clone(), pool);
     store.pooled = pooled;
     store.direct_url = target.direct_url.map(str::to_string);
     Ok(store)

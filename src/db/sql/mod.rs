@@ -71,9 +71,10 @@ impl<DB: sqlx::Database> Drop for SqlStore<DB> {
 }
 
 impl<DB: sqlx::Database> SqlStore<DB> {
-    fn new(pool: Pool<DB>) -> Self {
+    /// A store on `pool`, its message writer's batches on `writer` (`SqlStore::writer`).
+    fn new(pool: Pool<DB>, writer: Pool<DB>) -> Self {
         SqlStore {
-            writer: pool.clone(),
+            writer,
             pool,
             pooled: false,
             direct_url: None,
