@@ -16,6 +16,7 @@ mod messages;
 mod personas;
 mod search;
 mod search_scope;
+mod sqlite_batch;
 mod sso;
 mod summaries;
 mod threads;

@@ -22,7 +22,7 @@ fn every_message_query_reads_the_message_columns_in_order() {
             "{sql}"
         );
     }
-    assert!(dialect::SQLITE_STORED_CLIENT_IDS.starts_with(&format!("SELECT {MESSAGE_COLUMNS} ")));
+    assert!(sqlite_batch::STORED_CLIENT_IDS.starts_with(&format!("SELECT {MESSAGE_COLUMNS} ")));
     assert!(dialect::PG_STORED_CLIENT_IDS.starts_with(&format!("SELECT {MESSAGE_COLUMNS} ")));
     assert!(lifecycle::EXPORT_MESSAGES.starts_with(&format!("SELECT {MESSAGE_COLUMNS} FROM")));
     let hit = search::HIT_COLUMNS
@@ -44,6 +44,7 @@ fn every_statement_can_run_behind_a_transaction_mode_pooler() {
         ("sql/messages.rs", include_str!("messages.rs")),
         ("sql/threads.rs", include_str!("threads.rs")),
         ("sql/dialect.rs", include_str!("dialect.rs")),
+        ("sql/sqlite_batch.rs", include_str!("sqlite_batch.rs")),
         ("sql/lifecycle.rs", include_str!("lifecycle.rs")),
         ("sql/search.rs", include_str!("search.rs")),
         ("sql/accounts.rs", include_str!("accounts.rs")),
@@ -104,12 +105,10 @@ fn thread_queries_read_the_thread_columns_in_order() {
     );
 }
 
-/// SQLite's batches run on the writer's one connection (its page cache stays warm), opened at
-/// the first batch, not at start; concurrent batches still give every message its own gapless
-/// `seq`, and what they stored is read back through the pool.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_batches_run_on_the_writers_own_connection() {
-    use crate::db::{Store, Thread, memory::user_message};
+/// A new SQLite store in a directory of its own, migrated, with a user `alice` and her threads
+/// `threads`.
+async fn sqlite_store(threads: &[&str]) -> (SqlStore<sqlx::Sqlite>, std::path::PathBuf) {
+    use crate::db::{Store, Thread};
     let dir = std::env::temp_dir().join(format!("emergence-writer-{}", uuid::Uuid::new_v4()));
     let path = dir.join("e.db");
     let store = dialect::open_sqlite(
@@ -121,19 +120,14 @@ async fn sqlite_batches_run_on_the_writers_own_connection() {
     .await
     .unwrap();
     store.migrate().await.unwrap();
-    assert_eq!(
-        store.writer.size(),
-        0,
-        "opened at the first batch, not at start"
-    );
     sqlx::query("INSERT INTO users (id, username, username_key, password_hash, created_at) VALUES ('alice', 'alice', 'alice', 'x', 1)")
         .execute(&store.pool)
         .await
         .unwrap();
-    for id in ["t1", "t2"] {
+    for id in threads {
         let thread = Thread {
-            id: id.into(),
-            title: id.into(),
+            id: id.to_string(),
+            title: id.to_string(),
             owner_id: "alice".into(),
             agents: vec![],
             created_at: 1,
@@ -141,6 +135,33 @@ async fn sqlite_batches_run_on_the_writers_own_connection() {
         };
         store.create_thread(&thread, 1).await.unwrap();
     }
+    (store, dir)
+}
+
+/// The seqs of `thread`'s stored messages, read back through the pool.
+async fn stored_seqs(store: &SqlStore<sqlx::Sqlite>, thread: &str) -> Vec<i64> {
+    use crate::db::Store;
+    store
+        .messages(thread, crate::db::Page::After(0), 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.seq)
+        .collect()
+}
+
+/// SQLite's batches run on the writer's one connection (its page cache stays warm), opened at
+/// the first batch, not at start; concurrent batches still give every message its own gapless
+/// `seq`, and what they stored is read back through the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_batches_run_on_the_writers_own_connection() {
+    use crate::db::{Store, memory::user_message};
+    let (store, dir) = sqlite_store(&["t1", "t2"]).await;
+    assert_eq!(
+        store.writer.size(),
+        0,
+        "opened at the first batch, not at start"
+    );
     let store = std::sync::Arc::new(store);
     let batches = (0..16).map(|b| {
         let store = store.clone();
@@ -159,15 +180,95 @@ async fn sqlite_batches_run_on_the_writers_own_connection() {
     }
     assert_eq!(store.writer.size(), 1, "one connection for every batch");
     for thread in ["t1", "t2"] {
-        let seqs: Vec<i64> = store
-            .messages(thread, crate::db::Page::After(0), 1000)
-            .await
-            .unwrap()
-            .iter()
-            .map(|m| m.seq)
-            .collect();
+        let seqs = stored_seqs(&store, thread).await;
         assert_eq!(seqs, (1..=80).collect::<Vec<_>>(), "{thread}");
     }
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SQLite's inserts come in a few fixed shapes whose unused rows are padding: every batch size
+/// stores exactly its own messages, in order, whole (none of the padding, none twice), and a
+/// batch over one statement's rows takes several.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_inserts_store_exactly_the_batch_whatever_its_size() {
+    use crate::db::{Store, memory::user_message};
+    let (store, dir) = sqlite_store(&["t1", "t2", "t3"]).await;
+    let mut expected = 0;
+    for size in [1, 2, 3, 5, 64, 255, 256, 257, 700] {
+        let batch: Vec<_> = (0..size)
+            .map(|i| {
+                user_message(
+                    "t1",
+                    &format!("c{size}-{i}"),
+                    "alice",
+                    &format!("m {size} {i}"),
+                )
+            })
+            .collect();
+        let outcomes = store.insert_messages(&batch).await.unwrap();
+        assert_eq!(outcomes.len(), size);
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, crate::db::InsertOutcome::Inserted(_)))
+        );
+        expected += size as i64;
+        assert_eq!(
+            stored_seqs(&store, "t1").await,
+            (1..=expected).collect::<Vec<_>>(),
+            "after {size}"
+        );
+    }
+    let last = store
+        .messages("t1", crate::db::Page::After(expected - 1), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        (last[0].body.as_str(), last[0].client_id.as_str()),
+        ("m 700 699", "c700-699")
+    );
+    // Three keys already stored (the lookup's padding matches none), two threads that exist and
+    // one that does not (the reservation's padding updates none).
+    let mixed = vec![
+        user_message("t1", "c3-0", "alice", "m 3 0"),
+        user_message("t2", "new-1", "alice", "hi"),
+        user_message("t1", "c700-5", "alice", "m 700 5"),
+        user_message("nope", "new-2", "alice", "hi"),
+        user_message("t3", "new-3", "alice", "hi"),
+        user_message("t1", "c1-0", "alice", "m 1 0"),
+    ];
+    let outcomes = store.insert_messages(&mixed).await.unwrap();
+    let seq = |o: &crate::db::InsertOutcome| match o {
+        crate::db::InsertOutcome::Inserted(m) => ("inserted", m.seq),
+        crate::db::InsertOutcome::Existing(m) => ("existing", m.seq),
+        other => (
+            if matches!(other, crate::db::InsertOutcome::NoThread) {
+                "no thread"
+            } else {
+                "other"
+            },
+            0,
+        ),
+    };
+    assert_eq!(
+        outcomes.iter().map(seq).collect::<Vec<_>>(),
+        [
+            ("existing", 4),
+            ("inserted", 1),
+            ("existing", 849),
+            ("no thread", 0),
+            ("inserted", 1),
+            ("existing", 1)
+        ]
+    );
+    assert_eq!(stored_seqs(&store, "t1").await.len() as i64, expected);
+    let padding: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM messages WHERE id IS NULL OR body IS NULL")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+    assert_eq!(padding, 0, "no padding row stored");
     store.close().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
