@@ -35,7 +35,7 @@ mod threads;
 mod usage;
 
 use faults::Faults;
-pub use faults::{Failure, user_message};
+pub use faults::{Failure, alices_thread, user_message};
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -100,15 +100,10 @@ impl MemoryStore {
     pub async fn with_threads(ids: &[&str]) -> Arc<MemoryStore> {
         let store = MemoryStore::new();
         for id in ids {
-            let thread = Thread {
-                id: id.to_string(),
-                title: id.to_string(),
-                owner_id: "alice".into(),
-                agents: vec![],
-                created_at: 1,
-                last_seq: 0,
-            };
-            store.create_thread(&thread, 1).await.expect("a new thread");
+            store
+                .create_thread(&alices_thread(id), 1)
+                .await
+                .expect("a new thread");
         }
         store
     }

@@ -1,7 +1,7 @@
 //! The in-memory fake's switches for failing the way a real database does (down, one failed
-//! batch, a refused message), and the test data helper for a user's message.
+//! batch, a refused message), and the test data helpers for a thread and a user's message.
 
-use crate::db::{Author, AuthorKind, NewMessage, StoreError};
+use crate::db::{Author, AuthorKind, NewMessage, StoreError, Thread};
 
 #[derive(Default)]
 pub(super) struct Faults {
@@ -27,6 +27,18 @@ impl Failure {
             Failure::Unavailable => StoreError::Unavailable("the fake is down".into()),
             Failure::Other => StoreError::Other(anyhow::anyhow!("the fake refused the batch")),
         }
+    }
+}
+
+/// A thread owned by `alice`, titled by its id, with no agents (test data).
+pub fn alices_thread(id: &str) -> Thread {
+    Thread {
+        id: id.into(),
+        title: id.into(),
+        owner_id: "alice".into(),
+        agents: vec![],
+        created_at: 1,
+        last_seq: 0,
     }
 }
 

@@ -108,7 +108,7 @@ fn thread_queries_read_the_thread_columns_in_order() {
 /// A new SQLite store in a directory of its own, migrated, with a user `alice` and her threads
 /// `threads`.
 async fn sqlite_store(threads: &[&str]) -> (SqlStore<sqlx::Sqlite>, std::path::PathBuf) {
-    use crate::db::{Store, Thread};
+    use crate::db::{Store, memory::alices_thread};
     let dir = std::env::temp_dir().join(format!("emergence-writer-{}", uuid::Uuid::new_v4()));
     let path = dir.join("e.db");
     let store = dialect::open_sqlite(
@@ -125,15 +125,7 @@ async fn sqlite_store(threads: &[&str]) -> (SqlStore<sqlx::Sqlite>, std::path::P
         .await
         .unwrap();
     for id in threads {
-        let thread = Thread {
-            id: id.to_string(),
-            title: id.to_string(),
-            owner_id: "alice".into(),
-            agents: vec![],
-            created_at: 1,
-            last_seq: 0,
-        };
-        store.create_thread(&thread, 1).await.unwrap();
+        store.create_thread(&alices_thread(id), 1).await.unwrap();
     }
     (store, dir)
 }
