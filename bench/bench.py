@@ -218,8 +218,8 @@ class Bench:
         if not self.args.emergence_only and not self.args.no_floor:
             systems += [self.floor(), self.sweep_floor()]
         out: dict = {"clients": clients, "seconds_per_run": secs, "senders": 1, "rates": rates,
-                     "steps": {s.name: [] for s in systems}, "last_ok": {}, "first_fail": {}, "settled": [],
-               "capacity": {}}
+                     "steps": {s.name: [] for s in systems}, "last_ok": {}, "first_fail": {},
+                     "settled": [], "capacity": {}}
         active = list(systems)
         try:
             for s in systems:

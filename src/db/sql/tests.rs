@@ -184,7 +184,7 @@ async fn sqlite_batches_run_on_the_writers_own_connection() {
 /// batch over one statement's rows takes several.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_inserts_store_exactly_the_batch_whatever_its_size() {
-    use crate::db::{Store, memory::user_message};
+    use crate::db::{InsertOutcome, Store, memory::user_message};
     let (store, dir) = sqlite_store(&["t1", "t2", "t3"]).await;
     let mut expected = 0;
     for size in [1, 2, 3, 5, 64, 255, 256, 257, 700] {
@@ -203,7 +203,7 @@ async fn sqlite_inserts_store_exactly_the_batch_whatever_its_size() {
         assert!(
             outcomes
                 .iter()
-                .all(|o| matches!(o, crate::db::InsertOutcome::Inserted(_)))
+                .all(|o| matches!(o, InsertOutcome::Inserted(_)))
         );
         expected += size as i64;
         assert_eq!(
@@ -231,17 +231,11 @@ async fn sqlite_inserts_store_exactly_the_batch_whatever_its_size() {
         user_message("t1", "c1-0", "alice", "m 1 0"),
     ];
     let outcomes = store.insert_messages(&mixed).await.unwrap();
-    let seq = |o: &crate::db::InsertOutcome| match o {
-        crate::db::InsertOutcome::Inserted(m) => ("inserted", m.seq),
-        crate::db::InsertOutcome::Existing(m) => ("existing", m.seq),
-        other => (
-            if matches!(other, crate::db::InsertOutcome::NoThread) {
-                "no thread"
-            } else {
-                "other"
-            },
-            0,
-        ),
+    let seq = |o: &InsertOutcome| match o {
+        InsertOutcome::Inserted(m) => ("inserted", m.seq),
+        InsertOutcome::Existing(m) => ("existing", m.seq),
+        InsertOutcome::NoThread => ("no thread", 0),
+        _ => ("other", 0),
     };
     assert_eq!(
         outcomes.iter().map(seq).collect::<Vec<_>>(),
